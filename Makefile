@@ -1,0 +1,35 @@
+# Quick start: `make demo` and `make test`. Both set up everything they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DURATION ?=
+DEMO_ARGS := $(if $(DURATION),--duration $(DURATION),)
+
+.PHONY: demo test lint influxdb bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/edge-agent demo $(DEMO_ARGS)
+
+influxdb:
+	bash scripts/ensure-influxdb.sh
+
+test: $(STAMP) influxdb
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check collectors analytics edge_agent
+	$(BIN)/mypy
+
+bench: $(STAMP) influxdb
+	$(BIN)/python benchmarks/sink.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""Request planning: fewest reads that cover every field of a device.
+
+Fields of one table are sorted by address and merged into one request while the span stays
+within the per-request limit (125 registers, 2000 bits) and the hole between two fields is at
+most ``max_gap`` registers (reading a few unused registers is cheaper than another round trip,
+but some devices reject reads of unmapped addresses: set ``max_gap: 0`` for those).
+
+>>> from collectors.profile import ModbusField
+>>> fields = [ModbusField(name="a", table="holding", address=0),
+...           ModbusField(name="b", table="holding", address=1, type="float32"),
+...           ModbusField(name="c", table="holding", address=200)]
+>>> [(r.table, r.address, r.count) for r in plan_requests(fields)]
+[('holding', 0, 3), ('holding', 200, 1)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from collectors.modbus.decode import FieldDecoder
+from collectors.profile import ModbusField
+
+#: Protocol limits per read request (Modbus application protocol v1.1b3, 6.1 to 6.4).
+MAX_REGISTERS = 125
+MAX_BITS = 2000
+
+
+@dataclass(slots=True)
+class Request:
+    """One read: ``count`` registers (or bits) of ``table`` from ``address``."""
+
+    table: str
+    address: int
+    count: int
+    #: Indexes of the profile's fields this request carries, in profile order.
+    field_index: list[int] = field(default_factory=list)
+    decoders: list[FieldDecoder] = field(default_factory=list)
+
+
+def plan_requests(
+    fields: Sequence[ModbusField], max_registers: int = MAX_REGISTERS, max_gap: int = 8
+) -> list[Request]:
+    """Merge fields into requests; every field lands in exactly one request."""
+    order = sorted(range(len(fields)), key=lambda i: (fields[i].table, fields[i].address))
+    requests: list[Request] = []
+    current: Request | None = None
+    for i in order:
+        f = fields[i]
+        limit = MAX_BITS if f.table in ("coil", "discrete") else max_registers
+        end = f.address + f.width
+        if (
+            current is not None
+            and current.table == f.table
+            and f.address - (current.address + current.count) <= max_gap
+            and end - current.address <= limit
+        ):
+            current.count = max(current.count, end - current.address)
+        else:
+            current = Request(f.table, f.address, f.width)
+            requests.append(current)
+        current.field_index.append(i)
+        current.decoders.append(
+            FieldDecoder(f.address - current.address, f.type, f.byte_order, f.scale, f.offset)
+        )
+    return requests

@@ -40,6 +40,10 @@ class _Changes:
 
     def __init__(self, index_of: dict[str, int], now_ns: Callable[[], int]) -> None:
         self.index_of, self.now_ns = index_of, now_ns
+        # The first notification reports the value with the time it last *changed*, possibly
+        # long before we were watching; we only know it from now on (no counter baseline
+        # exists before, and during an outage the value is unknown, not held).
+        self.since_ns = now_ns()
         self.rows: list[tuple[int, int, float, int]] = []
 
     def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
@@ -49,6 +53,7 @@ class _Changes:
         dv = data.monitored_item.Value
         stamp = dv.SourceTimestamp or dv.ServerTimestamp
         ts = int(stamp.timestamp() * 1e9) if stamp is not None else self.now_ns()
+        ts = max(ts, self.since_ns)
         good = dv.StatusCode is None or dv.StatusCode.is_good()
         number = to_number(val)
         quality = QUALITY_GOOD if good and math.isfinite(number) else (

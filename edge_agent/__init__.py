@@ -1,0 +1,3 @@
+"""The edge agent process: configuration, scheduling, pipeline, durable buffer, sinks, CLI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,201 @@
+"""The durable local store (SQLite, WAL mode): every point is written here first.
+
+Points are kept as columnar chunks (one row per pipeline tick, arrays as blobs), so a million
+points cost a few hundred rows, not a million. Each sink has a cursor: the id of the last chunk
+it acknowledged. A chunk is deleted once every sink has acknowledged it; with no sink at all the
+store keeps everything up to ``max_points``. When full, the oldest chunks are dropped and counted
+under the reason ``buffer_full``: nothing leaves silently.
+
+Series (measurement, tags and field of a point) are registered here too, so the integer ids
+stored in chunks mean the same thing after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from collectors.batch import Batch
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, key TEXT NOT NULL, field TEXT NOT NULL,
+                                   UNIQUE (key, field));
+CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, created_ns INTEGER NOT NULL,
+                                   n INTEGER NOT NULL, oldest_ts INTEGER NOT NULL,
+                                   ts BLOB NOT NULL, signal BLOB NOT NULL, value BLOB NOT NULL,
+                                   quality BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, acked INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS drops (reason TEXT PRIMARY KEY, points INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    id: int
+    batch: Batch
+
+
+@dataclass(frozen=True, slots=True)
+class BufferStats:
+    pending_points: int
+    chunks: int
+    oldest_ts: int | None
+    dropped: dict[str, int]
+
+
+class Buffer:
+    """Store-and-forward buffer; thread-safe (the pipeline appends, sink threads read and ack)."""
+
+    def __init__(self, path: Path, max_points: int = 50_000_000) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.max_points = path, max_points
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash; only an OS crash may lose the last commits.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._points = int(self._db.execute("SELECT COALESCE(SUM(n), 0) FROM chunks").fetchone()[0])
+
+    # -- series ------------------------------------------------------------------------------
+    def register(self, series: list[tuple[str, str]]) -> np.ndarray:
+        """Ids (int32) of ``(series_key, field)`` pairs, creating those not yet known."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR IGNORE INTO series (key, field) VALUES (?, ?)", series)
+            self._db.execute("COMMIT")
+            ids = {
+                (k, f): i for i, k, f in self._db.execute("SELECT id, key, field FROM series")
+            }
+        return np.array([ids[s] for s in series], np.int32)
+
+    def series_table(self) -> list[tuple[int, str, str]]:
+        with self._lock:
+            return list(self._db.execute("SELECT id, key, field FROM series ORDER BY id"))
+
+    # -- chunks ------------------------------------------------------------------------------
+    def append(self, batch: Batch) -> None:
+        """Store ``batch`` durably as one chunk (drops the oldest chunks when full)."""
+        n = len(batch)
+        if n == 0:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO chunks (created_ns, n, oldest_ts, ts, signal, value, quality)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time_ns(), n, int(batch.ts.min()),
+                    batch.ts.astype("<i8").tobytes(), batch.signal.astype("<i4").tobytes(),
+                    batch.value.astype("<f8").tobytes(), batch.quality.tobytes(),
+                ),
+            )
+            self._points += n
+            if self._points > self.max_points:
+                self._drop_oldest_locked()
+            self._db.execute("COMMIT")
+
+    def _drop_oldest_locked(self) -> None:
+        excess = self._points - self.max_points
+        dropped = 0
+        ids: list[int] = []
+        for chunk_id, n in self._db.execute("SELECT id, n FROM chunks ORDER BY id"):
+            if dropped >= excess:
+                break
+            ids.append(chunk_id)
+            dropped += n
+        self._db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in ids])
+        self._db.execute(
+            "INSERT INTO drops (reason, points) VALUES ('buffer_full', ?)"
+            " ON CONFLICT (reason) DO UPDATE SET points = points + excluded.points",
+            (dropped,),
+        )
+        self._points -= dropped
+        log.error(
+            "local store full (%d points): dropped the oldest %d points; raise buffer.max_points "
+            "or fix the sink so the backlog drains", self.max_points, dropped,
+        )
+
+    def count_drop(self, reason: str, points: int) -> None:
+        """Count points that will never reach a sink (rejected by the database, for example)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO drops (reason, points) VALUES (?, ?)"
+                " ON CONFLICT (reason) DO UPDATE SET points = points + excluded.points",
+                (reason, points),
+            )
+
+    def cursor(self, sink: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT acked FROM cursors WHERE sink = ?", (sink,)).fetchone()
+            if row is None:
+                # A new sink starts at the oldest chunk still stored.
+                first = self._db.execute("SELECT COALESCE(MIN(id), 0) - 1 FROM chunks").fetchone()[0]
+                seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name='chunks'").fetchone()
+                acked = int(first) if first >= 0 else (int(seq[0]) if seq else 0)
+                self._db.execute("INSERT INTO cursors (sink, acked) VALUES (?, ?)", (sink, acked))
+                return acked
+            return int(row[0])
+
+    def read(self, after: int, max_points: int) -> list[Chunk]:
+        """Chunks with id > ``after``, oldest first, up to about ``max_points`` (at least one)."""
+        out: list[Chunk] = []
+        total = 0
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, n, ts, signal, value, quality FROM chunks WHERE id > ? ORDER BY id LIMIT 256",
+                (after,),
+            ).fetchall()
+        for chunk_id, n, ts, sig, val, q in rows:
+            if out and total + n > max_points:
+                break
+            out.append(Chunk(chunk_id, Batch(
+                np.frombuffer(ts, "<i8"), np.frombuffer(sig, "<i4"),
+                np.frombuffer(val, "<f8"), np.frombuffer(q, np.uint8),
+            )))
+            total += n
+        return out
+
+    def ack(self, sink: str, upto: int) -> None:
+        """``sink`` has acknowledged every chunk up to id ``upto``; delete what all sinks have."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("UPDATE cursors SET acked = MAX(acked, ?) WHERE sink = ?", (upto, sink))
+            low = self._db.execute("SELECT MIN(acked) FROM cursors").fetchone()[0]
+            if low is not None:
+                gone = self._db.execute(
+                    "SELECT COALESCE(SUM(n), 0) FROM chunks WHERE id <= ?", (low,)
+                ).fetchone()[0]
+                self._db.execute("DELETE FROM chunks WHERE id <= ?", (low,))
+                self._points -= int(gone)
+            self._db.execute("COMMIT")
+
+    def forget_sinks_except(self, sinks: list[str]) -> None:
+        """Remove cursors of sinks no longer configured, so they do not pin the store."""
+        with self._lock:
+            marks = ",".join("?" * len(sinks))
+            self._db.execute(f"DELETE FROM cursors WHERE sink NOT IN ({marks})", sinks)  # noqa: S608
+
+    def stats(self, sink: str | None = None) -> BufferStats:
+        with self._lock:
+            after = -1
+            if sink is not None:
+                row = self._db.execute("SELECT acked FROM cursors WHERE sink = ?", (sink,)).fetchone()
+                after = int(row[0]) if row else -1
+            n, chunks, oldest = self._db.execute(
+                "SELECT COALESCE(SUM(n), 0), COUNT(*), MIN(oldest_ts) FROM chunks WHERE id > ?", (after,)
+            ).fetchone()
+            dropped = dict(self._db.execute("SELECT reason, points FROM drops"))
+        return BufferStats(int(n), int(chunks), oldest, dropped)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

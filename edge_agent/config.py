@@ -1,0 +1,274 @@
+"""``agent.yaml``: which devices this agent reads, where results go, and how OEE is configured.
+
+A device profile describes a device *model*; ``devices`` here lists *instances*: the endpoint,
+the unit id, the plant tags (site, workshop, line, machine) and the OEE roles of its signals.
+:func:`load_config` validates everything before the agent starts and reports every problem
+with file, line and field path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+
+from collectors.profile import (
+    DeviceProfile,
+    ModbusProfile,
+    OpcUaProfile,
+    builtin_profile_dir,
+    signal_names,
+)
+from edge_agent.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``2s``, ``500ms``, ``5m``, ``1h``, ``1d`` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 2s, 500ms or 5m")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    raise ValueError(f"expected a duration like 2s, 500ms or 5m, not {value!r}")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+TagValue = Annotated[str, Field(min_length=1, max_length=128)]
+StateName = Literal["running", "idle", "down", "setup", "planned_stop"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BufferSection(_Strict):
+    path: str = Field("var/edge-buffer.sqlite3", description="SQLite file, relative to agent.yaml")
+    max_points: Annotated[int, Field(ge=10_000)] = 50_000_000
+
+
+class AgentSection(_Strict):
+    id: TagValue
+    site: TagValue
+    workshop: TagValue
+    buffer: BufferSection = BufferSection()
+    health_listen: str | None = Field(None, description="host:port of the health endpoint")
+
+
+class _SinkBase(_Strict):
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    gzip: bool = True
+    timeout: Duration = 10.0
+    rejected_file: str = Field("var/rejected.lp", description="4xx-rejected lines, relative to agent.yaml")
+
+
+class InfluxV1Sink(_SinkBase):
+    type: Literal["influxdb_v1"]
+    database: TagValue
+    retention_policy: str = ""
+    username: str = ""
+    password: str = ""
+
+
+class InfluxV2Sink(_SinkBase):
+    type: Literal["influxdb_v2"]
+    org: str
+    bucket: TagValue
+    token: str = ""
+
+
+SinkSection = Annotated[InfluxV1Sink | InfluxV2Sink, Field(discriminator="type")]
+
+
+class StateRole(_Strict):
+    signal: str
+    map: Annotated[dict[Annotated[int, Field(ge=0, le=255)], StateName], Field(min_length=1)]
+    default: StateName = "down"
+
+
+class CounterRole(_Strict):
+    signal: str
+    modulus: Annotated[int, Field(ge=2)] | None = Field(None, description="wraps to 0 after modulus - 1")
+
+
+class OeeSection(_Strict):
+    state: StateRole
+    counters: Annotated[dict[Literal["total", "good", "reject"], CounterRole], Field(min_length=1)]
+    energy: CounterRole | None = None
+    ideal_cycle_time: Annotated[Duration, Field(gt=0)]
+    stale_after: Annotated[Duration, Field(gt=0)] = 60.0
+
+
+class Device(_Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    profile: str
+    endpoint: Annotated[str, Field(pattern=r"^(modbus|modbus-tcp|opc\.tcp)://")]
+    unit_id: Annotated[int, Field(ge=0, le=255)] = 1
+    params: dict[str, str] = Field(default_factory=dict, description="fills {placeholders} in node ids")
+    line: TagValue
+    machine: TagValue | None = None
+    tags: dict[str, TagValue] = Field(default_factory=dict)
+    poll_interval: Annotated[Duration, Field(gt=0)] = 1.0
+    timeout: Annotated[Duration, Field(gt=0)] = 3.0
+    oee: OeeSection | None = None
+    anomaly_signals: list[str] | None = Field(None, description="default: the profile's analog signals")
+
+    @property
+    def machine_name(self) -> str:
+        return self.machine or self.name
+
+
+class ShiftEntry(_Strict):
+    name: TagValue
+    start: dt.time
+    end: dt.time
+
+
+class ShiftSchedule(_Strict):
+    timezone: str
+    schedule: Annotated[list[ShiftEntry], Field(min_length=1)]
+
+
+class AnomalySection(_Strict):
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.02
+    grace: Annotated[int, Field(ge=1)] = 30
+
+
+class AnalyticsSection(_Strict):
+    oee_window: Annotated[Duration, Field(ge=1)] = 60.0
+    shifts: ShiftSchedule | None = None
+    settle: Annotated[Duration, Field(ge=0, description="wait for late readings before OEE")] = 2.0
+    anomaly: AnomalySection = AnomalySection()
+
+
+class AgentConfig(_Strict):
+    agent: AgentSection
+    sinks: list[SinkSection] = Field(default_factory=list)
+    analytics: AnalyticsSection = AnalyticsSection()
+    profile_dirs: list[str] = Field(default_factory=list, description="relative to agent.yaml")
+    devices: Annotated[list[Device], Field(min_length=1)]
+
+
+Profile = ModbusProfile | OpcUaProfile
+_PROFILE_ADAPTER: TypeAdapter[Profile] = TypeAdapter(DeviceProfile)
+
+
+def load_profile(path: Path) -> Profile:
+    """Validate one profile file; every problem names the file, line and field."""
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([doc.problem((), "a profile is a mapping with name, protocol and fields/nodes")])
+    try:
+        return _PROFILE_ADAPTER.validate_python(doc.data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(doc, exc)) from None
+
+
+def load_profiles(dirs: Iterable[Path]) -> dict[str, Profile]:
+    profiles: dict[str, Profile] = {}
+    where: dict[str, Path] = {}
+    problems: list[str] = []
+    for folder in dirs:
+        for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
+            try:
+                profile = load_profile(path)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                continue
+            if profile.name in profiles:
+                problems.append(f"{path}: profile name {profile.name!r} is also used by {where[profile.name]}: rename one")
+            profiles[profile.name], where[profile.name] = profile, path
+    if problems:
+        raise ConfigError(problems)
+    return profiles
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    path: Path
+    config: AgentConfig
+    profiles: dict[str, Profile]
+
+    def resolve(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else self.path.parent / p
+
+
+def _check_device(doc: YamlDocument, i: int, dev: Device, profiles: dict[str, Profile]) -> list[str]:
+    at = ("devices", i)
+    profile = profiles.get(dev.profile)
+    if profile is None:
+        known = ", ".join(sorted(profiles)) or "none"
+        return [doc.problem((*at, "profile"), f"unknown profile {dev.profile!r}: known profiles are {known}; add its YAML to a profile_dirs folder")]
+    problems = []
+    scheme = urlsplit(dev.endpoint).scheme
+    if (scheme == "opc.tcp") != isinstance(profile, OpcUaProfile):
+        problems.append(doc.problem((*at, "endpoint"), f"profile {profile.name!r} speaks {profile.protocol}, but the endpoint is {scheme}://"))
+    url = urlsplit(dev.endpoint)
+    try:
+        if not url.hostname or url.port is None:
+            raise ValueError
+    except ValueError:
+        problems.append(doc.problem((*at, "endpoint"), f"{dev.endpoint!r} needs a host and a port, e.g. modbus://10.0.0.5:502"))
+    names = set(signal_names(profile))
+    if isinstance(profile, OpcUaProfile):
+        missing = profile.placeholders() - set(dev.params)
+        if missing:
+            problems.append(doc.problem((*at, "params"), f"profile {profile.name!r} needs params {sorted(missing)}"))
+    roles: list[tuple[tuple[str | int, ...], str]] = []
+    if dev.oee is not None:
+        roles.append(((*at, "oee", "state", "signal"), dev.oee.state.signal))
+        roles += [((*at, "oee", "counters", k, "signal"), c.signal) for k, c in dev.oee.counters.items()]
+        if dev.oee.energy is not None:
+            roles.append(((*at, "oee", "energy", "signal"), dev.oee.energy.signal))
+    roles += [((*at, "anomaly_signals", j), s) for j, s in enumerate(dev.anomaly_signals or [])]
+    for loc, signal in roles:
+        if signal not in names:
+            problems.append(doc.problem(loc, f"signal {signal!r} is not in profile {profile.name!r} (it has {', '.join(sorted(names))})"))
+    return problems
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Validate ``agent.yaml`` and the profiles it uses; raise ConfigError listing every problem."""
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([doc.problem((), "agent.yaml is a mapping with agent, sinks, devices")])
+    try:
+        config = AgentConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(doc, exc)) from None
+    dirs = [builtin_profile_dir()]
+    problems: list[str] = []
+    for j, rel in enumerate(config.profile_dirs):
+        folder = Path(rel) if Path(rel).is_absolute() else path.parent / rel
+        if not folder.is_dir():
+            problems.append(doc.problem(("profile_dirs", j), f"no folder {folder}: create it or fix the path"))
+        else:
+            dirs.append(folder)
+    profiles = load_profiles(dirs)
+    seen: dict[str, int] = {}
+    for i, dev in enumerate(config.devices):
+        if dev.name in seen:
+            problems.append(doc.problem(("devices", i, "name"), f"device name {dev.name!r} is already used by devices[{seen[dev.name]}]"))
+        seen.setdefault(dev.name, i)
+        problems += _check_device(doc, i, dev, profiles)
+    if config.analytics.shifts is not None:
+        try:
+            from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+            ZoneInfo(config.analytics.shifts.timezone)
+        except (KeyError, ValueError):
+            problems.append(doc.problem(("analytics", "shifts", "timezone"), f"unknown time zone {config.analytics.shifts.timezone!r}: use an IANA name such as Asia/Shanghai"))
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(path, config, profiles)

@@ -1,0 +1,115 @@
+"""Moves points from the buffer to one sink, acknowledging only what the sink accepted.
+
+Lines a database refuses as bad data (HTTP 400) are found by halving the batch until the bad
+lines stand alone; those go to the rejected-points file with the database's reason and are
+counted under ``rejected``. Everything else is retried with backoff until it is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_agent.buffer import Buffer
+from edge_agent.sinks.base import RejectedPoints, Sink, SinkUnavailable
+from edge_agent.sinks.line_protocol import SeriesTable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SinkHealth:
+    name: str
+    ok: bool = True
+    last_error: str = ""
+    written: int = 0
+    rejected: int = 0
+    last_ack_ns: int = 0
+    #: Seconds from a point's timestamp to its acknowledgement, recent samples.
+    latencies_s: list[float] = field(default_factory=list)
+
+
+class Forwarder:
+    def __init__(self, buffer: Buffer, sink: Sink, series: SeriesTable, rejected_file: Path) -> None:
+        self.buffer, self.sink, self.series, self.rejected_file = buffer, sink, series, rejected_file
+        self.health = SinkHealth(sink.name)
+        self.cursor = buffer.cursor(sink.name)
+
+    def step(self, max_points: int = 50_000) -> int:
+        """Send the oldest pending chunks; returns points acknowledged (0 when idle)."""
+        chunks = self.buffer.read(self.cursor, max_points)
+        if not chunks:
+            return 0
+        sent = 0
+        for chunk in chunks:
+            lines = self.series.lines(chunk.batch)
+            size = self.sink.batch_size
+            for lo in range(0, len(lines), size):
+                self._write(lines[lo:lo + size])
+            self.cursor = chunk.id
+            self.buffer.ack(self.sink.name, chunk.id)
+            sent += len(chunk.batch)
+            if len(chunk.batch):
+                self._latency(int(chunk.batch.ts.max()))
+        self.health.written += sent
+        return sent
+
+    def _latency(self, newest_ts: int) -> None:
+        now = time.time_ns()
+        self.health.last_ack_ns = now
+        self.health.latencies_s.append((now - newest_ts) / 1e9)
+        del self.health.latencies_s[:-1000]
+
+    def _write(self, lines: list[str]) -> None:
+        try:
+            self.sink.write("\n".join(lines).encode(), len(lines))
+        except RejectedPoints as exc:
+            if len(lines) == 1:
+                self._reject(lines, str(exc))
+                return
+            half = len(lines) // 2
+            self._write(lines[:half])
+            self._write(lines[half:])
+
+    def _reject(self, lines: list[str], reason: str) -> None:
+        self.rejected_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.rejected_file.open("a", encoding="utf-8") as fh:
+            fh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {reason}\n")
+            fh.write("\n".join(lines) + "\n")
+        self.buffer.count_drop("rejected", len(lines))
+        self.health.rejected += len(lines)
+        log.error("%s refused %d point(s) as bad data; kept in %s: %s", self.sink.name, len(lines), self.rejected_file, reason)
+
+    async def run(self, stop: asyncio.Event, idle_s: float = 0.2, max_backoff_s: float = 30.0) -> None:
+        """Forward until ``stop`` is set, then drain what is left (bounded by the caller)."""
+        backoff = 0.5
+        while True:
+            try:
+                sent = await asyncio.to_thread(self.step)
+            except SinkUnavailable as exc:
+                if self.health.ok or self.health.last_error != str(exc):
+                    log.warning("%s unavailable, keeping points in the local store and retrying: %s", self.sink.name, exc)
+                self.health.ok, self.health.last_error = False, str(exc)
+                if stop.is_set():
+                    return
+                await _wait(stop, backoff * random.uniform(0.8, 1.2))
+                backoff = min(backoff * 2, max_backoff_s)
+                continue
+            if not self.health.ok:
+                log.warning("%s is back; forwarding the backlog", self.sink.name)
+            self.health.ok, self.health.last_error, backoff = True, "", 0.5
+            if sent == 0:
+                if stop.is_set():
+                    return
+                await _wait(stop, idle_s)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        return

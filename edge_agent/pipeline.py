@@ -1,0 +1,249 @@
+"""From collector batches to stored points: raw values, anomaly scores and OEE windows.
+
+Each device's collector indexes its signals 0..n-1; the pipeline maps them to series ids
+(registered in the buffer), routes OEE roles to the OEE engines and analog signals to the
+anomaly detector, and returns one columnar batch per tick for the buffer. No Python object is
+made per reading.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from analytics.anomaly import EwmaZScore
+from analytics.oee import (
+    DOWN,
+    ENERGY_KIND,
+    GOOD_KIND,
+    IDLE,
+    NCOL,
+    PLANNED_STOP,
+    REJECT_KIND,
+    RUNNING,
+    SETUP,
+    TOTAL_KIND,
+    MachineOeeConfig,
+    OeeEngine,
+    WindowRows,
+    kpis,
+)
+from analytics.windows import NS, FixedWindows, Shift, ShiftWindows
+from collectors.batch import QUALITY_GOOD, Batch
+from collectors.profile import ModbusProfile, OpcUaProfile, signal_names
+from edge_agent.buffer import Buffer
+from edge_agent.config import Device, LoadedConfig
+from edge_agent.schema import ANOMALY, OEE, OEE_FIELDS, RAW
+from edge_agent.sinks.line_protocol import series_key
+
+_CATEGORY = {"running": RUNNING, "idle": IDLE, "down": DOWN, "setup": SETUP, "planned_stop": PLANNED_STOP}
+_KIND = {"total": TOTAL_KIND, "good": GOOD_KIND, "reject": REJECT_KIND}
+#: Role codes per raw series: -1 none, 0 state, 1 + counter kind.
+ROLE_STATE = 0
+
+
+@dataclass
+class MachineView:
+    """What the terminal view and health endpoint show for one OEE machine."""
+
+    name: str
+    line: str
+    state: int = -1
+    elements: NDArray[np.float64] | None = None
+    anomaly: float = 0.0
+
+
+def _signal_kinds(profile: ModbusProfile | OpcUaProfile) -> list[str]:
+    items = profile.fields if isinstance(profile, ModbusProfile) else profile.nodes
+    return [item.kind for item in items]
+
+
+class Pipeline:
+    """Holds the analytics state of one agent. Not thread-safe: call from the event loop."""
+
+    def __init__(self, loaded: LoadedConfig, buffer: Buffer) -> None:
+        cfg = loaded.config
+        self.loaded, self.buffer = loaded, buffer
+        self.settle_ns = int(cfg.analytics.settle * NS)
+        base = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
+        raw_keys: list[tuple[str, str]] = []
+        self.device_tables: list[NDArray[np.int32]] = []
+        self.devices: list[Device] = cfg.devices
+        machine_cfgs: list[MachineOeeConfig] = []
+        self.machines: list[MachineView] = []
+        machine_tags: list[dict[str, str]] = []
+        roles: list[tuple[int, int, int]] = []  # (raw index, machine, role)
+        analog: list[tuple[int, int]] = []  # (raw index, machine or -1)
+        analog_tags: list[dict[str, str]] = []
+        for dev in cfg.devices:
+            profile = loaded.profiles[dev.profile]
+            names = signal_names(profile)
+            tags = {**dev.tags, **base, "line": dev.line, "machine": dev.machine_name, "device": dev.name}
+            first = len(raw_keys)
+            raw_keys += [(series_key(RAW, {**tags, "signal": n}), "value") for n in names]
+            machine = -1
+            if dev.oee is not None:
+                machine = len(machine_cfgs)
+                oee = dev.oee
+                counters = {_KIND[k]: float(c.modulus or 0) for k, c in oee.counters.items()}
+                if oee.energy is not None:
+                    counters[ENERGY_KIND] = float(oee.energy.modulus or 0)
+                machine_cfgs.append(MachineOeeConfig(
+                    {code: _CATEGORY[s] for code, s in oee.state.map.items()},
+                    _CATEGORY[oee.state.default], oee.ideal_cycle_time, oee.stale_after, counters,
+                ))
+                self.machines.append(MachineView(dev.machine_name, dev.line))
+                machine_tags.append({k: v for k, v in tags.items() if k != "device"})
+                roles.append((first + names.index(oee.state.signal), machine, ROLE_STATE))
+                roles += [(first + names.index(c.signal), machine, 1 + _KIND[k]) for k, c in oee.counters.items()]
+                if oee.energy is not None:
+                    roles.append((first + names.index(oee.energy.signal), machine, 1 + ENERGY_KIND))
+            kinds = _signal_kinds(profile)
+            scored = dev.anomaly_signals if dev.anomaly_signals is not None else [
+                n for n, k in zip(names, kinds, strict=True) if k == "analog"
+            ]
+            for n in scored:
+                analog.append((first + names.index(n), machine))
+                analog_tags.append({**tags, "signal": n})
+            self.device_tables.append(np.arange(first, first + len(names), dtype=np.int32))
+        # Series registration: raw, anomaly, then OEE (per machine, per window kind, per field).
+        self.grids: dict[str, FixedWindows | ShiftWindows] = {
+            "1m" if cfg.analytics.oee_window == 60 else f"{int(cfg.analytics.oee_window)}s":
+                FixedWindows(int(cfg.analytics.oee_window * NS)),
+        }
+        if cfg.analytics.shifts is not None:
+            sh = cfg.analytics.shifts
+            self.grids["shift"] = ShiftWindows([Shift(s.name, s.start, s.end) for s in sh.schedule], sh.timezone)
+        anomaly_keys = [(series_key(ANOMALY, t), "score") for t in analog_tags]
+        oee_keys = [
+            (series_key(OEE, {**t, "window": w}), f)
+            for w in self.grids for t in machine_tags for f in OEE_FIELDS
+        ]
+        ids = buffer.register(raw_keys + anomaly_keys + oee_keys)
+        n_raw, n_an = len(raw_keys), len(anomaly_keys)
+        raw_ids = ids[:n_raw]
+        self.device_tables = [raw_ids[t] for t in self.device_tables]
+        self.anomaly_ids = ids[n_raw:n_raw + n_an]
+        n_m, n_f = len(machine_cfgs), len(OEE_FIELDS)
+        self.oee_ids = {
+            w: ids[n_raw + n_an + g * n_m * n_f: n_raw + n_an + (g + 1) * n_m * n_f].reshape(n_m, n_f)
+            for g, w in enumerate(self.grids)
+        }
+        size = int(ids.max()) + 1 if ids.shape[0] else 0
+        self.role_machine = np.full(size, -1, np.intp)
+        self.role = np.full(size, -1, np.intp)
+        for raw_index, machine, role in roles:
+            self.role_machine[raw_ids[raw_index]] = machine
+            self.role[raw_ids[raw_index]] = role
+        self.analog_col = np.full(size, -1, np.intp)
+        for col, (raw_index, _) in enumerate(analog):
+            self.analog_col[raw_ids[raw_index]] = col
+        self.analog_machine = np.array([m for _, m in analog], np.intp)
+        an = cfg.analytics.anomaly
+        self.detector = EwmaZScore(len(analog), alpha=an.alpha, grace=an.grace)
+        self.engines = {w: OeeEngine(machine_cfgs, g) for w, g in self.grids.items()}
+        self.totals = np.zeros((n_m, NCOL))
+        self.ideal_cycle_s = np.array([c.ideal_cycle_s for c in machine_cfgs])
+        self._incoming: list[Batch] = []
+        self._held = Batch.empty()
+
+    # -- input -------------------------------------------------------------------------------
+    def ingest(self, device_index: int, batch: Batch) -> None:
+        """Take a collector's batch (signal = index in the device's profile)."""
+        if len(batch):
+            self._incoming.append(batch.remap(self.device_tables[device_index]))
+
+    # -- per tick ----------------------------------------------------------------------------
+    def tick(self, now_ns: int, final: bool = False) -> Batch:
+        """Everything produced since the last tick: raw points, scores, closed OEE windows."""
+        raw = Batch.concat(self._incoming)
+        self._incoming = []
+        out = [raw, self._score(raw)]
+        out.append(self._oee(raw, now_ns, final))
+        return Batch.concat(out)
+
+    def _score(self, raw: Batch) -> Batch:
+        col = self.analog_col[raw.signal] if len(raw) else np.empty(0, np.intp)
+        pick = np.flatnonzero((col >= 0) & (raw.quality == QUALITY_GOOD))
+        if pick.shape[0] == 0:
+            return Batch.empty()
+        col = col[pick]
+        order = pick[np.lexsort((raw.ts[pick], col))]
+        col_sorted = self.analog_col[raw.signal[order]]
+        starts = np.r_[0, np.flatnonzero(np.diff(col_sorted)) + 1]
+        sizes = np.diff(np.r_[starts, col_sorted.shape[0]])
+        rank = np.arange(col_sorted.shape[0]) - np.repeat(starts, sizes)
+        block = np.full((int(sizes.max()), self.detector.n_signals), np.nan)
+        block[rank, col_sorted] = raw.value[order]
+        scores = self.detector.update(block)[rank, col_sorted]
+        tail = starts + sizes - 1
+        for c, s in zip(col_sorted[tail].tolist(), scores[tail].tolist(), strict=True):
+            m = int(self.analog_machine[c])
+            if m >= 0:
+                self.machines[m].anomaly = s
+        return Batch(raw.ts[order], self.anomaly_ids[col_sorted], scores, np.zeros(order.shape[0], np.uint8))
+
+    def _oee(self, raw: Batch, now_ns: int, final: bool) -> Batch:
+        if not self.engines or not self.machines:
+            return Batch.empty()
+        role = self.role[raw.signal] if len(raw) else np.empty(0, np.intp)
+        held = Batch.concat([self._held, raw.take((role >= 0) & (raw.quality == QUALITY_GOOD))])
+        cutoff = now_ns if final else now_ns - self.settle_ns
+        ready = held.ts <= cutoff
+        use, self._held = held.take(ready), held.take(~ready)
+        machine, r = self.role_machine[use.signal], self.role[use.signal]
+        state = r == ROLE_STATE
+        by_time = np.flatnonzero(state)[np.argsort(use.ts[state], kind="stable")]
+        for m, v in zip(machine[by_time].tolist(), use.value[by_time].tolist(), strict=True):
+            self.machines[m].state = int(v)
+        points = []
+        for w, engine in self.engines.items():
+            engine.add_states(machine[state], use.ts[state], use.value[state])
+            counter = ~state
+            engine.add_counters(machine[counter], r[counter] - 1, use.ts[counter], use.value[counter])
+            engine.advance(cutoff)
+            rows = engine.close(final=final)
+            if w == next(iter(self.engines)):
+                np.add.at(self.totals, rows.machine, rows.elements)
+            points.append(self._oee_points(w, rows, engine))
+        return Batch.concat(points)
+
+    def _oee_points(self, window: str, rows: WindowRows, engine: OeeEngine) -> Batch:
+        if len(rows) == 0:
+            return Batch.empty()
+        values = self.kpi_matrix(rows.elements, rows.machine, engine)
+        ids = self.oee_ids[window][rows.machine]
+        ok = np.isfinite(values)
+        ts = np.repeat(rows.start, values.shape[1]).reshape(values.shape)
+        return Batch(ts[ok], ids[ok], values[ok], np.zeros(int(ok.sum()), np.uint8))
+
+    def kpi_matrix(self, elements: NDArray[np.float64], machine: NDArray[np.intp], engine: OeeEngine) -> NDArray[np.float64]:
+        """``[rows, len(OEE_FIELDS)]`` values (NaN = absent) for element rows of ``machine``."""
+        k = kpis(elements, self.ideal_cycle_s[machine], engine.has_counter[machine])
+        extra = {
+            "running_s": elements[:, RUNNING], "idle_s": elements[:, IDLE], "down_s": elements[:, DOWN],
+            "setup_s": elements[:, SETUP], "planned_stop_s": elements[:, PLANNED_STOP],
+            "unknown_s": elements[:, 5], "energy_kwh": np.where(engine.has_counter[machine, ENERGY_KIND], elements[:, 9], np.nan),
+        }
+        return np.column_stack([k[f] if f in k else extra[f] for f in OEE_FIELDS])
+
+    def summary(self) -> list[dict[str, float | str]]:
+        """Per OEE machine: state and KPIs over every window closed so far."""
+        if not self.machines:
+            return []
+        engine = next(iter(self.engines.values()))
+        m = np.arange(len(self.machines))
+        values = self.kpi_matrix(self.totals, m, engine)
+        out: list[dict[str, float | str]] = []
+        for i, view in enumerate(self.machines):
+            row: dict[str, float | str] = {"machine": view.name, "line": view.line, "state": view.state, "anomaly": view.anomaly}
+            row.update({f: float(values[i, j]) for j, f in enumerate(OEE_FIELDS)})
+            out.append(row)
+        return out
+
+
+def utc(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / NS, dt.UTC).isoformat(timespec="seconds")

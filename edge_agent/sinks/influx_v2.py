@@ -1,0 +1,48 @@
+"""InfluxDB v2 API sink (InfluxDB 2.x, 3.x, and 1.8+ compatibility API) via influxdb-client.
+
+Writes are synchronous: the client's batching mode only logs failures, and we must know.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+from urllib3.exceptions import HTTPError
+
+from edge_agent.config import InfluxV2Sink
+from edge_agent.sinks.base import RejectedPoints, SinkUnavailable
+
+
+class InfluxV2:
+    def __init__(self, cfg: InfluxV2Sink) -> None:
+        self.cfg = cfg
+        self.name = f"influxdb_v2:{cfg.url.rstrip('/')}/{cfg.org}/{cfg.bucket}"
+        self.batch_size = cfg.batch_size
+        self._client = InfluxDBClient(
+            url=cfg.url, token=cfg.token, org=cfg.org, enable_gzip=cfg.gzip,
+            timeout=int(cfg.timeout * 1000), retries=False,
+        )
+        self._write: Any = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def write(self, body: bytes, count: int) -> None:
+        try:
+            self._write.write(
+                bucket=self.cfg.bucket, org=self.cfg.org, record=body,
+                write_precision=WritePrecision.NS,
+            )
+        except ApiException as exc:
+            text = (exc.body or exc.reason or "").strip()[:500] if isinstance(exc.body or "", str) else str(exc.reason)
+            if exc.status in (400, 422):
+                raise RejectedPoints(f"{self.name}: {exc.status} {text}") from exc
+            hint = ": check token and org in agent.yaml" if exc.status in (401, 403) else ""
+            if exc.status == 404:
+                hint = ": no v2 write API or no such bucket (InfluxDB 1.x before 1.8 needs type: influxdb_v1)"
+            raise SinkUnavailable(f"{self.name}: HTTP {exc.status} {text}{hint}") from exc
+        except (HTTPError, OSError) as exc:
+            raise SinkUnavailable(f"{self.name}: {exc.__class__.__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,117 @@
+"""YAML with line numbers, and error messages that name file, line and field path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+Loc = tuple[str | int, ...]
+
+
+class ConfigError(Exception):
+    """Invalid configuration or profile; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class YamlDocument:
+    """Parsed YAML plus the line (1-based) where each field path starts."""
+
+    path: Path
+    data: Any
+    lines: dict[Loc, int]
+
+    def line_of(self, loc: Iterable[str | int]) -> int:
+        parts = tuple(loc)
+        while parts:
+            if parts in self.lines:
+                return self.lines[parts]
+            parts = parts[:-1]
+        return self.lines.get((), 1)
+
+    def problem(self, loc: Iterable[str | int], message: str) -> str:
+        loc = tuple(loc)
+        return f"{self.path}:{self.line_of(loc)}: {format_loc(loc) or '(top level)'}: {message}"
+
+
+def format_loc(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            k = key.value
+            child = (*loc, int(k) if isinstance(k, str) and k.isdigit() else k)
+            lines[child] = key.start_mark.line + 1
+            _walk(value, child, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*loc, i), lines)
+
+
+def load_yaml(path: Path) -> YamlDocument:
+    """Read and parse ``path``; syntax errors become a ConfigError with the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file: check the path"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        what = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: YAML syntax error: {what}: fix the indentation or quoting"]) from None
+    lines: dict[Loc, int] = {}
+    if node is not None:
+        _walk(node, (), lines)
+    return YamlDocument(path, data, lines)
+
+
+_HINTS = {
+    "extra_forbidden": "unknown field: remove it or check its spelling",
+    "missing": "required field is missing: add it",
+}
+
+
+def validation_problems(doc: YamlDocument, exc: ValidationError, prefix: Loc = ()) -> list[str]:
+    """One message per pydantic error, located in the YAML file."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = prefix + _strip_union_tags(tuple(err["loc"]))
+        hint = _HINTS.get(err["type"], err["msg"])
+        if err["type"] not in _HINTS and "input" in err and not isinstance(err["input"], dict | list):
+            hint += f" (got {err['input']!r})"
+        problems.append(doc.problem(loc, hint))
+    return problems
+
+
+# pydantic puts the chosen member of a tagged union into error locations, right after the
+# list index (or at the top); the YAML file has no such level.
+_UNION_TAGS = {"modbus", "opcua", "influxdb_v1", "influxdb_v2"}
+
+
+def _strip_union_tags(loc: Loc) -> Loc:
+    out: list[str | int] = []
+    for part in loc:
+        after_index = not out or isinstance(out[-1], int)
+        if isinstance(part, str) and part in _UNION_TAGS and after_index:
+            continue
+        out.append(part)
+    return tuple(out)

@@ -81,6 +81,7 @@ class Agent:
             self.health.append(DeviceHealth(dev.name, dev.endpoint))
         self.stop_event = asyncio.Event()
         self.started_ns = 0
+        self.final_report: dict[str, Any] | None = None
 
     # -- device polling ----------------------------------------------------------------------
     async def _poll(self, index: int) -> None:
@@ -142,6 +143,9 @@ class Agent:
 
     # -- health ------------------------------------------------------------------------------
     def health_report(self) -> dict[str, Any]:
+        """Devices, local store and sinks; after :meth:`run` ends, the report at the end."""
+        if self.final_report is not None:
+            return self.final_report
         stats = self.buffer.stats()
         now = time.time_ns()
         return {
@@ -204,6 +208,7 @@ class Agent:
                 f.sink.close()
             if server is not None:
                 server.close()
+            self.final_report = self.health_report()
             self.buffer.close()
 
     def stop(self) -> None:

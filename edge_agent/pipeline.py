@@ -204,7 +204,10 @@ class Pipeline:
             engine.add_states(machine[state], use.ts[state], use.value[state])
             counter = ~state
             engine.add_counters(machine[counter], r[counter] - 1, use.ts[counter], use.value[counter])
-            engine.advance(cutoff)
+            if not final:
+                # Time runs on while no reading comes (it turns unknown after stale_after). At the
+                # end, data ends at the last reading: no counter has seen the time after it.
+                engine.advance(cutoff)
             rows = engine.close(final=final)
             if w == next(iter(self.engines)):
                 np.add.at(self.totals, rows.machine, rows.elements)

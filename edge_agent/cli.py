@@ -1,0 +1,100 @@
+"""``edge-agent``: run the service, the demo, and check configurations and profiles.
+
+Exit codes: 0 ok, 2 bad configuration or usage, 1 run-time failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from edge_agent import __version__
+from edge_agent.yaml_source import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-agent", description="Industrial edge monitoring agent (OPC UA, Modbus -> InfluxDB, with OEE and anomaly scores).")
+    p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
+    run.add_argument("-c", "--config", type=Path, required=True, help="agent.yaml")
+    demo = sub.add_parser("demo", help="the simulated workshop with an agent and a live view")
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--speed", type=float, default=20.0, help="plant seconds per wall second")
+    demo.add_argument("--workdir", type=Path, default=Path("var"), help="where the demo keeps its files")
+    plant = sub.add_parser("plant", help="only the demo workshop's OPC UA and Modbus servers")
+    plant.add_argument("--seed", type=int, default=1)
+    plant.add_argument("--speed", type=float, default=1.0)
+    plant.add_argument("--host", default="127.0.0.1")
+    plant.add_argument("--opcua-port", type=int, default=4840)
+    plant.add_argument("--modbus-port", type=int, default=5020)
+    config = sub.add_parser("config", help="configuration tools")
+    csub = config.add_subparsers(dest="action", required=True)
+    check = csub.add_parser("check", help="validate agent.yaml and the profiles it uses")
+    check.add_argument("file", type=Path)
+    profile = sub.add_parser("profile", help="device profile tools")
+    psub = profile.add_subparsers(dest="action", required=True)
+    pcheck = psub.add_parser("check", help="validate device profile files")
+    pcheck.add_argument("files", type=Path, nargs="+")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edge_agent.config import load_config, load_profile  # noqa: PLC0415 - keep --help fast
+
+    try:
+        if args.command == "config":
+            load_config(args.file)
+            print("ok")
+            return 0
+        if args.command == "profile":
+            problems: list[str] = []
+            for f in args.files:
+                try:
+                    load_profile(f)
+                except ConfigError as exc:
+                    problems += exc.problems
+            if problems:
+                print("\n".join(problems), file=sys.stderr)
+                return 2
+            print("ok")
+            return 0
+        if args.command == "run":
+            from edge_agent.agent import run_forever  # noqa: PLC0415
+
+            return run_forever(load_config(args.config))
+        if args.command == "demo":
+            from rich.console import Console  # noqa: PLC0415
+
+            from edge_agent.demo.runner import run_demo  # noqa: PLC0415
+
+            logging.getLogger().setLevel(logging.WARNING if args.log_level == "INFO" else args.log_level)
+            console = Console() if sys.stdout.isatty() else Console(width=110)
+            return asyncio.run(run_demo(args.duration, args.seed, args.speed, args.workdir, console))
+        if args.command == "plant":
+            from edge_agent.demo.runner import run_plant  # noqa: PLC0415
+
+            return asyncio.run(run_plant(args.seed, args.speed, args.opcua_port, args.modbus_port, args.host))
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # the last line of defence: say what failed, exit 1
+        logging.getLogger("edge_agent").exception("run-time failure: %s", exc)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -218,6 +218,7 @@ class OeeEngine:
         value: NDArray[np.float64],
     ) -> None:
         """Feed counter readings; NaN readings are skipped and keep the previous value."""
+        value = np.asarray(value, np.float64)
         good = np.isfinite(value)
         machine, kind, ts, value = machine[good], kind[good], ts[good], value[good]
         if machine.shape[0] == 0:

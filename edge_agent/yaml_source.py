@@ -95,9 +95,10 @@ def validation_problems(doc: YamlDocument, exc: ValidationError, prefix: Loc = (
     problems = []
     for err in exc.errors(include_url=False):
         loc = prefix + _strip_union_tags(tuple(err["loc"]))
-        hint = _HINTS.get(err["type"], err["msg"])
-        if err["type"] not in _HINTS and "input" in err and not isinstance(err["input"], dict | list):
-            hint += f" (got {err['input']!r})"
+        hint = _HINTS.get(err["type"], err["msg"].removeprefix("Value error, "))
+        shown = repr(err.get("input"))
+        if err["type"] not in _HINTS and not isinstance(err.get("input"), dict | list) and shown not in hint:
+            hint += f" (got {shown})"
         problems.append(doc.problem(loc, hint))
     return problems
 

@@ -1,0 +1,116 @@
+"""Configuration and profile errors: file, line, field path and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.cli import main
+from edge_agent.config import load_config, load_profile, parse_duration
+from edge_agent.yaml_source import ConfigError
+
+GOOD = """\
+agent:
+  id: box-1
+  site: wuxi
+  workshop: machining
+sinks:
+  - type: influxdb_v1
+    url: http://127.0.0.1:8086
+    database: edge
+devices:
+  - name: press-1
+    profile: demo-press-modbus
+    endpoint: modbus://127.0.0.1:5020
+    unit_id: 1
+    line: line-b
+    oee:
+      state: {signal: state, map: {1: running, 2: idle, 3: down}}
+      counters: {good: {signal: good, modulus: 65536}}
+      ideal_cycle_time: 2s
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "agent.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return info.value.problems
+
+
+def test_good_config_loads(tmp_path: Path) -> None:
+    loaded = load_config(write(tmp_path, GOOD))
+    assert loaded.config.devices[0].oee is not None
+    assert loaded.config.devices[0].oee.ideal_cycle_time == 2.0
+
+
+def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
+    (msg,) = problems(write(tmp_path, GOOD.replace("  site: wuxi", "  site: [wuxi")))
+    assert "agent.yaml:" in msg and "YAML syntax error" in msg
+
+
+def test_wrong_type_names_file_line_and_path(tmp_path: Path) -> None:
+    (msg,) = problems(write(tmp_path, GOOD.replace("unit_id: 1", "unit_id: one")))
+    assert msg.startswith(f"{tmp_path / 'agent.yaml'}:13: devices[0].unit_id:")
+    assert "'one'" in msg
+
+
+def test_unknown_field_says_remove_it(tmp_path: Path) -> None:
+    (msg,) = problems(write(tmp_path, GOOD.replace("    line: line-b", "    line: line-b\n    colour: red")))
+    assert ":15: devices[0].colour: unknown field" in msg
+
+
+def test_unknown_profile_lists_the_known_ones(tmp_path: Path) -> None:
+    (msg,) = problems(write(tmp_path, GOOD.replace("profile: demo-press-modbus", "profile: acme-9000")))
+    assert ":11: devices[0].profile: unknown profile 'acme-9000'" in msg
+    assert "demo-press-modbus" in msg
+
+
+def test_signal_missing_from_profile(tmp_path: Path) -> None:
+    (msg,) = problems(write(tmp_path, GOOD.replace("good: {signal: good", "good: {signal: goods")))
+    assert "devices[0].oee.counters.good.signal: signal 'goods' is not in profile" in msg
+
+
+def test_bad_duration_and_bad_state_name(tmp_path: Path) -> None:
+    text = GOOD.replace("ideal_cycle_time: 2s", "ideal_cycle_time: fast").replace("3: down", "3: broken")
+    found = problems(write(tmp_path, text))
+    assert any("devices[0].oee.ideal_cycle_time" in p and "duration" in p for p in found)
+    assert any("16: devices[0].oee.state.map[3]" in p for p in found)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = GOOD + GOOD.split("devices:\n")[1].replace("press-1", "press-1").replace("profile: demo-press-modbus", "profile: nope")
+    found = problems(write(tmp_path, text))
+    assert any("already used" in p for p in found)
+    assert any("unknown profile 'nope'" in p for p in found)
+
+
+def test_profile_errors_name_the_field(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: p\nprotocol: modbus\nfields:\n  - {name: a, table: holding, address: 0, type: float64}\n", "p.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    (msg,) = info.value.problems
+    assert msg.startswith(f"{path}:4: fields[0].type:")
+
+
+def test_durations() -> None:
+    assert [parse_duration(v) for v in ("500ms", "2s", "5m", "1h", 3)] == [0.5, 2.0, 300.0, 3600.0, 3.0]
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration("soon")
+
+
+def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check", str(write(tmp_path, GOOD))]) == 0
+    assert capsys.readouterr().out.strip() == "ok"
+    bad = write(tmp_path, GOOD.replace("unit_id: 1", "unit_id: 999"), "bad.yaml")
+    assert main(["config", "check", str(bad)]) == 2
+    assert "devices[0].unit_id" in capsys.readouterr().err
+    builtin = sorted((Path(__file__).parents[2] / "collectors" / "profiles").glob("*.yaml"))
+    assert main(["profile", "check", *map(str, builtin)]) == 0
+    assert main(["config", "check", str(tmp_path / "missing.yaml")]) == 2

@@ -320,6 +320,8 @@ def kpis(
         "scheduled_s": scheduled,
         "planned_busy_s": planned_busy,
         "actual_production_s": actual,
+        "ideal_produced_s": ideal_cycle_s * produced,
+        "ideal_good_s": ideal_cycle_s * good,
         "produced": produced,
         "good": good,
         "reject": reject,

@@ -82,6 +82,8 @@ class Agent:
         self.stop_event = asyncio.Event()
         self.started_ns = 0
         self.final_report: dict[str, Any] | None = None
+        #: Points the pipeline handed to the local store since start.
+        self.points_produced = 0
 
     # -- device polling ----------------------------------------------------------------------
     async def _poll(self, index: int) -> None:
@@ -134,6 +136,7 @@ class Agent:
     def tick(self, final: bool = False) -> int:
         batch = self.pipeline.tick(self.clock.now_ns(), final=final)
         self.buffer.append(batch)
+        self.points_produced += len(batch)
         return len(batch)
 
     async def _ticker(self) -> None:

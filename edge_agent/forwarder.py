@@ -68,12 +68,11 @@ class Forwarder:
         try:
             self.sink.write("\n".join(lines).encode(), len(lines))
         except RejectedPoints as exc:
-            if len(lines) == 1:
+            if len(lines) == 1 or exc.dropped == len(lines):
                 self._reject(lines, str(exc))
                 return
-            half = len(lines) // 2
-            self._write(lines[:half])
-            self._write(lines[half:])
+            for part in _split(lines):
+                self._write(part)
 
     def _reject(self, lines: list[str], reason: str) -> None:
         self.rejected_file.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +105,17 @@ class Forwarder:
                 if stop.is_set():
                     return
                 await _wait(stop, idle_s)
+
+
+def _split(lines: list[str]) -> list[list[str]]:
+    """By measurement when the lines hold several (a bad field type is per measurement), else halves."""
+    groups: dict[str, list[str]] = {}
+    for line in lines:
+        groups.setdefault(line.split(",", 1)[0].split(" ", 1)[0], []).append(line)
+    if len(groups) > 1:
+        return list(groups.values())
+    half = len(lines) // 2
+    return [lines[:half], lines[half:]]
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

@@ -16,6 +16,8 @@ OEE_FIELDS: dict[str, str] = {
     "scheduled_s": "s",
     "planned_busy_s": "s",
     "actual_production_s": "s",
+    "ideal_produced_s": "s (ideal cycle time x produced: net operating time)",
+    "ideal_good_s": "s (ideal cycle time x good: value-adding time)",
     "running_s": "s",
     "idle_s": "s",
     "down_s": "s",

@@ -54,7 +54,7 @@ DEFAULT_MACHINES = (
     MachineSpec("A1", "line-a", "opcua", 4.0, 0.03),
     MachineSpec("A2", "line-a", "opcua", 5.0, 0.02),
     MachineSpec("A3", "line-a", "opcua", 3.0, 0.04),
-    MachineSpec("B1", "line-b", "modbus", 2.0, 0.03, counter_start=65_400, unit_id=1),
+    MachineSpec("B1", "line-b", "modbus", 2.0, 0.03, counter_start=65_500, unit_id=1),
     MachineSpec("B2", "line-b", "modbus", 2.5, 0.05, counter_start=1_000, unit_id=2),
     MachineSpec("B3", "line-b", "modbus", 3.5, 0.02, counter_start=30_000, unit_id=3),
 )

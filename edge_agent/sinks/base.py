@@ -17,7 +17,15 @@ class SinkUnavailable(Exception):
 
 
 class RejectedPoints(Exception):
-    """The database refused these lines as bad data (HTTP 400); retrying would not help."""
+    """The database refused these lines as bad data (HTTP 400); retrying would not help.
+
+    ``dropped`` is how many lines the database says it dropped, when it says (InfluxDB 1.x
+    reports ``dropped=N`` on a partial write); the other lines were written.
+    """
+
+    def __init__(self, message: str, dropped: int | None = None) -> None:
+        super().__init__(message)
+        self.dropped = dropped
 
 
 class Sink(Protocol):

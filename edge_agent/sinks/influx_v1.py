@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 
 import requests
 
@@ -11,9 +12,10 @@ from edge_agent.config import InfluxV1Sink
 from edge_agent.sinks.base import RejectedPoints, SinkUnavailable
 
 log = logging.getLogger(__name__)
+_DROPPED = re.compile(r"dropped=(\d+)")
 
 
-class InfluxV1(object):
+class InfluxV1:
     """Writes to ``{url}/write?db=...``; creates the database if it is missing."""
 
     def __init__(self, cfg: InfluxV1Sink) -> None:
@@ -60,7 +62,8 @@ class InfluxV1(object):
             return
         text = reply.text.strip()[:500]
         if status == 400:
-            raise RejectedPoints(f"{self.name}: 400 {text}")
+            dropped = _DROPPED.search(text)
+            raise RejectedPoints(f"{self.name}: 400 {text}", int(dropped.group(1)) if dropped else None)
         if status == 404 and "database not found" in text:
             self._db_checked = False
         if status in (401, 403):

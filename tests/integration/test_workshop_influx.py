@@ -1,0 +1,135 @@
+"""The agent on the demo workshop, streaming to a real InfluxDB (20 s wall, 10 min of plant time)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import InfluxServer
+from tests.integration.workshop import WorkshopRun, count_points, influx_sink, run_workshop
+
+DB = "workshop"
+REPO = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def workshop(influxdb: InfluxServer, tmp_path_factory: pytest.TempPathFactory) -> WorkshopRun:
+    tmp = tmp_path_factory.mktemp("workshop")
+    return asyncio.run(run_workshop(tmp, [influx_sink(influxdb, DB, tmp)], wall_s=20.0))
+
+
+def test_every_point_reached_influxdb_once(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
+    report = workshop.agent.health_report()
+    assert report["buffer"]["pending_points"] == 0
+    assert report["buffer"]["dropped"] == {}
+    assert workshop.agent.points_produced > 10_000
+    assert count_points(influxdb, DB) == workshop.agent.points_produced
+
+
+def test_raw_values_of_every_device_are_there(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
+    series = influxdb.query('SELECT count("value") FROM "raw" GROUP BY "device", "signal"', DB)
+    found = {(s["tags"]["device"], s["tags"]["signal"]) for s in series if s["values"][0][1] > 0}
+    for name in ("A1", "A2", "A3", "B1", "B2", "B3"):
+        for signal in ("state", "spindle_temp", "vibration", "power"):
+            assert (name, signal) in found
+    assert ("energy-meter", "energy") in found
+    # The meter's float32 CDAB value is a plausible, rising energy reading.
+    (energy,) = influxdb.query("SELECT first(\"value\"), last(\"value\") FROM \"raw\" WHERE \"signal\" = 'energy'", DB)
+    first, last = energy["values"][0][1:]
+    assert 0 < first < last < 100
+
+
+def test_uint16_counter_wrapped_and_oee_still_counted(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
+    (good,) = influxdb.query("SELECT min(\"value\"), max(\"value\") FROM \"raw\" WHERE \"device\" = 'B1' AND \"signal\" = 'good'", DB)
+    low, high = good["values"][0][1:]
+    assert low < 1000 and high > 65_000  # it passed 65535 during the run
+    (made,) = influxdb.query("SELECT sum(\"good\") FROM \"oee\" WHERE \"machine\" = 'B1' AND \"window\" = '1m'", DB)
+    assert 100 < made["values"][0][1] < 400
+
+
+def test_oee_matches_the_simulators_ground_truth(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
+    engine = workshop.agent.pipeline.engines["1m"]
+    names = [m.name for m in workshop.agent.pipeline.machines]
+    rows = influxdb.query(
+        'SELECT sum("actual_production_s"), sum("planned_busy_s"), sum("ideal_produced_s"), sum("ideal_good_s"), '
+        'sum("good"), sum("produced") FROM "oee" WHERE "window" = \'1m\' GROUP BY "machine"', DB)
+    assert sorted(r["tags"]["machine"] for r in rows) == sorted(names)
+    for r in rows:
+        apt, pbt, ideal_produced, ideal_good, good, produced = r["values"][0][1:]
+        machine = r["tags"]["machine"]
+        i = names.index(machine)
+        truth = workshop.plant.truth(
+            machine, workshop.servers.plant_s(int(engine.first_ts[i])), workshop.servers.plant_s(int(engine.accounted[i])))
+        agent = {"availability": apt / pbt, "performance": ideal_produced / apt, "quality": good / produced, "oee": ideal_good / pbt}
+        for k, v in agent.items():
+            assert abs(v - truth[k]) <= 0.02, f"{machine} {k}: agent {v:.4f}, truth {truth[k]:.4f}"
+        assert truth["produced"] > 50
+
+
+def test_anomaly_scores_were_written_for_analog_signals(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
+    series = influxdb.query('SELECT count("score"), max("score") FROM "anomaly" GROUP BY "machine", "signal"', DB)
+    found = {(s["tags"]["machine"], s["tags"]["signal"]): s["values"][0][1:] for s in series}
+    assert set(found) == {(m, s) for m in ("A1", "A2", "A3", "B1", "B2", "B3") for s in ("spindle_temp", "vibration", "power")}
+    # The injected vibration spike on B1 (plant time 200 s to 203 s) stands out.
+    assert found[("B1", "vibration")][1] > 10
+
+
+def substitute(query: str, run: WorkshopRun, machine: str = ".*") -> str:
+    return (query.replace("$timeFilter", f"time >= {run.start_ns - 60 * 10**9} AND time <= {run.end_ns + 60 * 10**9}")
+            .replace("$__interval", "1m").replace("$site", ".*").replace("$workshop", ".*")
+            .replace("$line", ".*").replace("$machine", machine))
+
+
+def dashboard() -> dict[str, Any]:
+    return json.loads((REPO / "dashboards" / "plant-overview.json").read_text(encoding="utf-8"))
+
+
+def test_every_dashboard_query_returns_data(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
+    panels = dashboard()["panels"]
+    assert len(panels) >= 10
+    for p in panels:
+        for t in p["targets"]:
+            for machine in (".*", "(A1|B2)"):
+                series = influxdb.query(substitute(t["query"], workshop, machine), DB)
+                values = [v for s in series for row in s["values"] for v in row[1:] if v is not None]
+                assert values, f"panel {p['title']!r} returned no data for machine={machine}: {t['query']}"
+                assert all(not (isinstance(v, float) and math.isnan(v)) for v in values)
+    variables = dashboard()["templating"]["list"]
+    for v in variables:
+        series = influxdb.query(substitute(v["query"], workshop), DB)
+        assert series and series[0]["values"], f"variable {v['name']} lists nothing"
+
+
+def test_dashboard_ratios_agree_with_the_agent(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
+    (oee_stat,) = [p for p in dashboard()["panels"] if p["title"].startswith("OEE 设备")]
+    (series,) = influxdb.query(substitute(oee_stat["targets"][0]["query"], workshop), DB)
+    plant_oee = series["values"][0][1]
+    summary = workshop.agent.pipeline.summary()
+    ideal_good = sum(float(r["ideal_good_s"]) for r in summary)
+    pbt = sum(float(r["planned_busy_s"]) for r in summary)
+    assert plant_oee == pytest.approx(ideal_good / pbt, rel=1e-9)
+
+
+def test_committed_dashboard_json_is_current() -> None:
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("build", REPO / "dashboards" / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.render("plant-overview.json") == (REPO / "dashboards" / "plant-overview.json").read_text(encoding="utf-8"), \
+        "run 'python dashboards/build.py' and commit the JSON"
+
+
+def test_schema_doc_lists_every_oee_field() -> None:
+    from edge_agent.schema import OEE_FIELDS  # noqa: PLC0415
+
+    doc = (REPO / "docs" / "schema.md").read_text(encoding="utf-8")
+    for name in OEE_FIELDS:
+        assert re.search(rf"`{name}`", doc), f"docs/schema.md does not describe oee field {name}"

@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     plant.add_argument("--host", default="127.0.0.1")
     plant.add_argument("--opcua-port", type=int, default=4840)
     plant.add_argument("--modbus-port", type=int, default=5020)
+    health = sub.add_parser("health", help="ask a running agent's health endpoint; exit 0 when it answers")
+    health.add_argument("--url", default="http://127.0.0.1:8089/health")
     config = sub.add_parser("config", help="configuration tools")
     csub = config.add_subparsers(dest="action", required=True)
     check = csub.add_parser("check", help="validate agent.yaml and the profiles it uses")
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             print("ok")
             return 0
+        if args.command == "health":
+            return _health(args.url)
         if args.command == "run":
             from edge_agent.agent import run_forever  # noqa: PLC0415
 
@@ -94,6 +98,20 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("edge_agent").exception("run-time failure: %s", exc)
         return 1
     return 2
+
+
+def _health(url: str) -> int:
+    import json  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - operator-given URL
+            report = json.load(reply)
+    except OSError as exc:
+        print(f"unhealthy: no answer from {url}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

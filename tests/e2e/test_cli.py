@@ -1,0 +1,83 @@
+"""The command line as a user meets it: real processes, real servers, real InfluxDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from edge_agent import __version__
+from tests.conftest import InfluxServer, free_port
+
+REPO = Path(__file__).parents[2]
+
+
+def cli(*args: str, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_agent", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=kw.pop("cwd", REPO), check=False, **kw)  # type: ignore[call-overload]
+
+
+def test_version_and_usage_errors() -> None:
+    assert cli("--version").stdout.strip() == f"edge-agent {__version__}"
+    bad = cli("frobnicate")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_shipped_configs_check_ok() -> None:
+    for path in ("examples/agent.yaml", "docker/agent.yaml"):
+        result = cli("config", "check", path)
+        assert (result.returncode, result.stdout.strip()) == (0, "ok"), result.stderr
+
+
+def test_demo_stops_by_itself_and_prints_a_summary(tmp_path: Path) -> None:
+    result = cli("demo", "--duration", "10", "--speed", "30", "--workdir", str(tmp_path), timeout=180,
+                 env={**os.environ, "INFLUX_URL": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    for machine in ("A1", "A2", "A3", "B1", "B2", "B3"):
+        assert machine in result.stdout
+    assert "true OEE" in result.stdout and "summary:" in result.stdout
+    assert (tmp_path / "demo-agent.yaml").exists()
+
+
+def test_run_streams_to_influxdb_and_exits_0_on_sigterm(influxdb: InfluxServer, tmp_path: Path) -> None:
+    opcua, modbus, health = free_port(), free_port(), free_port()
+    plant = subprocess.Popen([sys.executable, "-m", "edge_agent", "plant", "--opcua-port", str(opcua),
+                              "--modbus-port", str(modbus), "--speed", "10"], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        config = yaml.safe_load((REPO / "examples" / "agent.yaml").read_text(encoding="utf-8"))
+        config["agent"]["health_listen"] = f"127.0.0.1:{health}"
+        config["agent"]["buffer"]["path"] = str(tmp_path / "buffer.sqlite3")
+        config["sinks"] = [{"type": "influxdb_v1", "url": influxdb.url, "database": "cli"}]
+        for device in config["devices"]:
+            device["endpoint"] = device["endpoint"].replace(":4840", f":{opcua}").replace(":5020", f":{modbus}")
+        path = tmp_path / "agent.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        agent = subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "-c", str(path)], cwd=REPO,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        report = None
+        while time.monotonic() < deadline:
+            probe = cli("health", "--url", f"http://127.0.0.1:{health}/health", timeout=30)
+            if probe.returncode == 0:
+                report = json.loads(probe.stdout)
+                if all(d["polls"] > 3 for d in report["devices"]):
+                    break
+            time.sleep(0.5)
+        assert report is not None and all(d["connected"] for d in report["devices"]), report
+        agent.send_signal(signal.SIGTERM)
+        out, _ = agent.communicate(timeout=60)
+        assert agent.returncode == 0, out[-3000:]
+        series = influxdb.query('SELECT count("value") FROM "raw" GROUP BY "device"', "cli")
+        assert {s["tags"]["device"] for s in series} == {"press-1", "cnc-1", "energy-meter"}
+        assert influxdb.query('SELECT count("oee") FROM "oee"', "cli"), "the last OEE window was flushed on exit"
+    finally:
+        plant.send_signal(signal.SIGTERM)
+        plant.communicate(timeout=30)
+    assert cli("health", "--url", f"http://127.0.0.1:{health}/health").returncode == 1

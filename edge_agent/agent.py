@@ -208,7 +208,7 @@ class Agent:
                 left = self.buffer.stats().pending_points
                 log.warning("stopped with %d points still in the local store; they are sent on the next start", left)
             for f in self.forwarders:
-                f.sink.close()
+                f.close()
             if server is not None:
                 server.close()
             self.final_report = self.health_report()

@@ -147,22 +147,29 @@ class Buffer:
 
     def read(self, after: int, max_points: int) -> list[Chunk]:
         """Chunks with id > ``after``, oldest first, up to about ``max_points`` (at least one)."""
-        out: list[Chunk] = []
-        total = 0
         with self._lock:
-            rows = self._db.execute(
-                "SELECT id, n, ts, signal, value, quality FROM chunks WHERE id > ? ORDER BY id LIMIT 256",
-                (after,),
+            # Choose by size first, then read only the blobs that will be used.
+            sizes = self._db.execute(
+                "SELECT id, n FROM chunks WHERE id > ? ORDER BY id LIMIT 1024", (after,)
             ).fetchall()
-        for chunk_id, n, ts, sig, val, q in rows:
-            if out and total + n > max_points:
-                break
-            out.append(Chunk(chunk_id, Batch(
+            last, total = None, 0
+            for chunk_id, n in sizes:
+                if last is not None and total + n > max_points:
+                    break
+                last, total = chunk_id, total + n
+            if last is None:
+                return []
+            rows = self._db.execute(
+                "SELECT id, ts, signal, value, quality FROM chunks WHERE id > ? AND id <= ? ORDER BY id",
+                (after, last),
+            ).fetchall()
+        return [
+            Chunk(chunk_id, Batch(
                 np.frombuffer(ts, "<i8"), np.frombuffer(sig, "<i4"),
                 np.frombuffer(val, "<f8"), np.frombuffer(q, np.uint8),
-            )))
-            total += n
-        return out
+            ))
+            for chunk_id, ts, sig, val, q in rows
+        ]
 
     def ack(self, sink: str, upto: int) -> None:
         """``sink`` has acknowledged every chunk up to id ``upto``; delete what all sinks have."""

@@ -67,6 +67,7 @@ class AgentSection(_Strict):
 class _SinkBase(_Strict):
     url: Annotated[str, Field(pattern=r"^https?://")]
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    concurrency: Annotated[int, Field(ge=1, le=8, description="writes in flight at once")] = 2
     gzip: bool = True
     timeout: Duration = 10.0
     rejected_file: str = Field("var/rejected.lp", description="4xx-rejected lines, relative to agent.yaml")

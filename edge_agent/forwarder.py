@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,23 +40,57 @@ class Forwarder:
         self.buffer, self.sink, self.series, self.rejected_file = buffer, sink, series, rejected_file
         self.health = SinkHealth(sink.name)
         self.cursor = buffer.cursor(sink.name)
+        self._sender = ThreadPoolExecutor(max_workers=sink.concurrency, thread_name_prefix=f"send-{sink.name}")
+        self._reject_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._sender.shutdown(wait=True)
+        self.sink.close()
 
     def step(self, max_points: int = 50_000) -> int:
-        """Send the oldest pending chunks; returns points acknowledged (0 when idle)."""
+        """Send the oldest pending chunks; returns points acknowledged (0 when idle).
+
+        Line protocol for the next batches is built while earlier ones are on the wire, with up
+        to ``sink.concurrency`` writes in flight (InfluxDB serves each connection one request at
+        a time, so one connection leaves the server idle while we format). A chunk is
+        acknowledged only after every one of its batches, and of all chunks before it, was written.
+        """
         chunks = self.buffer.read(self.cursor, max_points)
         if not chunks:
             return 0
-        sent = 0
-        for chunk in chunks:
-            lines = self.series.lines(chunk.batch)
-            size = self.sink.batch_size
-            for lo in range(0, len(lines), size):
-                self._write(lines[lo:lo + size])
-            self.cursor = chunk.id
-            self.buffer.ack(self.sink.name, chunk.id)
-            sent += len(chunk.batch)
-            if len(chunk.batch):
-                self._latency(int(chunk.batch.ts.max()))
+        size = self.sink.batch_size
+        in_flight: list[tuple[Future[None], int]] = []  # (write, chunk index it completes or -1)
+        done = -1  # index of the last chunk whose every batch was written
+
+        def settle(keep: int) -> None:
+            nonlocal done
+            while len(in_flight) > keep:
+                future, completes = in_flight.pop(0)
+                future.result()  # raises SinkUnavailable: nothing after this is acknowledged
+                done = max(done, completes)
+
+        try:
+            for index, chunk in enumerate(chunks):
+                lines = self.series.lines(chunk.batch)
+                starts = range(0, len(lines), size)
+                for lo in starts:
+                    body = "\n".join(lines[lo:lo + size])
+                    last = lo == starts[-1]
+                    in_flight.append((self._sender.submit(self._write, body, lines[lo:lo + size]), index if last else -1))
+                    settle(keep=2 * self.sink.concurrency)
+            settle(keep=0)
+        finally:
+            for future, _ in in_flight:
+                future.cancel()
+            for future, _ in in_flight:
+                if not future.cancelled():
+                    future.exception()  # wait: nothing may still be writing when we return
+            # One acknowledgement for everything written, also when a later batch failed.
+            if done >= 0:
+                self.cursor = chunks[done].id
+                self.buffer.ack(self.sink.name, self.cursor)
+                self._latency(max(int(c.batch.ts.max()) for c in chunks[:done + 1] if len(c.batch)))
+        sent = sum(len(c.batch) for c in chunks[:done + 1])
         self.health.written += sent
         return sent
 
@@ -64,19 +100,19 @@ class Forwarder:
         self.health.latencies_s.append((now - newest_ts) / 1e9)
         del self.health.latencies_s[:-1000]
 
-    def _write(self, lines: list[str]) -> None:
+    def _write(self, body: str, lines: list[str]) -> None:
         try:
-            self.sink.write("\n".join(lines).encode(), len(lines))
+            self.sink.write(body.encode(), len(lines))
         except RejectedPoints as exc:
             if len(lines) == 1 or exc.dropped == len(lines):
                 self._reject(lines, str(exc))
                 return
             for part in _split(lines):
-                self._write(part)
+                self._write("\n".join(part), part)
 
     def _reject(self, lines: list[str], reason: str) -> None:
         self.rejected_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.rejected_file.open("a", encoding="utf-8") as fh:
+        with self._reject_lock, self.rejected_file.open("a", encoding="utf-8") as fh:
             fh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {reason}\n")
             fh.write("\n".join(lines) + "\n")
         self.buffer.count_drop("rejected", len(lines))

@@ -29,8 +29,11 @@ class RejectedPoints(Exception):
 
 
 class Sink(Protocol):
+    """``write`` may be called from up to ``concurrency`` threads at once."""
+
     name: str
     batch_size: int
+    concurrency: int
 
     def write(self, body: bytes, count: int) -> None:
         """Write ``count`` newline-separated line-protocol points in ``body``."""

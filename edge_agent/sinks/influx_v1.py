@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import threading
 
 import requests
 
@@ -21,14 +22,27 @@ class InfluxV1:
     def __init__(self, cfg: InfluxV1Sink) -> None:
         self.cfg = cfg
         self.name = f"influxdb_v1:{cfg.url.rstrip('/')}/{cfg.database}"
-        self.batch_size = cfg.batch_size
-        self._session = requests.Session()
+        self.batch_size, self.concurrency = cfg.batch_size, cfg.concurrency
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
         self._params = {"db": cfg.database, "precision": "ns"}
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy
         if cfg.username:
             self._params |= {"u": cfg.username, "p": cfg.password}
         self._db_checked = False
+
+    @property
+    def _session(self) -> requests.Session:
+        """One HTTP session per sender thread (requests sessions are not shared safely)."""
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
 
     def _ensure_database(self) -> None:
         params = {k: v for k, v in self._params.items() if k in ("u", "p")}
@@ -71,4 +85,7 @@ class InfluxV1:
         raise SinkUnavailable(f"{self.name}: HTTP {status} {text}")
 
     def close(self) -> None:
-        self._session.close()
+        with self._sessions_lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()

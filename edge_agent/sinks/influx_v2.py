@@ -20,7 +20,7 @@ class InfluxV2:
     def __init__(self, cfg: InfluxV2Sink) -> None:
         self.cfg = cfg
         self.name = f"influxdb_v2:{cfg.url.rstrip('/')}/{cfg.org}/{cfg.bucket}"
-        self.batch_size = cfg.batch_size
+        self.batch_size, self.concurrency = cfg.batch_size, cfg.concurrency
         self._client = InfluxDBClient(
             url=cfg.url, token=cfg.token, org=cfg.org, enable_gzip=cfg.gzip,
             timeout=int(cfg.timeout * 1000), retries=False,

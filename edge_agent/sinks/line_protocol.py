@@ -45,24 +45,28 @@ class SeriesTable:
 
     def lines(self, batch: Batch) -> list[str]:
         """One line per point, in batch order."""
+        if len(batch) == 0:
+            return []
+        # Readings of one poll share a timestamp: format each distinct time once.
+        unique_ts, where = np.unique(batch.ts, return_inverse=True)
+        suffix = np.array([f" {t}" for t in unique_ts.tolist()], dtype=object)[where]
         ok = batch.quality == 0
         if ok.all():
-            prefixes = self.good[batch.signal].tolist()
             return [
-                f"{p}{v!r} {t}"
-                for p, v, t in zip(prefixes, batch.value.tolist(), batch.ts.tolist(), strict=True)
+                p + repr(v) + t
+                for p, v, t in zip(self.good[batch.signal].tolist(), batch.value.tolist(), suffix.tolist(), strict=True)
             ]
-        out = [""] * len(batch)
+        out = np.empty(len(batch), dtype=object)
         good_idx = np.flatnonzero(ok)
+        out[good_idx] = [
+            p + repr(v) + t
+            for p, v, t in zip(self.good[batch.signal[good_idx]].tolist(), batch.value[good_idx].tolist(),
+                               suffix[good_idx].tolist(), strict=True)
+        ]
         bad_idx = np.flatnonzero(~ok)
-        for i, p, v, t in zip(
-            good_idx.tolist(), self.good[batch.signal[good_idx]].tolist(),
-            batch.value[good_idx].tolist(), batch.ts[good_idx].tolist(), strict=True,
-        ):
-            out[i] = f"{p}{v!r} {t}"
-        for i, p, q, t in zip(
-            bad_idx.tolist(), self.bad[batch.signal[bad_idx]].tolist(),
-            batch.quality[bad_idx].tolist(), batch.ts[bad_idx].tolist(), strict=True,
-        ):
-            out[i] = f"{p}{q}i {t}"
-        return out
+        out[bad_idx] = [
+            f"{p}{q}i{t}"
+            for p, q, t in zip(self.bad[batch.signal[bad_idx]].tolist(), batch.quality[bad_idx].tolist(),
+                               suffix[bad_idx].tolist(), strict=True)
+        ]
+        return list(out.tolist())

@@ -46,8 +46,16 @@ COUNTER_NAMES = ("total", "good", "reject", "energy")
 TOTAL, GOOD, REJECT, ENERGY = 6, 7, 8, 9
 #: Columns of a window's element row: seconds for 0..5, counts for 6..8, kWh for 9.
 COLUMNS = (
-    "running_s", "idle_s", "down_s", "setup_s", "planned_stop_s", "unknown_s",
-    "total_delta", "good_delta", "reject_delta", "energy_kwh",
+    "running_s",
+    "idle_s",
+    "down_s",
+    "setup_s",
+    "planned_stop_s",
+    "unknown_s",
+    "total_delta",
+    "good_delta",
+    "reject_delta",
+    "energy_kwh",
 )
 NCOL = len(COLUMNS)
 
@@ -128,9 +136,7 @@ class OeeEngine:
         index = np.where(valid, code, 0).astype(np.intp)
         return np.where(valid, self.code_table[machine, index], self.default_state[machine])
 
-    def add_states(
-        self, machine: NDArray[np.intp], ts: NDArray[np.int64], code: NDArray[np.float64]
-    ) -> None:
+    def add_states(self, machine: NDArray[np.intp], ts: NDArray[np.int64], code: NDArray[np.float64]) -> None:
         """Feed state readings (any order); readings older than what was accounted are ignored."""
         if machine.shape[0] == 0:
             return
@@ -194,11 +200,17 @@ class OeeEngine:
             np.concatenate([cat[has_known].astype(np.intp), np.full(int(has_unknown.sum()), UNKNOWN)]),
         )
 
-    def _spread(
-        self, m: NDArray[np.intp], a: NDArray[np.int64], b: NDArray[np.int64], col: NDArray[np.intp]
-    ) -> None:
+    def _spread(self, m: NDArray[np.intp], a: NDArray[np.int64], b: NDArray[np.int64], col: NDArray[np.intp]) -> None:
         """Split intervals at window edges and add their seconds to column ``col``."""
-        parts: list[tuple[NDArray[np.intp], NDArray[np.int64], NDArray[np.int64], NDArray[np.intp], NDArray[np.float64]]] = []
+        parts: list[
+            tuple[
+                NDArray[np.intp],
+                NDArray[np.int64],
+                NDArray[np.int64],
+                NDArray[np.intp],
+                NDArray[np.float64],
+            ]
+        ] = []
         while m.shape[0]:
             ws, we = self.grid.locate(a)
             end = np.minimum(b, we)
@@ -207,7 +219,7 @@ class OeeEngine:
             more = end < b
             m, a, b, col = m[more], end[more], b[more], col[more]
         if parts:
-            self._accumulate(*(np.concatenate(p) for p in zip(*parts, strict=True)))  # type: ignore[arg-type]
+            self._accumulate(*(np.concatenate(p) for p in zip(*parts, strict=True)))
 
     # -- counters ----------------------------------------------------------------------------
     def add_counters(
@@ -303,10 +315,10 @@ def kpis(
 ) -> dict[str, NDArray[np.float64]]:
     """Time elements (s), quantities (counts) and ratios (0..1, NaN when undefined) per row."""
     e = elements
-    scheduled = e[:, :UNKNOWN + 1].sum(axis=1)
+    scheduled = e[:, : UNKNOWN + 1].sum(axis=1)
     planned_busy = scheduled - e[:, PLANNED_STOP] - e[:, UNKNOWN]
     actual = e[:, RUNNING]
-    has_total, has_good, has_reject = (has_counter[:, k] for k in range(3))
+    has_total, has_good = has_counter[:, TOTAL_KIND], has_counter[:, GOOD_KIND]
     produced = np.where(has_total, e[:, TOTAL], e[:, GOOD] + e[:, REJECT])
     good = np.where(has_good, e[:, GOOD], produced - e[:, REJECT])
     reject = produced - good

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from concurrent.futures import ThreadPoolExecutor
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +30,13 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collectors.batch import Batch  # noqa: E402
-from edge_agent.buffer import Buffer  # noqa: E402
-from edge_agent.config import InfluxV1Sink  # noqa: E402
-from edge_agent.forwarder import Forwarder  # noqa: E402
-from edge_agent.sinks.influx_v1 import InfluxV1  # noqa: E402
-from edge_agent.sinks.line_protocol import SeriesTable, series_key  # noqa: E402
-from tests.influx_server import InfluxServer  # noqa: E402
+from collectors.batch import Batch
+from edge_agent.buffer import Buffer
+from edge_agent.config import InfluxV1Sink
+from edge_agent.forwarder import Forwarder
+from edge_agent.sinks.influx_v1 import InfluxV1
+from edge_agent.sinks.line_protocol import SeriesTable, series_key
+from tests.influx_server import InfluxServer
 
 BATCH = 5_000
 GZIP = True
@@ -45,9 +45,23 @@ GZIP = True
 def make_points(n: int, seed: int = 7) -> tuple[list[tuple[str, str]], Batch]:
     """100 raw series (10 machines x 10 signals), one reading of each per 100 ms."""
     series = [
-        (series_key("raw", {"site": "bench", "workshop": "w1", "line": f"line-{m // 5}", "machine": f"M{m}",
-                            "device": f"M{m}", "signal": f"s{s}", "agent": "bench-1"}), "value")
-        for m in range(10) for s in range(10)
+        (
+            series_key(
+                "raw",
+                {
+                    "site": "bench",
+                    "workshop": "w1",
+                    "line": f"line-{m // 5}",
+                    "machine": f"M{m}",
+                    "device": f"M{m}",
+                    "signal": f"s{s}",
+                    "agent": "bench-1",
+                },
+            ),
+            "value",
+        )
+        for m in range(10)
+        for s in range(10)
     ]
     rng = np.random.default_rng(seed)
     start = 1_700_000_000_000_000_000
@@ -63,7 +77,9 @@ def cpu() -> float:
     return time.process_time()
 
 
-def run_ours(server: InfluxServer, db: str, store: Path, series: list[tuple[str, str]], points: Batch) -> tuple[float, float]:
+def run_ours(
+    server: InfluxServer, db: str, store: Path, series: list[tuple[str, str]], points: Batch
+) -> tuple[float, float]:
     buffer = Buffer(store)
     ids = buffer.register(series)
     sink = InfluxV1(InfluxV1Sink(type="influxdb_v1", url=server.url, database=db, batch_size=BATCH, gzip=GZIP))
@@ -77,7 +93,8 @@ def run_ours(server: InfluxServer, db: str, store: Path, series: list[tuple[str,
     while (n := forwarder.step()) > 0:
         sent += n
     elapsed, used = time.perf_counter() - t0, cpu() - c0
-    assert sent == len(points) and buffer.stats().pending_points == 0
+    assert sent == len(points)
+    assert buffer.stats().pending_points == 0
     forwarder.close()
     buffer.close()
     return elapsed, used
@@ -87,11 +104,13 @@ def run_bare(server: InfluxServer, db: str, lines: list[str], connections: int =
     """Pre-built bodies posted in order; with ``connections`` > 1, that many posts in flight."""
     sessions = [requests.Session() for _ in range(connections)]
     sessions[0].post(f"{server.url}/query", params={"q": f'CREATE DATABASE "{db}"'}, timeout=30)
-    bodies = ["\n".join(lines[i:i + BATCH]).encode() for i in range(0, len(lines), BATCH)]
+    bodies = ["\n".join(lines[i : i + BATCH]).encode() for i in range(0, len(lines), BATCH)]
 
     def post(worker: int) -> None:
         for body in bodies[worker::connections]:
-            reply = sessions[worker].post(f"{server.url}/write", params={"db": db, "precision": "ns"}, data=body, timeout=60)
+            reply = sessions[worker].post(
+                f"{server.url}/write", params={"db": db, "precision": "ns"}, data=body, timeout=60
+            )
             assert reply.status_code == 204, reply.text
 
     c0, t0 = cpu(), time.perf_counter()
@@ -143,7 +162,7 @@ def main() -> None:
             for r in range(args.rounds):
                 # Rotate who goes first; start each run with influxd idle.
                 order = ["bare", "ours", "bare2"]
-                for which in order[r % 3:] + order[:r % 3]:
+                for which in order[r % 3 :] + order[: r % 3]:
                     quiesce(server)
                     db = f"{which}{r}"
                     if which == "ours":
@@ -155,15 +174,21 @@ def main() -> None:
             server.stop()
     n = args.points
     med = {k: statistics.median(e for e, _ in v) for k, v in runs.items()}
-    print(f"points: {n:,} per run, {args.rounds} rounds (order rotating), batches of {BATCH:,}, "
-          f"gzip {'on' if GZIP else 'off'}, InfluxDB 1.6.7 on loopback")
-    names = {"bare": "bare requests loop", "ours": "our sink (store + forwarder)",
-             "bare2": "reference: bare, 2 in flight"}
+    print(
+        f"points: {n:,} per run, {args.rounds} rounds (order rotating), batches of {BATCH:,}, "
+        f"gzip {'on' if GZIP else 'off'}, InfluxDB 1.6.7 on loopback"
+    )
+    names = {
+        "bare": "bare requests loop",
+        "ours": "our sink (store + forwarder)",
+        "bare2": "reference: bare, 2 in flight",
+    }
     for key in ("bare", "ours", "bare2"):
         cpu_med = statistics.median(c for _, c in runs[key])
         print(f"{names[key]:30s} {n / med[key]:12,.0f} points/s  median {med[key]:6.2f} s  client CPU {cpu_med:5.2f} s")
     print(f"ratio ours / bare (medians): {med['bare'] / med['ours']:.2f}  (goal >= 0.80)")
     print("all rounds (s): " + "; ".join(f"{k} " + ", ".join(f"{e:.2f}" for e, _ in v) for k, v in runs.items()))
+
 
 if __name__ == "__main__":
     main()

@@ -35,7 +35,10 @@ class Batch:
     @classmethod
     def empty(cls) -> Batch:
         return cls(
-            np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.float64), np.empty(0, np.uint8)
+            np.empty(0, np.int64),
+            np.empty(0, np.int32),
+            np.empty(0, np.float64),
+            np.empty(0, np.uint8),
         )
 
     @classmethod

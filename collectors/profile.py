@@ -7,6 +7,7 @@ configuration's job, not the profile's.
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,7 +23,12 @@ SignalKind = Literal["analog", "state", "counter", "energy"]
 
 #: 16-bit registers each field type occupies.
 REGISTER_WIDTH: dict[str, int] = {
-    "int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "bool": 1,
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "bool": 1,
 }
 
 
@@ -86,11 +92,10 @@ class ModbusProfile(_Strict):
             by_table.setdefault(f.table, []).append((f.address, f.address + f.width, f.name))
         for table, spans in by_table.items():
             spans.sort()
-            for (_, end_a, name_a), (start_b, _, name_b) in zip(spans, spans[1:], strict=False):
+            for (_, end_a, name_a), (start_b, _, name_b) in itertools.pairwise(spans):
                 if start_b < end_a:
                     raise ValueError(
-                        f"fields {name_a!r} and {name_b!r} overlap in the {table} table: "
-                        "give each its own registers"
+                        f"fields {name_a!r} and {name_b!r} overlap in the {table} table: give each its own registers"
                     )
         return self
 
@@ -111,8 +116,7 @@ class OpcUaNode(_Strict):
         text = _PLACEHOLDER.sub("x", self.node)
         if not re.match(r"^(nsu=[^;]+;|ns=\d+;)?[isgb]=.+$", text):
             raise ValueError(
-                f"node {self.node!r} is not an OPC UA node id: write 'ns=2;s=Name', "
-                "'nsu=URI;s=Name' or 'i=2258'"
+                f"node {self.node!r} is not an OPC UA node id: write 'ns=2;s=Name', 'nsu=URI;s=Name' or 'i=2258'"
             )
         return self
 

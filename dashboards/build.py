@@ -26,27 +26,48 @@ RATIOS = {
     "oee": 'sum("ideal_good_s") / sum("planned_busy_s")',
 }
 STATES = {
-    "1": ("running 运行", "green"), "2": ("idle 待机", "yellow"), "3": ("down 故障", "red"),
-    "4": ("setup 换型", "blue"), "5": ("planned stop 计划停机", "purple"),
+    "1": ("running 运行", "green"),
+    "2": ("idle 待机", "yellow"),
+    "3": ("down 故障", "red"),
+    "4": ("setup 换型", "blue"),
+    "5": ("planned stop 计划停机", "purple"),
 }
 
 
 def target(query: str, fmt: str = "time_series", ref: str = "A", alias: str = "") -> dict[str, Any]:
-    t: dict[str, Any] = {"refId": ref, "datasource": DATASOURCE, "query": query, "rawQuery": True, "resultFormat": fmt}
+    t: dict[str, Any] = {
+        "refId": ref,
+        "datasource": DATASOURCE,
+        "query": query,
+        "rawQuery": True,
+        "resultFormat": fmt,
+    }
     if alias:
         t["alias"] = alias
     return t
 
 
-def panel(pid: int, title: str, kind: str, grid: tuple[int, int, int, int], targets: list[dict[str, Any]],
-          unit: str = "", extra: dict[str, Any] | None = None, overrides: list[Any] | None = None) -> dict[str, Any]:
+def panel(
+    pid: int,
+    title: str,
+    kind: str,
+    grid: tuple[int, int, int, int],
+    targets: list[dict[str, Any]],
+    unit: str = "",
+    extra: dict[str, Any] | None = None,
+    overrides: list[Any] | None = None,
+) -> dict[str, Any]:
     x, y, w, h = grid
     defaults: dict[str, Any] = {"unit": unit} if unit else {}
     if unit == "percentunit":
         defaults |= {"min": 0, "max": 1, "decimals": 1}
     p: dict[str, Any] = {
-        "id": pid, "title": title, "type": kind, "datasource": DATASOURCE,
-        "gridPos": {"x": x, "y": y, "w": w, "h": h}, "targets": targets,
+        "id": pid,
+        "title": title,
+        "type": kind,
+        "datasource": DATASOURCE,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "targets": targets,
         "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
         "options": {},
     }
@@ -57,77 +78,181 @@ def panel(pid: int, title: str, kind: str, grid: tuple[int, int, int, int], targ
 
 def variable(name: str, label: str, query: str) -> dict[str, Any]:
     return {
-        "name": name, "label": label, "type": "query", "datasource": DATASOURCE, "query": query,
-        "definition": query, "refresh": 2, "multi": True, "includeAll": True, "allValue": ".*",
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]}, "sort": 1, "regex": "",
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": query,
+        "definition": query,
+        "refresh": 2,
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+        "regex": "",
     }
 
 
 def plant_overview() -> dict[str, Any]:
     panels: list[dict[str, Any]] = []
     for i, (name, expr) in enumerate(RATIOS.items()):
-        title = {"availability": "Availability 时间开动率", "performance": "Performance 性能开动率",
-                 "quality": "Quality 合格品率", "oee": "OEE 设备综合效率"}[name]
-        panels.append(panel(
-            i + 1, title, "stat", (6 * i, 0, 6, 4),
-            [target(f'SELECT {expr} AS "{name}" FROM "oee" WHERE {OEE_WHERE}')], "percentunit",
-            {"options": {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"}},
-        ))
-    panels.append(panel(
-        5, "OEE by machine 各设备 OEE", "timeseries", (0, 4, 12, 8),
-        [target(f'SELECT {RATIOS["oee"]} AS "oee" FROM "oee" WHERE {OEE_WHERE} '
-                'GROUP BY time($__interval), "machine" fill(none)', alias="$tag_machine")],
-        "percentunit", {"interval": "1m"},
-    ))
-    panels.append(panel(
-        6, "Machine state 设备状态", "state-timeline", (12, 4, 12, 8),
-        [target("SELECT last(\"value\") FROM \"raw\" WHERE \"signal\" = 'state' AND " + FILTER
-                + ' GROUP BY time($__interval), "machine" fill(previous)', alias="$tag_machine")],
-        extra={"interval": "10s"},
-        overrides=[],
-    ))
+        title = {
+            "availability": "Availability 时间开动率",
+            "performance": "Performance 性能开动率",
+            "quality": "Quality 合格品率",
+            "oee": "OEE 设备综合效率",
+        }[name]
+        panels.append(
+            panel(
+                i + 1,
+                title,
+                "stat",
+                (6 * i, 0, 6, 4),
+                [target(f'SELECT {expr} AS "{name}" FROM "oee" WHERE {OEE_WHERE}')],
+                "percentunit",
+                {
+                    "options": {
+                        "reduceOptions": {"calcs": ["lastNotNull"]},
+                        "colorMode": "background",
+                    }
+                },
+            )
+        )
+    panels.append(
+        panel(
+            5,
+            "OEE by machine 各设备 OEE",
+            "timeseries",
+            (0, 4, 12, 8),
+            [
+                target(
+                    f'SELECT {RATIOS["oee"]} AS "oee" FROM "oee" WHERE {OEE_WHERE} '
+                    'GROUP BY time($__interval), "machine" fill(none)',
+                    alias="$tag_machine",
+                )
+            ],
+            "percentunit",
+            {"interval": "1m"},
+        )
+    )
+    panels.append(
+        panel(
+            6,
+            "Machine state 设备状态",
+            "state-timeline",
+            (12, 4, 12, 8),
+            [
+                target(
+                    'SELECT last("value") FROM "raw" WHERE "signal" = \'state\' AND '
+                    + FILTER
+                    + ' GROUP BY time($__interval), "machine" fill(previous)',
+                    alias="$tag_machine",
+                )
+            ],
+            extra={"interval": "10s"},
+            overrides=[],
+        )
+    )
     panels[-1]["fieldConfig"]["defaults"]["mappings"] = [
-        {"type": "value", "options": {k: {"text": text, "color": color} for k, (text, color) in STATES.items()}}
+        {
+            "type": "value",
+            "options": {k: {"text": text, "color": color} for k, (text, color) in STATES.items()},
+        }
     ]
     table_query = (
-        "SELECT " + ", ".join(f'{expr} AS "{name}"' for name, expr in RATIOS.items())
+        "SELECT "
+        + ", ".join(f'{expr} AS "{name}"' for name, expr in RATIOS.items())
         + ', sum("good") AS "good", sum("reject") AS "reject", sum("down_s") AS "down_s",'
         + ' sum("idle_s") AS "idle_s", sum("setup_s") AS "setup_s"'
         + f' FROM "oee" WHERE {OEE_WHERE} GROUP BY "line", "machine"'
     )
-    panels.append(panel(
-        7, "Machines over the range 设备汇总", "table", (0, 12, 24, 8), [target(table_query, "table")],
-        extra={"transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True}}}]},
-    ))
-    panels.append(panel(
-        8, "Losses by machine 停机损失", "barchart", (0, 20, 12, 8),
-        [target('SELECT sum("down_s") AS "down 故障", sum("idle_s") AS "idle 待机", sum("setup_s") AS "setup 换型", '
-                f'sum("unknown_s") AS "unknown 未知" FROM "oee" WHERE {OEE_WHERE} GROUP BY "machine"', "table")],
-        "s",
-    ))
-    panels.append(panel(
-        9, "Anomaly score 异常评分", "timeseries", (12, 20, 12, 8),
-        [target(f'SELECT max("score") FROM "anomaly" WHERE {FILTER} '
-                'GROUP BY time($__interval), "machine", "signal" fill(none)', alias="$tag_machine $tag_signal")],
-        extra={"interval": "10s"},
-    ))
-    panels.append(panel(
-        10, "Spindle temperature 主轴温度", "timeseries", (0, 28, 12, 8),
-        [target("SELECT mean(\"value\") FROM \"raw\" WHERE \"signal\" = 'spindle_temp' AND " + FILTER
-                + ' GROUP BY time($__interval), "machine" fill(none)', alias="$tag_machine")],
-        "celsius", {"interval": "10s"},
-    ))
-    panels.append(panel(
-        11, "Energy used 能耗 (kWh)", "stat", (12, 28, 6, 8),
-        [target("SELECT spread(\"value\") AS \"kWh\" FROM \"raw\" WHERE \"signal\" = 'energy' AND "
-                '"site" =~ /^$site$/ AND "workshop" =~ /^$workshop$/ AND $timeFilter')],
-        "kwatth",
-    ))
-    panels.append(panel(
-        12, "Good parts 合格品产量", "stat", (18, 28, 6, 8),
-        [target(f'SELECT sum("good") AS "good" FROM "oee" WHERE {OEE_WHERE}')],
-        "none",
-    ))
+    panels.append(
+        panel(
+            7,
+            "Machines over the range 设备汇总",
+            "table",
+            (0, 12, 24, 8),
+            [target(table_query, "table")],
+            extra={"transformations": [{"id": "organize", "options": {"excludeByName": {"Time": True}}}]},
+        )
+    )
+    panels.append(
+        panel(
+            8,
+            "Losses by machine 停机损失",
+            "barchart",
+            (0, 20, 12, 8),
+            [
+                target(
+                    'SELECT sum("down_s") AS "down 故障", sum("idle_s") AS "idle 待机", '
+                    'sum("setup_s") AS "setup 换型", '
+                    f'sum("unknown_s") AS "unknown 未知" FROM "oee" WHERE {OEE_WHERE} GROUP BY "machine"',
+                    "table",
+                )
+            ],
+            "s",
+        )
+    )
+    panels.append(
+        panel(
+            9,
+            "Anomaly score 异常评分",
+            "timeseries",
+            (12, 20, 12, 8),
+            [
+                target(
+                    f'SELECT max("score") FROM "anomaly" WHERE {FILTER} '
+                    'GROUP BY time($__interval), "machine", "signal" fill(none)',
+                    alias="$tag_machine $tag_signal",
+                )
+            ],
+            extra={"interval": "10s"},
+        )
+    )
+    panels.append(
+        panel(
+            10,
+            "Spindle temperature 主轴温度",
+            "timeseries",
+            (0, 28, 12, 8),
+            [
+                target(
+                    'SELECT mean("value") FROM "raw" WHERE "signal" = \'spindle_temp\' AND '
+                    + FILTER
+                    + ' GROUP BY time($__interval), "machine" fill(none)',
+                    alias="$tag_machine",
+                )
+            ],
+            "celsius",
+            {"interval": "10s"},
+        )
+    )
+    panels.append(
+        panel(
+            11,
+            "Energy used 能耗 (kWh)",
+            "stat",
+            (12, 28, 6, 8),
+            [
+                target(
+                    'SELECT spread("value") AS "kWh" FROM "raw" WHERE "signal" = \'energy\' AND '
+                    '"site" =~ /^$site$/ AND "workshop" =~ /^$workshop$/ AND $timeFilter'
+                )
+            ],
+            "kwatth",
+        )
+    )
+    panels.append(
+        panel(
+            12,
+            "Good parts 合格品产量",
+            "stat",
+            (18, 28, 6, 8),
+            [target(f'SELECT sum("good") AS "good" FROM "oee" WHERE {OEE_WHERE}')],
+            "none",
+        )
+    )
     return {
         "uid": "edge-plant-overview",
         "title": "Plant overview 工厂总览",
@@ -137,12 +262,28 @@ def plant_overview() -> dict[str, Any]:
         "version": 1,
         "refresh": "10s",
         "time": {"from": "now-6h", "to": "now"},
-        "templating": {"list": [
-            variable("site", "Site 工厂", 'SHOW TAG VALUES FROM "oee" WITH KEY = "site"'),
-            variable("workshop", "Workshop 车间", 'SHOW TAG VALUES FROM "oee" WITH KEY = "workshop" WHERE "site" =~ /^$site$/'),
-            variable("line", "Line 产线", 'SHOW TAG VALUES FROM "oee" WITH KEY = "line" WHERE "site" =~ /^$site$/ AND "workshop" =~ /^$workshop$/'),
-            variable("machine", "Machine 设备", 'SHOW TAG VALUES FROM "oee" WITH KEY = "machine" WHERE "site" =~ /^$site$/ AND "workshop" =~ /^$workshop$/ AND "line" =~ /^$line$/'),
-        ]},
+        "templating": {
+            "list": [
+                variable("site", "Site 工厂", 'SHOW TAG VALUES FROM "oee" WITH KEY = "site"'),
+                variable(
+                    "workshop",
+                    "Workshop 车间",
+                    'SHOW TAG VALUES FROM "oee" WITH KEY = "workshop" WHERE "site" =~ /^$site$/',
+                ),
+                variable(
+                    "line",
+                    "Line 产线",
+                    'SHOW TAG VALUES FROM "oee" WITH KEY = "line" WHERE "site" =~ /^$site$/ '
+                    'AND "workshop" =~ /^$workshop$/',
+                ),
+                variable(
+                    "machine",
+                    "Machine 设备",
+                    'SHOW TAG VALUES FROM "oee" WITH KEY = "machine" WHERE "site" =~ /^$site$/ '
+                    'AND "workshop" =~ /^$workshop$/ AND "line" =~ /^$line$/',
+                ),
+            ]
+        },
         "panels": panels,
     }
 

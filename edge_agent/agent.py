@@ -59,8 +59,7 @@ class Agent:
         self.pipeline = Pipeline(loaded, self.buffer)
         self.series = SeriesTable(self.buffer.series_table())
         self.forwarders = [
-            Forwarder(self.buffer, make_sink(s), self.series, loaded.resolve(s.rejected_file))
-            for s in cfg.sinks
+            Forwarder(self.buffer, make_sink(s), self.series, loaded.resolve(s.rejected_file)) for s in cfg.sinks
         ]
         self.buffer.forget_sinks_except([f.sink.name for f in self.forwarders])
         links: dict[tuple[str, int], ModbusLink] = {}
@@ -116,13 +115,16 @@ class Agent:
             health.polls += 1
             health.last_ok_ns = self.clock.now_ns()
             if collector.last_error and collector.last_error != health.last_error:
-                log.warning("device %s answered with errors (points kept with a bad quality flag): %s", dev.name, collector.last_error)
+                log.warning(
+                    "device %s answered with errors (points kept with a bad quality flag): %s",
+                    dev.name,
+                    collector.last_error,
+                )
             health.last_error = collector.last_error or ""
             self.pipeline.ingest(index, batch)
             next_due += int(dev.poll_interval * 1e9)
             now = self.clock.now_ns()
-            if next_due < now:
-                next_due = now
+            next_due = max(next_due, now)
             await self._sleep_clock((next_due - now) / 1e9)
 
     async def _sleep_wall(self, seconds: float) -> None:
@@ -160,9 +162,7 @@ class Agent:
                 "oldest_age_s": (self.clock.now_ns() - stats.oldest_ts) / 1e9 if stats.oldest_ts else 0.0,
                 "dropped": stats.dropped,
             },
-            "sinks": [
-                {k: v for k, v in vars(f.health).items() if k != "latencies_s"} for f in self.forwarders
-            ],
+            "sinks": [{k: v for k, v in vars(f.health).items() if k != "latencies_s"} for f in self.forwarders],
         }
 
     async def _serve_health(self, listen: str) -> asyncio.AbstractServer:
@@ -172,8 +172,12 @@ class Agent:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(reader.readline(), 5)
                 body = json.dumps(self.health_report()).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                             + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                    + str(len(body)).encode()
+                    + b"\r\nConnection: close\r\n\r\n"
+                    + body
+                )
                 await writer.drain()
             writer.close()
 
@@ -201,12 +205,15 @@ class Agent:
                     await c.close()
             await asyncio.to_thread(self.tick, True)
             sink_stop.set()
-            done, pending = await asyncio.wait(senders, timeout=drain_s) if senders else (set(), set())
+            _, pending = await asyncio.wait(senders, timeout=drain_s) if senders else (set(), set())
             for task in pending:
                 task.cancel()
             if pending:
                 left = self.buffer.stats().pending_points
-                log.warning("stopped with %d points still in the local store; they are sent on the next start", left)
+                log.warning(
+                    "stopped with %d points still in the local store; they are sent on the next start",
+                    left,
+                )
             for f in self.forwarders:
                 f.close()
             if server is not None:
@@ -227,10 +234,13 @@ def run_forever(loaded: LoadedConfig) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, agent.stop)
-        log.info("agent %s started: %d devices, %d sinks", loaded.config.agent.id, len(agent.collectors), len(agent.forwarders))
+        log.info(
+            "agent %s started: %d devices, %d sinks",
+            loaded.config.agent.id,
+            len(agent.collectors),
+            len(agent.forwarders),
+        )
         await agent.run()
 
     asyncio.run(main())
     return 0
-
-

@@ -72,9 +72,7 @@ class Buffer:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR IGNORE INTO series (key, field) VALUES (?, ?)", series)
             self._db.execute("COMMIT")
-            ids = {
-                (k, f): i for i, k, f in self._db.execute("SELECT id, key, field FROM series")
-            }
+            ids = {(k, f): i for i, k, f in self._db.execute("SELECT id, key, field FROM series")}
         return np.array([ids[s] for s in series], np.int32)
 
     def series_table(self) -> list[tuple[int, str, str]]:
@@ -93,9 +91,13 @@ class Buffer:
                 "INSERT INTO chunks (created_ns, n, oldest_ts, ts, signal, value, quality)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
-                    time.time_ns(), n, int(batch.ts.min()),
-                    batch.ts.astype("<i8").tobytes(), batch.signal.astype("<i4").tobytes(),
-                    batch.value.astype("<f8").tobytes(), batch.quality.tobytes(),
+                    time.time_ns(),
+                    n,
+                    int(batch.ts.min()),
+                    batch.ts.astype("<i8").tobytes(),
+                    batch.signal.astype("<i4").tobytes(),
+                    batch.value.astype("<f8").tobytes(),
+                    batch.quality.tobytes(),
                 ),
             )
             self._points += n
@@ -121,7 +123,9 @@ class Buffer:
         self._points -= dropped
         log.error(
             "local store full (%d points): dropped the oldest %d points; raise buffer.max_points "
-            "or fix the sink so the backlog drains", self.max_points, dropped,
+            "or fix the sink so the backlog drains",
+            self.max_points,
+            dropped,
         )
 
     def count_drop(self, reason: str, points: int) -> None:
@@ -164,10 +168,15 @@ class Buffer:
                 (after, last),
             ).fetchall()
         return [
-            Chunk(chunk_id, Batch(
-                np.frombuffer(ts, "<i8"), np.frombuffer(sig, "<i4"),
-                np.frombuffer(val, "<f8"), np.frombuffer(q, np.uint8),
-            ))
+            Chunk(
+                chunk_id,
+                Batch(
+                    np.frombuffer(ts, "<i8"),
+                    np.frombuffer(sig, "<i4"),
+                    np.frombuffer(val, "<f8"),
+                    np.frombuffer(q, np.uint8),
+                ),
+            )
             for chunk_id, ts, sig, val, q in rows
         ]
 
@@ -178,9 +187,7 @@ class Buffer:
             self._db.execute("UPDATE cursors SET acked = MAX(acked, ?) WHERE sink = ?", (upto, sink))
             low = self._db.execute("SELECT MIN(acked) FROM cursors").fetchone()[0]
             if low is not None:
-                gone = self._db.execute(
-                    "SELECT COALESCE(SUM(n), 0) FROM chunks WHERE id <= ?", (low,)
-                ).fetchone()[0]
+                gone = self._db.execute("SELECT COALESCE(SUM(n), 0) FROM chunks WHERE id <= ?", (low,)).fetchone()[0]
                 self._db.execute("DELETE FROM chunks WHERE id <= ?", (low,))
                 self._points -= int(gone)
             self._db.execute("COMMIT")
@@ -198,7 +205,8 @@ class Buffer:
                 row = self._db.execute("SELECT acked FROM cursors WHERE sink = ?", (sink,)).fetchone()
                 after = int(row[0]) if row else -1
             n, chunks, oldest = self._db.execute(
-                "SELECT COALESCE(SUM(n), 0), COUNT(*), MIN(oldest_ts) FROM chunks WHERE id > ?", (after,)
+                "SELECT COALESCE(SUM(n), 0), COUNT(*), MIN(oldest_ts) FROM chunks WHERE id > ?",
+                (after,),
             ).fetchone()
             dropped = dict(self._db.execute("SELECT reason, points FROM drops"))
         return BufferStats(int(n), int(chunks), oldest, dropped)

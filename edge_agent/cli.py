@@ -16,7 +16,10 @@ from edge_agent.yaml_source import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-agent", description="Industrial edge monitoring agent (OPC UA, Modbus -> InfluxDB, with OEE and anomaly scores).")
+    p = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Industrial edge monitoring agent (OPC UA, Modbus -> InfluxDB, with OEE and anomaly scores).",
+    )
     p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = p.add_subparsers(dest="command", required=True)
@@ -46,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one branch per subcommand
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from edge_agent.config import load_config, load_profile  # noqa: PLC0415 - keep --help fast

@@ -60,7 +60,7 @@ class AgentSection(_Strict):
     id: TagValue
     site: TagValue
     workshop: TagValue
-    buffer: BufferSection = BufferSection()
+    buffer: BufferSection = Field(default_factory=BufferSection)
     health_listen: str | None = Field(None, description="host:port of the health endpoint")
 
 
@@ -149,13 +149,13 @@ class AnalyticsSection(_Strict):
     oee_window: Annotated[Duration, Field(ge=1)] = 60.0
     shifts: ShiftSchedule | None = None
     settle: Annotated[Duration, Field(ge=0, description="wait for late readings before OEE")] = 2.0
-    anomaly: AnomalySection = AnomalySection()
+    anomaly: AnomalySection = Field(default_factory=AnomalySection)
 
 
 class AgentConfig(_Strict):
     agent: AgentSection
     sinks: list[SinkSection] = Field(default_factory=list)
-    analytics: AnalyticsSection = AnalyticsSection()
+    analytics: AnalyticsSection = Field(default_factory=AnalyticsSection)
     profile_dirs: list[str] = Field(default_factory=list, description="relative to agent.yaml")
     devices: Annotated[list[Device], Field(min_length=1)]
 
@@ -187,7 +187,9 @@ def load_profiles(dirs: Iterable[Path]) -> dict[str, Profile]:
                 problems.extend(exc.problems)
                 continue
             if profile.name in profiles:
-                problems.append(f"{path}: profile name {profile.name!r} is also used by {where[profile.name]}: rename one")
+                problems.append(
+                    f"{path}: profile name {profile.name!r} is also used by {where[profile.name]}: rename one"
+                )
             profiles[profile.name], where[profile.name] = profile, path
     if problems:
         raise ConfigError(problems)
@@ -210,17 +212,32 @@ def _check_device(doc: YamlDocument, i: int, dev: Device, profiles: dict[str, Pr
     profile = profiles.get(dev.profile)
     if profile is None:
         known = ", ".join(sorted(profiles)) or "none"
-        return [doc.problem((*at, "profile"), f"unknown profile {dev.profile!r}: known profiles are {known}; add its YAML to a profile_dirs folder")]
+        return [
+            doc.problem(
+                (*at, "profile"),
+                f"unknown profile {dev.profile!r}: known profiles are {known}; add its YAML to a profile_dirs folder",
+            )
+        ]
     problems = []
     scheme = urlsplit(dev.endpoint).scheme
     if (scheme == "opc.tcp") != isinstance(profile, OpcUaProfile):
-        problems.append(doc.problem((*at, "endpoint"), f"profile {profile.name!r} speaks {profile.protocol}, but the endpoint is {scheme}://"))
+        problems.append(
+            doc.problem(
+                (*at, "endpoint"),
+                f"profile {profile.name!r} speaks {profile.protocol}, but the endpoint is {scheme}://",
+            )
+        )
     url = urlsplit(dev.endpoint)
     try:
         if not url.hostname or url.port is None:
             raise ValueError
     except ValueError:
-        problems.append(doc.problem((*at, "endpoint"), f"{dev.endpoint!r} needs a host and a port, e.g. modbus://10.0.0.5:502"))
+        problems.append(
+            doc.problem(
+                (*at, "endpoint"),
+                f"{dev.endpoint!r} needs a host and a port, e.g. modbus://10.0.0.5:502",
+            )
+        )
     names = set(signal_names(profile))
     if isinstance(profile, OpcUaProfile):
         missing = profile.placeholders() - set(dev.params)
@@ -235,7 +252,12 @@ def _check_device(doc: YamlDocument, i: int, dev: Device, profiles: dict[str, Pr
     roles += [((*at, "anomaly_signals", j), s) for j, s in enumerate(dev.anomaly_signals or [])]
     for loc, signal in roles:
         if signal not in names:
-            problems.append(doc.problem(loc, f"signal {signal!r} is not in profile {profile.name!r} (it has {', '.join(sorted(names))})"))
+            problems.append(
+                doc.problem(
+                    loc,
+                    f"signal {signal!r} is not in profile {profile.name!r} (it has {', '.join(sorted(names))})",
+                )
+            )
     return problems
 
 
@@ -260,7 +282,12 @@ def load_config(path: Path) -> LoadedConfig:
     seen: dict[str, int] = {}
     for i, dev in enumerate(config.devices):
         if dev.name in seen:
-            problems.append(doc.problem(("devices", i, "name"), f"device name {dev.name!r} is already used by devices[{seen[dev.name]}]"))
+            problems.append(
+                doc.problem(
+                    ("devices", i, "name"),
+                    f"device name {dev.name!r} is already used by devices[{seen[dev.name]}]",
+                )
+            )
         seen.setdefault(dev.name, i)
         problems += _check_device(doc, i, dev, profiles)
     if config.analytics.shifts is not None:
@@ -269,7 +296,12 @@ def load_config(path: Path) -> LoadedConfig:
 
             ZoneInfo(config.analytics.shifts.timezone)
         except (KeyError, ValueError):
-            problems.append(doc.problem(("analytics", "shifts", "timezone"), f"unknown time zone {config.analytics.shifts.timezone!r}: use an IANA name such as Asia/Shanghai"))
+            problems.append(
+                doc.problem(
+                    ("analytics", "shifts", "timezone"),
+                    f"unknown time zone {config.analytics.shifts.timezone!r}: use an IANA name such as Asia/Shanghai",
+                )
+            )
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(path, config, profiles)

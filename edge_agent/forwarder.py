@@ -37,7 +37,12 @@ class SinkHealth:
 
 class Forwarder:
     def __init__(self, buffer: Buffer, sink: Sink, series: SeriesTable, rejected_file: Path) -> None:
-        self.buffer, self.sink, self.series, self.rejected_file = buffer, sink, series, rejected_file
+        self.buffer, self.sink, self.series, self.rejected_file = (
+            buffer,
+            sink,
+            series,
+            rejected_file,
+        )
         self.health = SinkHealth(sink.name)
         self.cursor = buffer.cursor(sink.name)
         self._sender = ThreadPoolExecutor(max_workers=sink.concurrency, thread_name_prefix=f"send-{sink.name}")
@@ -74,9 +79,14 @@ class Forwarder:
                 lines = self.series.lines(chunk.batch)
                 starts = range(0, len(lines), size)
                 for lo in starts:
-                    body = "\n".join(lines[lo:lo + size])
+                    body = "\n".join(lines[lo : lo + size])
                     last = lo == starts[-1]
-                    in_flight.append((self._sender.submit(self._write, body, lines[lo:lo + size]), index if last else -1))
+                    in_flight.append(
+                        (
+                            self._sender.submit(self._write, body, lines[lo : lo + size]),
+                            index if last else -1,
+                        )
+                    )
                     settle(keep=2 * self.sink.concurrency)
             settle(keep=0)
         finally:
@@ -89,8 +99,8 @@ class Forwarder:
             if done >= 0:
                 self.cursor = chunks[done].id
                 self.buffer.ack(self.sink.name, self.cursor)
-                self._latency(max(int(c.batch.ts.max()) for c in chunks[:done + 1] if len(c.batch)))
-        sent = sum(len(c.batch) for c in chunks[:done + 1])
+                self._latency(max(int(c.batch.ts.max()) for c in chunks[: done + 1] if len(c.batch)))
+        sent = sum(len(c.batch) for c in chunks[: done + 1])
         self.health.written += sent
         return sent
 
@@ -117,7 +127,13 @@ class Forwarder:
             fh.write("\n".join(lines) + "\n")
         self.buffer.count_drop("rejected", len(lines))
         self.health.rejected += len(lines)
-        log.error("%s refused %d point(s) as bad data; kept in %s: %s", self.sink.name, len(lines), self.rejected_file, reason)
+        log.error(
+            "%s refused %d point(s) as bad data; kept in %s: %s",
+            self.sink.name,
+            len(lines),
+            self.rejected_file,
+            reason,
+        )
 
     async def run(self, stop: asyncio.Event, idle_s: float = 0.2, max_backoff_s: float = 30.0) -> None:
         """Forward until ``stop`` is set, then drain what is left (bounded by the caller)."""
@@ -127,7 +143,11 @@ class Forwarder:
                 sent = await asyncio.to_thread(self.step)
             except SinkUnavailable as exc:
                 if self.health.ok or self.health.last_error != str(exc):
-                    log.warning("%s unavailable, keeping points in the local store and retrying: %s", self.sink.name, exc)
+                    log.warning(
+                        "%s unavailable, keeping points in the local store and retrying: %s",
+                        self.sink.name,
+                        exc,
+                    )
                 self.health.ok, self.health.last_error = False, str(exc)
                 if stop.is_set():
                     return

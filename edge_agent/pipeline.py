@@ -39,7 +39,13 @@ from edge_agent.config import Device, LoadedConfig
 from edge_agent.schema import ANOMALY, OEE, OEE_FIELDS, RAW
 from edge_agent.sinks.line_protocol import series_key
 
-_CATEGORY = {"running": RUNNING, "idle": IDLE, "down": DOWN, "setup": SETUP, "planned_stop": PLANNED_STOP}
+_CATEGORY = {
+    "running": RUNNING,
+    "idle": IDLE,
+    "down": DOWN,
+    "setup": SETUP,
+    "planned_stop": PLANNED_STOP,
+}
 _KIND = {"total": TOTAL_KIND, "good": GOOD_KIND, "reject": REJECT_KIND}
 #: Role codes per raw series: -1 none, 0 state, 1 + counter kind.
 ROLE_STATE = 0
@@ -64,7 +70,7 @@ def _signal_kinds(profile: ModbusProfile | OpcUaProfile) -> list[str]:
 class Pipeline:
     """Holds the analytics state of one agent. Not thread-safe: call from the event loop."""
 
-    def __init__(self, loaded: LoadedConfig, buffer: Buffer) -> None:
+    def __init__(self, loaded: LoadedConfig, buffer: Buffer) -> None:  # noqa: PLR0915 - one pass over the devices
         cfg = loaded.config
         self.loaded, self.buffer = loaded, buffer
         self.settle_ns = int(cfg.analytics.settle * NS)
@@ -81,7 +87,13 @@ class Pipeline:
         for dev in cfg.devices:
             profile = loaded.profiles[dev.profile]
             names = signal_names(profile)
-            tags = {**dev.tags, **base, "line": dev.line, "machine": dev.machine_name, "device": dev.name}
+            tags = {
+                **dev.tags,
+                **base,
+                "line": dev.line,
+                "machine": dev.machine_name,
+                "device": dev.name,
+            }
             first = len(raw_keys)
             raw_keys += [(series_key(RAW, {**tags, "signal": n}), "value") for n in names]
             machine = -1
@@ -91,10 +103,15 @@ class Pipeline:
                 counters = {_KIND[k]: float(c.modulus or 0) for k, c in oee.counters.items()}
                 if oee.energy is not None:
                     counters[ENERGY_KIND] = float(oee.energy.modulus or 0)
-                machine_cfgs.append(MachineOeeConfig(
-                    {code: _CATEGORY[s] for code, s in oee.state.map.items()},
-                    _CATEGORY[oee.state.default], oee.ideal_cycle_time, oee.stale_after, counters,
-                ))
+                machine_cfgs.append(
+                    MachineOeeConfig(
+                        {code: _CATEGORY[s] for code, s in oee.state.map.items()},
+                        _CATEGORY[oee.state.default],
+                        oee.ideal_cycle_time,
+                        oee.stale_after,
+                        counters,
+                    )
+                )
                 self.machines.append(MachineView(dev.machine_name, dev.line))
                 machine_tags.append({k: v for k, v in tags.items() if k != "device"})
                 roles.append((first + names.index(oee.state.signal), machine, ROLE_STATE))
@@ -102,34 +119,36 @@ class Pipeline:
                 if oee.energy is not None:
                     roles.append((first + names.index(oee.energy.signal), machine, 1 + ENERGY_KIND))
             kinds = _signal_kinds(profile)
-            scored = dev.anomaly_signals if dev.anomaly_signals is not None else [
-                n for n, k in zip(names, kinds, strict=True) if k == "analog"
-            ]
+            scored = (
+                dev.anomaly_signals
+                if dev.anomaly_signals is not None
+                else [n for n, k in zip(names, kinds, strict=True) if k == "analog"]
+            )
             for n in scored:
                 analog.append((first + names.index(n), machine))
                 analog_tags.append({**tags, "signal": n})
             self.device_tables.append(np.arange(first, first + len(names), dtype=np.int32))
         # Series registration: raw, anomaly, then OEE (per machine, per window kind, per field).
         self.grids: dict[str, FixedWindows | ShiftWindows] = {
-            "1m" if cfg.analytics.oee_window == 60 else f"{int(cfg.analytics.oee_window)}s":
-                FixedWindows(int(cfg.analytics.oee_window * NS)),
+            "1m" if cfg.analytics.oee_window == 60 else f"{int(cfg.analytics.oee_window)}s": FixedWindows(
+                int(cfg.analytics.oee_window * NS)
+            ),
         }
         if cfg.analytics.shifts is not None:
             sh = cfg.analytics.shifts
             self.grids["shift"] = ShiftWindows([Shift(s.name, s.start, s.end) for s in sh.schedule], sh.timezone)
         anomaly_keys = [(series_key(ANOMALY, t), "score") for t in analog_tags]
         oee_keys = [
-            (series_key(OEE, {**t, "window": w}), f)
-            for w in self.grids for t in machine_tags for f in OEE_FIELDS
+            (series_key(OEE, {**t, "window": w}), f) for w in self.grids for t in machine_tags for f in OEE_FIELDS
         ]
         ids = buffer.register(raw_keys + anomaly_keys + oee_keys)
         n_raw, n_an = len(raw_keys), len(anomaly_keys)
         raw_ids = ids[:n_raw]
         self.device_tables = [raw_ids[t] for t in self.device_tables]
-        self.anomaly_ids = ids[n_raw:n_raw + n_an]
+        self.anomaly_ids = ids[n_raw : n_raw + n_an]
         n_m, n_f = len(machine_cfgs), len(OEE_FIELDS)
         self.oee_ids = {
-            w: ids[n_raw + n_an + g * n_m * n_f: n_raw + n_an + (g + 1) * n_m * n_f].reshape(n_m, n_f)
+            w: ids[n_raw + n_an + g * n_m * n_f : n_raw + n_an + (g + 1) * n_m * n_f].reshape(n_m, n_f)
             for g, w in enumerate(self.grids)
         }
         size = int(ids.max()) + 1 if ids.shape[0] else 0
@@ -223,13 +242,19 @@ class Pipeline:
         ts = np.repeat(rows.start, values.shape[1]).reshape(values.shape)
         return Batch(ts[ok], ids[ok], values[ok], np.zeros(int(ok.sum()), np.uint8))
 
-    def kpi_matrix(self, elements: NDArray[np.float64], machine: NDArray[np.intp], engine: OeeEngine) -> NDArray[np.float64]:
+    def kpi_matrix(
+        self, elements: NDArray[np.float64], machine: NDArray[np.intp], engine: OeeEngine
+    ) -> NDArray[np.float64]:
         """``[rows, len(OEE_FIELDS)]`` values (NaN = absent) for element rows of ``machine``."""
         k = kpis(elements, self.ideal_cycle_s[machine], engine.has_counter[machine])
         extra = {
-            "running_s": elements[:, RUNNING], "idle_s": elements[:, IDLE], "down_s": elements[:, DOWN],
-            "setup_s": elements[:, SETUP], "planned_stop_s": elements[:, PLANNED_STOP],
-            "unknown_s": elements[:, 5], "energy_kwh": np.where(engine.has_counter[machine, ENERGY_KIND], elements[:, 9], np.nan),
+            "running_s": elements[:, RUNNING],
+            "idle_s": elements[:, IDLE],
+            "down_s": elements[:, DOWN],
+            "setup_s": elements[:, SETUP],
+            "planned_stop_s": elements[:, PLANNED_STOP],
+            "unknown_s": elements[:, 5],
+            "energy_kwh": np.where(engine.has_counter[machine, ENERGY_KIND], elements[:, 9], np.nan),
         }
         return np.column_stack([k[f] if f in k else extra[f] for f in OEE_FIELDS])
 
@@ -242,7 +267,12 @@ class Pipeline:
         values = self.kpi_matrix(self.totals, m, engine)
         out: list[dict[str, float | str]] = []
         for i, view in enumerate(self.machines):
-            row: dict[str, float | str] = {"machine": view.name, "line": view.line, "state": view.state, "anomaly": view.anomaly}
+            row: dict[str, float | str] = {
+                "machine": view.name,
+                "line": view.line,
+                "state": view.state,
+                "anomaly": view.anomaly,
+            }
             row.update({f: float(values[i, j]) for j, f in enumerate(OEE_FIELDS)})
             out.append(row)
         return out

@@ -43,10 +43,10 @@ class InfluxServer:
             f"""reporting-disabled = true
 bind-address = "127.0.0.1:{self.rpc_port}"
 [meta]
-  dir = "{root / 'meta'}"
+  dir = "{root / "meta"}"
 [data]
-  dir = "{root / 'data'}"
-  wal-dir = "{root / 'wal'}"
+  dir = "{root / "data"}"
+  wal-dir = "{root / "wal"}"
   query-log-enabled = false
 [http]
   bind-address = "127.0.0.1:{self.port}"
@@ -63,9 +63,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def start(self, timeout_s: float = 60.0) -> None:
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [self.binary, "run", "-config", str(self.config)], stdout=log, stderr=log
-            )
+            self.process = subprocess.Popen([self.binary, "run", "-config", str(self.config)], stdout=log, stderr=log)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

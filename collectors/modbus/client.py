@@ -71,7 +71,7 @@ class ModbusLink:
             }[table]
             try:
                 return await call(address, count=count, device_id=unit_id)
-            except (ModbusException, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, ModbusException, OSError) as exc:
                 client.close()
                 raise DeviceUnreachable(
                     f"{self.host}:{self.port} unit {unit_id}: {table} read at {address} failed: {exc}"
@@ -99,9 +99,7 @@ class ModbusCollector:
         now_ns: Callable[[], int],
     ) -> None:
         self.profile, self.link, self.unit_id, self.now_ns = profile, link, unit_id, now_ns
-        self.requests = plan_requests(
-            profile.fields, profile.max_registers_per_request, profile.max_gap
-        )
+        self.requests = plan_requests(profile.fields, profile.max_registers_per_request, profile.max_gap)
         self.last_error: str | None = None
 
     @property

@@ -39,13 +39,11 @@ class FieldDecoder:
 def _words(regs: NDArray[np.uint16], offsets: NDArray[np.intp], order: str) -> NDArray[np.uint16]:
     words = regs[offsets]
     if _SWAP_BYTES[order]:
-        words = (words >> 8) | (words << 8)
+        words = ((words >> 8) | (words << 8)).astype(np.uint16)
     return words.astype(np.uint16, copy=False)
 
 
-def decode_group(
-    regs: NDArray[np.uint16], offsets: NDArray[np.intp], type_: str, order: str
-) -> NDArray[np.float64]:
+def decode_group(regs: NDArray[np.uint16], offsets: NDArray[np.intp], type_: str, order: str) -> NDArray[np.float64]:
     """Raw values (no scale) of fields of one type and byte order at ``offsets``."""
     if type_ in ("uint16", "bool"):
         return _words(regs, offsets, order).astype(np.float64)

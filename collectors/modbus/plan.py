@@ -38,9 +38,7 @@ class Request:
     decoders: list[FieldDecoder] = field(default_factory=list)
 
 
-def plan_requests(
-    fields: Sequence[ModbusField], max_registers: int = MAX_REGISTERS, max_gap: int = 8
-) -> list[Request]:
+def plan_requests(fields: Sequence[ModbusField], max_registers: int = MAX_REGISTERS, max_gap: int = 8) -> list[Request]:
     """Merge fields into requests; every field lands in exactly one request."""
     order = sorted(range(len(fields)), key=lambda i: (fields[i].table, fields[i].address))
     requests: list[Request] = []
@@ -60,7 +58,5 @@ def plan_requests(
             current = Request(f.table, f.address, f.width)
             requests.append(current)
         current.field_index.append(i)
-        current.decoders.append(
-            FieldDecoder(f.address - current.address, f.type, f.byte_order, f.scale, f.offset)
-        )
+        current.decoders.append(FieldDecoder(f.address - current.address, f.type, f.byte_order, f.scale, f.offset))
     return requests

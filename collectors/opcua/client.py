@@ -11,13 +11,16 @@ what recovers servers that forgot our subscription.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from asyncua import Client, ua
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.ua.uaerrors import UaError
 
 from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, QUALITY_GOOD, Batch
 from collectors.profile import OpcUaProfile, fill_placeholders
@@ -56,8 +59,8 @@ class _Changes:
         ts = max(ts, self.since_ns)
         good = dv.StatusCode is None or dv.StatusCode.is_good()
         number = to_number(val)
-        quality = QUALITY_GOOD if good and math.isfinite(number) else (
-            QUALITY_BAD_DEVICE if not good else QUALITY_BAD_DECODE
+        quality = (
+            QUALITY_GOOD if good and math.isfinite(number) else (QUALITY_BAD_DEVICE if not good else QUALITY_BAD_DECODE)
         )
         self.rows.append((ts, index, number, quality))
 
@@ -114,7 +117,7 @@ class OpcUaCollector:
         client = Client(self.endpoint, timeout=self.timeout_s)
         try:
             await client.connect()
-        except (OSError, asyncio.TimeoutError, ua.UaError) as exc:
+        except (TimeoutError, OSError, UaError) as exc:
             raise ConnectionError(f"no OPC UA session at {self.endpoint}: {exc}") from exc
         try:
             self._nodes = [await self._resolve(client, text) for text in self.node_ids]
@@ -134,7 +137,7 @@ class OpcUaCollector:
             raise ConnectionError(f"not connected to {self.endpoint}")
         try:
             replies = await self._client.read_attributes(self._nodes)
-        except (OSError, asyncio.TimeoutError, ua.UaError, ConnectionError) as exc:
+        except (TimeoutError, OSError, UaError, ConnectionError) as exc:
             raise ConnectionError(f"{self.endpoint}: read failed: {exc}") from exc
         n = len(replies)
         values = np.full(n, np.nan)
@@ -157,8 +160,6 @@ class OpcUaCollector:
         client, self._client = self._client, None
         self._changes = None
         if client is not None:
-            try:
+            # When the server is already gone there is nothing to tell it.
+            with contextlib.suppress(TimeoutError, OSError, UaError, ConnectionError):
                 await asyncio.wait_for(client.disconnect(), self.timeout_s)
-            except (OSError, asyncio.TimeoutError, ua.UaError, ConnectionError):
-                # The server is already gone; nothing to tell it.
-                pass

@@ -17,9 +17,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 RUNNING, IDLE, DOWN, SETUP, PLANNED_STOP = 1, 2, 3, 4, 5
-STATE_CODES = {RUNNING: "running", IDLE: "idle", DOWN: "down", SETUP: "setup", PLANNED_STOP: "planned_stop"}
+STATE_CODES = {
+    RUNNING: "running",
+    IDLE: "idle",
+    DOWN: "down",
+    SETUP: "setup",
+    PLANNED_STOP: "planned_stop",
+}
 #: (low, high) episode lengths in seconds.
-DURATIONS = {RUNNING: (150.0, 600.0), IDLE: (15.0, 90.0), DOWN: (60.0, 300.0), SETUP: (120.0, 420.0), PLANNED_STOP: (300.0, 900.0)}
+DURATIONS = {
+    RUNNING: (150.0, 600.0),
+    IDLE: (15.0, 90.0),
+    DOWN: (60.0, 300.0),
+    SETUP: (120.0, 420.0),
+    PLANNED_STOP: (300.0, 900.0),
+}
 #: Where a machine goes after running, and how likely.
 AFTER_RUNNING = ((IDLE, 0.5), (DOWN, 0.3), (SETUP, 0.12), (PLANNED_STOP, 0.08))
 #: Electrical power per state, kW.
@@ -107,7 +119,9 @@ class MachineSim:
             else:
                 nxt = RUNNING
             target = TEMP_TARGET_C[state]
-            self.temp_at_start.append(target + (self.temp_at_start[-1] - target) * math.exp(-(end - begin) / TEMP_TAU_S))
+            self.temp_at_start.append(
+                target + (self.temp_at_start[-1] - target) * math.exp(-(end - begin) / TEMP_TAU_S)
+            )
             self.starts.append(end)
             self.states.append(nxt)
             self.horizon = end
@@ -149,7 +163,9 @@ class Plant:
         self.seed = seed
         root = np.random.SeedSequence(seed)
         children = root.spawn(len(machines) + 1)
-        self.machines = {m.name: MachineSim(m, np.random.default_rng(c)) for m, c in zip(machines, children, strict=False)}
+        self.machines = {
+            m.name: MachineSim(m, np.random.default_rng(c)) for m, c in zip(machines, children, strict=False)
+        }
         self.anomalies = anomalies
         self._noise = np.random.default_rng(children[-1])
         self._noise_cache: dict[tuple[str, str], np.ndarray] = {}
@@ -221,7 +237,9 @@ class Plant:
         pri = sim.spec.ideal_cycle_s
         return {
             **{f"{k}_s": v for k, v in seconds.items()},
-            "produced": produced, "good": good, "reject": reject,
+            "produced": produced,
+            "good": good,
+            "reject": reject,
             "availability": running / pbt if pbt > 0 else math.nan,
             "performance": pri * produced / running if running > 0 else math.nan,
             "quality": good / produced if produced else math.nan,

@@ -23,7 +23,13 @@ from edge_agent.demo.servers import DemoServers
 from edge_agent.demo.workshop import demo_config, sinks_from_env, write_config
 
 log = logging.getLogger(__name__)
-_STATE_STYLE = {"running": "green", "idle": "yellow", "down": "red", "setup": "cyan", "planned_stop": "blue"}
+_STATE_STYLE = {
+    "running": "green",
+    "idle": "yellow",
+    "down": "red",
+    "setup": "cyan",
+    "planned_stop": "blue",
+}
 
 
 def _pct(value: Any) -> str:
@@ -33,19 +39,35 @@ def _pct(value: Any) -> str:
 def machine_table(agent: Agent, servers: DemoServers, plant: Plant, with_truth: bool = False) -> Table:
     title = f"demo workshop · plant time {servers.plant_s(agent.clock.now_ns()):7.0f} s · x{agent.clock.speed:g}"
     table = Table(title=title)
-    for col in ("line", "machine", "state", "good", "reject", "avail.", "perf.", "qual.", "OEE", "anomaly"):
+    for col in (
+        "line",
+        "machine",
+        "state",
+        "good",
+        "reject",
+        "avail.",
+        "perf.",
+        "qual.",
+        "OEE",
+        "anomaly",
+    ):
         table.add_column(col, justify="left" if col in ("line", "machine", "state") else "right")
     if with_truth:
         table.add_column("true OEE", justify="right")
     table.caption_justify = "left"
     engine = next(iter(agent.pipeline.engines.values()))
     for i, row in enumerate(agent.pipeline.summary()):
-        state = STATE_CODES.get(int(row["state"]), "unknown")  # type: ignore[call-overload]
+        state = STATE_CODES.get(int(row["state"]), "unknown")
         cells = [
-            str(row["line"]), str(row["machine"]), f"[{_STATE_STYLE.get(state, 'white')}]{state}[/]",
+            str(row["line"]),
+            str(row["machine"]),
+            f"[{_STATE_STYLE.get(state, 'white')}]{state}[/]",
             f"{row['good']:.0f}" if not math.isnan(float(row["good"])) else "-",
             f"{row['reject']:.0f}" if not math.isnan(float(row["reject"])) else "-",
-            _pct(row["availability"]), _pct(row["performance"]), _pct(row["quality"]), _pct(row["oee"]),
+            _pct(row["availability"]),
+            _pct(row["performance"]),
+            _pct(row["quality"]),
+            _pct(row["oee"]),
             f"{float(row['anomaly']):.1f}",
         ]
         if with_truth:
@@ -54,8 +76,11 @@ def machine_table(agent: Agent, servers: DemoServers, plant: Plant, with_truth: 
             cells.append(_pct(truth.get("oee")))
         table.add_row(*cells)
     pending = agent.health_report()["buffer"]["pending_points"]
-    sinks = ", ".join(f"{f.sink.name} {'ok' if f.health.ok else 'DOWN'} ({f.health.written} sent)" for f in agent.forwarders)
-    table.caption = f"since start; anomaly = latest EWMA z-score\nlocal store: {pending} points · sinks: {sinks or 'none (embedded store only)'}"
+    sinks = ", ".join(
+        f"{f.sink.name} {'ok' if f.health.ok else 'DOWN'} ({f.health.written} sent)" for f in agent.forwarders
+    )
+    sinks = sinks or "none (embedded store only)"
+    table.caption = f"since start; anomaly = latest EWMA z-score\nlocal store: {pending} points · sinks: {sinks}"
     return table
 
 
@@ -65,18 +90,32 @@ async def run_demo(duration_s: float | None, seed: int, speed: float, workdir: P
     servers = DemoServers(plant, clock)
     await servers.start()
     try:
-        content = demo_config(plant, servers.opcua_endpoint, servers.modbus_port,
-                              str((workdir / "demo-buffer.sqlite3").resolve()), sinks_from_env(), speed=speed)
+        content = demo_config(
+            plant,
+            servers.opcua_endpoint,
+            servers.modbus_port,
+            str((workdir / "demo-buffer.sqlite3").resolve()),
+            sinks_from_env(),
+            speed=speed,
+        )
         path = write_config(workdir / "demo-agent.yaml", content)
         loaded = load_config(path)
         agent = Agent(loaded, clock)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, agent.stop)
-        console.print(f"demo workshop: OPC UA at {servers.opcua_endpoint}, Modbus TCP at 127.0.0.1:{servers.modbus_port}; config {path}")
+        console.print(
+            f"demo workshop: OPC UA at {servers.opcua_endpoint}, "
+            f"Modbus TCP at 127.0.0.1:{servers.modbus_port}; config {path}"
+        )
         task = asyncio.create_task(agent.run())
         deadline = time.monotonic() + duration_s if duration_s else math.inf
-        with Live(machine_table(agent, servers, plant), console=console, refresh_per_second=2, transient=False) as live:
+        with Live(
+            machine_table(agent, servers, plant),
+            console=console,
+            refresh_per_second=2,
+            transient=False,
+        ) as live:
             while not task.done() and time.monotonic() < deadline:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(task), 0.5)
@@ -85,8 +124,11 @@ async def run_demo(duration_s: float | None, seed: int, speed: float, workdir: P
         await task
         console.print(machine_table(agent, servers, plant, with_truth=True))
         report = agent.health_report()
-        console.print(f"summary: {sum(d['polls'] for d in report['devices'])} polls, "
-                      f"{report['buffer']['pending_points']} points in the local store, dropped {report['buffer']['dropped'] or 'none'}")
+        console.print(
+            f"summary: {sum(d['polls'] for d in report['devices'])} polls, "
+            f"{report['buffer']['pending_points']} points in the local store, "
+            f"dropped {report['buffer']['dropped'] or 'none'}"
+        )
     finally:
         await servers.stop()
     return 0
@@ -96,7 +138,12 @@ async def run_plant(seed: int, speed: float, opcua_port: int, modbus_port: int, 
     """``edge-agent plant``: only the demo workshop's servers (for compose and manual tests)."""
     servers = DemoServers(Plant(seed=seed), ScaledClock(speed=speed), opcua_port, modbus_port, host)
     await servers.start()
-    log.warning("demo plant serving OPC UA at %s and Modbus TCP at %s:%d", servers.opcua_endpoint, host, servers.modbus_port)
+    log.warning(
+        "demo plant serving OPC UA at %s and Modbus TCP at %s:%d",
+        servers.opcua_endpoint,
+        host,
+        servers.modbus_port,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

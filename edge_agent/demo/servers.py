@@ -16,7 +16,8 @@ import logging
 import socket
 from typing import Any
 
-from asyncua import Server, ua
+from asyncua import ua
+from asyncua.server.server import Server
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -38,15 +39,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _stamp(ns: int) -> dt.datetime:
+def _stamp(ns: int) -> Any:
+    """An OPC UA DateTime (asyncua takes naive UTC datetimes; 100 ns resolution)."""
     return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).replace(tzinfo=None)
 
 
 class DemoServers:
     """Starts and feeds both servers; ``plant_s(now_ns)`` is plant time for a clock reading."""
 
-    def __init__(self, plant: Plant, clock: Clock, opcua_port: int = 0, modbus_port: int = 0,
-                 host: str = "127.0.0.1", update_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        plant: Plant,
+        clock: Clock,
+        opcua_port: int = 0,
+        modbus_port: int = 0,
+        host: str = "127.0.0.1",
+        update_s: float = 0.05,
+    ) -> None:
         self.plant, self.clock, self.host = plant, clock, host
         self.opcua_port = opcua_port or free_port()
         self.modbus_port = modbus_port or free_port()
@@ -81,11 +90,15 @@ class DemoServers:
         for name, sim in self.plant.machines.items():
             if sim.spec.protocol != "opcua":
                 continue
-            folder = await objects.add_object(ua.NodeId(name, ns), ua.QualifiedName(name, ns))
+            folder = await objects.add_object(ua.NodeId.from_string(f"ns={ns};s={name}"), ua.QualifiedName(name, ns))
             for signal in OPCUA_SIGNALS:
-                variant = ua.VariantType.Int32 if signal in ("State", "PartCount", "RejectCount") else ua.VariantType.Double
+                variant = (
+                    ua.VariantType.Int32 if signal in ("State", "PartCount", "RejectCount") else ua.VariantType.Double
+                )
                 node = await folder.add_variable(
-                    ua.NodeId(f"{name}.{signal}", ns), ua.QualifiedName(signal, ns), ua.Variant(0, variant)
+                    ua.NodeId.from_string(f"ns={ns};s={name}.{signal}"),
+                    ua.QualifiedName(signal, ns),
+                    ua.Variant(0, variant),
                 )
                 self._nodes[(name, signal)] = (node, variant)
         await server.start()
@@ -125,31 +138,37 @@ class DemoServers:
             await self._write_opcua(self.clock.now_ns())
 
     # -- Modbus ------------------------------------------------------------------------------
-    async def _fill(self, unit: int, function_code: int, start_address: int, address: int,
-                    count: int, current_registers: list[int], set_values: Any) -> None:
+    async def _fill(
+        self,
+        unit: int,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        current_registers: list[int],
+        set_values: Any,
+    ) -> None:
         """pymodbus action: fill the registers from the plant at the moment of the request."""
         t = self.plant_s(self.clock.now_ns())
         words = self.registers(unit, function_code, t)
         for i, w in enumerate(words):
             if i < len(current_registers):
                 current_registers[i] = w
-        return None
 
     def registers(self, unit: int, function_code: int, t: float) -> list[int]:
         """The register image of a unit: holding (fc 3) or input (fc 4)."""
         if unit == ENERGY_METER_UNIT:
             if function_code == 4:
                 total_kw = sum(self.plant.power_kw(n, t) for n in self.plant.machines)
-                return encode_value(self.plant.energy_kwh(t), "float32", "CDAB") + encode_value(total_kw, "float32", "ABCD")
+                return encode_value(self.plant.energy_kwh(t), "float32", "CDAB") + encode_value(
+                    total_kw, "float32", "ABCD"
+                )
             return [1]
         name = next(n for n, m in self.plant.machines.items() if m.spec.unit_id == unit)
         sim = self.plant.machines[name]
         if function_code == 3:
             good, reject = self.plant.counts(name, t)
-            return (
-                [sim.state_at(t), (sim.spec.counter_start + good) & 0xFFFF]
-                + encode_value(reject, "int32", "ABCD")
-            )
+            return [sim.state_at(t), (sim.spec.counter_start + good) & 0xFFFF, *encode_value(reject, "int32", "ABCD")]
         if function_code == 4:
             return (
                 encode_value(self.plant.spindle_temp(name, t), "float32", "CDAB")

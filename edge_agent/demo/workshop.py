@@ -30,21 +30,48 @@ def demo_config(
             "ideal_cycle_time": f"{spec.ideal_cycle_s}s",
             "stale_after": "60s",
         }
-        device: dict[str, Any] = {"name": name, "line": spec.line, "poll_interval": f"{poll_interval_s}s", "oee": oee}
+        device: dict[str, Any] = {
+            "name": name,
+            "line": spec.line,
+            "poll_interval": f"{poll_interval_s}s",
+            "oee": oee,
+        }
         if spec.protocol == "opcua":
-            device |= {"profile": "demo-cnc-opcua", "endpoint": opcua_endpoint, "params": {"machine": name}}
+            device |= {
+                "profile": "demo-cnc-opcua",
+                "endpoint": opcua_endpoint,
+                "params": {"machine": name},
+            }
             oee["counters"] = {"total": {"signal": "parts"}, "reject": {"signal": "rejects"}}
         else:
-            device |= {"profile": "demo-press-modbus", "endpoint": f"modbus://127.0.0.1:{modbus_port}", "unit_id": spec.unit_id}
-            oee["counters"] = {"good": {"signal": "good", "modulus": 65536}, "reject": {"signal": "rejects"}}
+            device |= {
+                "profile": "demo-press-modbus",
+                "endpoint": f"modbus://127.0.0.1:{modbus_port}",
+                "unit_id": spec.unit_id,
+            }
+            oee["counters"] = {
+                "good": {"signal": "good", "modulus": 65536},
+                "reject": {"signal": "rejects"},
+            }
         devices.append(device)
-    devices.append({
-        "name": "energy-meter", "line": "utilities", "profile": "demo-energy-meter",
-        "endpoint": f"modbus://127.0.0.1:{modbus_port}", "unit_id": ENERGY_METER_UNIT,
-        "poll_interval": f"{poll_interval_s}s", "anomaly_signals": [],
-    })
+    devices.append(
+        {
+            "name": "energy-meter",
+            "line": "utilities",
+            "profile": "demo-energy-meter",
+            "endpoint": f"modbus://127.0.0.1:{modbus_port}",
+            "unit_id": ENERGY_METER_UNIT,
+            "poll_interval": f"{poll_interval_s}s",
+            "anomaly_signals": [],
+        }
+    )
     return {
-        "agent": {"id": "demo-edge-1", "site": "demo-site", "workshop": "machining", "buffer": {"path": buffer_path}},
+        "agent": {
+            "id": "demo-edge-1",
+            "site": "demo-site",
+            "workshop": "machining",
+            "buffer": {"path": buffer_path},
+        },
         "sinks": sinks,
         # Late OPC UA notifications are waited for: a quarter of a wall second, in plant time.
         "analytics": {"oee_window": "60s", "settle": f"{max(2.0, 0.25 * speed):g}s"},
@@ -65,10 +92,15 @@ def sinks_from_env(env: dict[str, str] | None = None) -> list[dict[str, Any]]:
             sink |= {"username": env["INFLUX_USER"], "password": env.get("INFLUX_PASSWORD", "")}
         return [sink]
     if api == "v2":
-        return [{
-            "type": "influxdb_v2", "url": url, "org": env.get("INFLUX_ORG", ""),
-            "bucket": env.get("INFLUX_BUCKET", "edge"), "token": env.get("INFLUX_TOKEN", ""),
-        }]
+        return [
+            {
+                "type": "influxdb_v2",
+                "url": url,
+                "org": env.get("INFLUX_ORG", ""),
+                "bucket": env.get("INFLUX_BUCKET", "edge"),
+                "token": env.get("INFLUX_TOKEN", ""),
+            }
+        ]
     raise ValueError(f"INFLUX_API={api!r}: use v1 (InfluxDB 1.x /write) or v2 (InfluxDB 2.x, 3.x, 1.8+)")
 
 

@@ -66,8 +66,11 @@ class InfluxV1:
             headers["Content-Encoding"] = "gzip"
         try:
             reply = self._session.post(
-                f"{self.cfg.url.rstrip('/')}/write", params=self._params, data=data,
-                headers=headers, timeout=self.cfg.timeout,
+                f"{self.cfg.url.rstrip('/')}/write",
+                params=self._params,
+                data=data,
+                headers=headers,
+                timeout=self.cfg.timeout,
             )
         except requests.RequestException as exc:
             raise SinkUnavailable(f"{self.name}: {exc.__class__.__name__}: {exc}") from exc

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError
 
@@ -21,16 +22,22 @@ class InfluxV2:
         self.cfg = cfg
         self.name = f"influxdb_v2:{cfg.url.rstrip('/')}/{cfg.org}/{cfg.bucket}"
         self.batch_size, self.concurrency = cfg.batch_size, cfg.concurrency
-        self._client = InfluxDBClient(
-            url=cfg.url, token=cfg.token, org=cfg.org, enable_gzip=cfg.gzip,
-            timeout=int(cfg.timeout * 1000), retries=False,
+        self._client: Any = InfluxDBClient(
+            url=cfg.url,
+            token=cfg.token,
+            org=cfg.org,
+            enable_gzip=cfg.gzip,
+            timeout=int(cfg.timeout * 1000),
+            retries=False,
         )
         self._write: Any = self._client.write_api(write_options=SYNCHRONOUS)
 
     def write(self, body: bytes, count: int) -> None:
         try:
             self._write.write(
-                bucket=self.cfg.bucket, org=self.cfg.org, record=body,
+                bucket=self.cfg.bucket,
+                org=self.cfg.org,
+                record=body,
                 write_precision=WritePrecision.NS,
             )
         except ApiException as exc:

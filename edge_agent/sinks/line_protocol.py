@@ -54,19 +54,32 @@ class SeriesTable:
         if ok.all():
             return [
                 p + repr(v) + t
-                for p, v, t in zip(self.good[batch.signal].tolist(), batch.value.tolist(), suffix.tolist(), strict=True)
+                for p, v, t in zip(
+                    self.good[batch.signal].tolist(),
+                    batch.value.tolist(),
+                    suffix.tolist(),
+                    strict=True,
+                )
             ]
         out = np.empty(len(batch), dtype=object)
         good_idx = np.flatnonzero(ok)
         out[good_idx] = [
             p + repr(v) + t
-            for p, v, t in zip(self.good[batch.signal[good_idx]].tolist(), batch.value[good_idx].tolist(),
-                               suffix[good_idx].tolist(), strict=True)
+            for p, v, t in zip(
+                self.good[batch.signal[good_idx]].tolist(),
+                batch.value[good_idx].tolist(),
+                suffix[good_idx].tolist(),
+                strict=True,
+            )
         ]
         bad_idx = np.flatnonzero(~ok)
         out[bad_idx] = [
             f"{p}{q}i{t}"
-            for p, q, t in zip(self.bad[batch.signal[bad_idx]].tolist(), batch.quality[bad_idx].tolist(),
-                               suffix[bad_idx].tolist(), strict=True)
+            for p, q, t in zip(
+                self.bad[batch.signal[bad_idx]].tolist(),
+                batch.quality[bad_idx].tolist(),
+                suffix[bad_idx].tolist(),
+                strict=True,
+            )
         ]
         return list(out.tolist())

@@ -19,8 +19,15 @@ REPO = Path(__file__).parents[2]
 
 
 def cli(*args: str, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "edge_agent", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=kw.pop("cwd", REPO), check=False, **kw)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=kw.pop("cwd", REPO),
+        check=False,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def test_version_and_usage_errors() -> None:
@@ -36,8 +43,17 @@ def test_shipped_configs_check_ok() -> None:
 
 
 def test_demo_stops_by_itself_and_prints_a_summary(tmp_path: Path) -> None:
-    result = cli("demo", "--duration", "10", "--speed", "30", "--workdir", str(tmp_path), timeout=180,
-                 env={**os.environ, "INFLUX_URL": ""})
+    result = cli(
+        "demo",
+        "--duration",
+        "10",
+        "--speed",
+        "30",
+        "--workdir",
+        str(tmp_path),
+        timeout=180,
+        env={**os.environ, "INFLUX_URL": ""},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for machine in ("A1", "A2", "A3", "B1", "B2", "B3"):
         assert machine in result.stdout
@@ -47,9 +63,24 @@ def test_demo_stops_by_itself_and_prints_a_summary(tmp_path: Path) -> None:
 
 def test_run_streams_to_influxdb_and_exits_0_on_sigterm(influxdb: InfluxServer, tmp_path: Path) -> None:
     opcua, modbus, health = free_port(), free_port(), free_port()
-    plant = subprocess.Popen([sys.executable, "-m", "edge_agent", "plant", "--opcua-port", str(opcua),
-                              "--modbus-port", str(modbus), "--speed", "10"], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    plant = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_agent",
+            "plant",
+            "--opcua-port",
+            str(opcua),
+            "--modbus-port",
+            str(modbus),
+            "--speed",
+            "10",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         config = yaml.safe_load((REPO / "examples" / "agent.yaml").read_text(encoding="utf-8"))
         config["agent"]["health_listen"] = f"127.0.0.1:{health}"
@@ -59,8 +90,13 @@ def test_run_streams_to_influxdb_and_exits_0_on_sigterm(influxdb: InfluxServer, 
             device["endpoint"] = device["endpoint"].replace(":4840", f":{opcua}").replace(":5020", f":{modbus}")
         path = tmp_path / "agent.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        agent = subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "-c", str(path)], cwd=REPO,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "-c", str(path)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         report = None
         while time.monotonic() < deadline:

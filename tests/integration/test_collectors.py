@@ -12,11 +12,11 @@ import pytest
 from collectors.batch import QUALITY_GOOD
 from collectors.modbus.client import DeviceUnreachable, ModbusCollector, ModbusLink
 from collectors.opcua.client import OpcUaCollector
+from collectors.profile import ModbusProfile, OpcUaProfile, builtin_profile_dir
 from edge_agent.clock import ScaledClock
 from edge_agent.config import load_profiles
 from edge_agent.demo.plant import Plant
 from edge_agent.demo.servers import DemoServers
-from collectors.profile import ModbusProfile, OpcUaProfile, builtin_profile_dir
 
 PROFILES = load_profiles([builtin_profile_dir()])
 
@@ -129,14 +129,20 @@ def test_opcua_recovers_after_a_server_restart() -> None:
         endpoint_port = servers.opcua_port
         profile = PROFILES["demo-cnc-opcua"]
         assert isinstance(profile, OpcUaProfile)
-        collector = OpcUaCollector(profile, servers.opcua_endpoint, {"machine": "A2"}, servers.clock.now_ns, timeout_s=1.0)
+        collector = OpcUaCollector(
+            profile, servers.opcua_endpoint, {"machine": "A2"}, servers.clock.now_ns, timeout_s=1.0
+        )
         await collector.connect()
         await collector.collect()
         await servers.stop()
-        with pytest.raises(ConnectionError):
+
+        async def poll_until_it_fails() -> None:
             for _ in range(20):
                 await collector.collect()
                 await asyncio.sleep(0.1)
+
+        with pytest.raises(ConnectionError):
+            await poll_until_it_fails()
         servers = DemoServers(Plant(seed=5), servers.clock, opcua_port=endpoint_port)
         await servers.start()
         try:
@@ -148,5 +154,3 @@ def test_opcua_recovers_after_a_server_restart() -> None:
             await servers.stop()
 
     run(body)
-
-

@@ -26,7 +26,7 @@ def sink(url: str, bucket: str) -> InfluxV2:
 
 
 def test_v2_api_missing_on_influxdb_16_is_explained(influxdb: InfluxServer) -> None:
-    with pytest.raises(SinkUnavailable, match="404.*no v2 write API"):
+    with pytest.raises(SinkUnavailable, match=r"404.*no v2 write API"):
         sink(influxdb.url, "edge").write(b"m v=1 1", 1)
 
 
@@ -41,15 +41,20 @@ def v2_shim(influxdb: InfluxServer) -> Iterator[str]:
             query = parse_qs(url.query)
             body = self.rfile.read(int(self.headers["Content-Length"]))
             headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-encoding", "content-type")}
-            reply = requests.post(f"{influxdb.url}/write", data=body, headers=headers, timeout=10,
-                                  params={"db": query["bucket"][0], "precision": query.get("precision", ["ns"])[0]})
+            reply = requests.post(
+                f"{influxdb.url}/write",
+                data=body,
+                headers=headers,
+                timeout=10,
+                params={"db": query["bucket"][0], "precision": query.get("precision", ["ns"])[0]},
+            )
             self.send_response(reply.status_code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply.content)))
             self.end_headers()
             self.wfile.write(reply.content)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Shim)
@@ -62,7 +67,9 @@ def v2_shim(influxdb: InfluxServer) -> Iterator[str]:
 
 def test_v2_sink_writes_gzip_line_protocol_that_lands(influxdb: InfluxServer, v2_shim: str) -> None:
     influxdb.create_database("v2bucket")
-    lines = "\n".join(f"raw,machine=m{i % 3},signal=temp value={20 + i * 0.5} {1_700_000_000_000_000_000 + i}" for i in range(1000))
+    lines = "\n".join(
+        f"raw,machine=m{i % 3},signal=temp value={20 + i * 0.5} {1_700_000_000_000_000_000 + i}" for i in range(1000)
+    )
     sink(v2_shim, "v2bucket").write(lines.encode(), 1000)
     (series,) = influxdb.query('SELECT count("value"), sum("value") FROM "raw"', "v2bucket")
     assert series["values"][0][1:] == [1000, pytest.approx(sum(20 + i * 0.5 for i in range(1000)))]
@@ -71,4 +78,4 @@ def test_v2_sink_writes_gzip_line_protocol_that_lands(influxdb: InfluxServer, v2
 def test_v2_sink_reports_bad_data_as_rejected(influxdb: InfluxServer, v2_shim: str) -> None:
     influxdb.create_database("v2bad")
     with pytest.raises(RejectedPoints, match="400"):
-        sink(v2_shim, "v2bad").write(b"raw value=1 1\nraw value=\"x\" 2", 2)
+        sink(v2_shim, "v2bad").write(b'raw value=1 1\nraw value="x" 2', 2)

@@ -60,11 +60,29 @@ def test_unreachable_devices_and_error_replies_stall_nothing(
         modbus = next(d["endpoint"] for d in cfg["devices"] if d["endpoint"].startswith("modbus"))
         cfg["profile_dirs"] = [str(tmp_path / "profiles")]
         cfg["devices"] += [
-            {"name": "ghost-press", "line": "line-c", "profile": "demo-press-modbus", "unit_id": 1,
-             "endpoint": f"modbus://127.0.0.1:{dead_modbus}", "timeout": "0.5s"},
-            {"name": "ghost-cnc", "line": "line-c", "profile": "demo-cnc-opcua", "params": {"machine": "A1"},
-             "endpoint": f"opc.tcp://127.0.0.1:{dead_opcua}/x", "timeout": "0.5s"},
-            {"name": "probe", "line": "line-c", "profile": "probe-press", "unit_id": 1, "endpoint": modbus},
+            {
+                "name": "ghost-press",
+                "line": "line-c",
+                "profile": "demo-press-modbus",
+                "unit_id": 1,
+                "endpoint": f"modbus://127.0.0.1:{dead_modbus}",
+                "timeout": "0.5s",
+            },
+            {
+                "name": "ghost-cnc",
+                "line": "line-c",
+                "profile": "demo-cnc-opcua",
+                "params": {"machine": "A1"},
+                "endpoint": f"opc.tcp://127.0.0.1:{dead_opcua}/x",
+                "timeout": "0.5s",
+            },
+            {
+                "name": "probe",
+                "line": "line-c",
+                "profile": "probe-press",
+                "unit_id": 1,
+                "endpoint": modbus,
+            },
         ]
 
     caplog.set_level(logging.INFO, logger="edge_agent")
@@ -78,8 +96,13 @@ def test_unreachable_devices_and_error_replies_stall_nothing(
     for name in ("A1", "B1", "probe"):
         assert health[name]["connected"] and health[name]["polls"] > 50
     # The register the device does not have arrives as a bad-quality point, the good one as a value.
-    by_signal = {s["tags"]["signal"]: s["values"][0][1:] for s in influxdb.query(
-        "SELECT count(\"value\"), count(\"value_quality\") FROM \"raw\" WHERE \"device\" = 'probe' GROUP BY \"signal\"", "badinput")}
+    by_signal = {
+        s["tags"]["signal"]: s["values"][0][1:]
+        for s in influxdb.query(
+            'SELECT count("value"), count("value_quality") FROM "raw" WHERE "device" = \'probe\' GROUP BY "signal"',
+            "badinput",
+        )
+    }
     assert by_signal["state"][0] > 50
     assert by_signal["missing"][0] is None and by_signal["missing"][1] > 50
     assert any("device probe answered with errors" in r.getMessage() for r in caplog.records)
@@ -92,8 +115,12 @@ def test_points_influxdb_refuses_go_to_the_rejected_file(
     db = "refusing"
     influxdb.create_database(db)
     # A string "score" makes every float score in this shard a field type conflict (HTTP 400).
-    reply = requests.post(f"{influxdb.url}/write", params={"db": db},
-                          data=f'anomaly,machine=x score="text" {time.time_ns()}', timeout=10)
+    reply = requests.post(
+        f"{influxdb.url}/write",
+        params={"db": db},
+        data=f'anomaly,machine=x score="text" {time.time_ns()}',
+        timeout=10,
+    )
     assert reply.status_code == 204
     run = asyncio.run(run_workshop(tmp_path, [influx_sink(influxdb, db, tmp_path)], 6.0))
     rejected_file = tmp_path / "rejected.lp"

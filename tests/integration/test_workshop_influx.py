@@ -40,16 +40,19 @@ def test_raw_values_of_every_device_are_there(workshop: WorkshopRun, influxdb: I
             assert (name, signal) in found
     assert ("energy-meter", "energy") in found
     # The meter's float32 CDAB value is a plausible, rising energy reading.
-    (energy,) = influxdb.query("SELECT first(\"value\"), last(\"value\") FROM \"raw\" WHERE \"signal\" = 'energy'", DB)
+    (energy,) = influxdb.query('SELECT first("value"), last("value") FROM "raw" WHERE "signal" = \'energy\'', DB)
     first, last = energy["values"][0][1:]
     assert 0 < first < last < 100
 
 
 def test_uint16_counter_wrapped_and_oee_still_counted(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
-    (good,) = influxdb.query("SELECT min(\"value\"), max(\"value\") FROM \"raw\" WHERE \"device\" = 'B1' AND \"signal\" = 'good'", DB)
+    (good,) = influxdb.query(
+        'SELECT min("value"), max("value") FROM "raw" WHERE "device" = \'B1\' AND "signal" = \'good\'',
+        DB,
+    )
     low, high = good["values"][0][1:]
     assert low < 1000 and high > 65_000  # it passed 65535 during the run
-    (made,) = influxdb.query("SELECT sum(\"good\") FROM \"oee\" WHERE \"machine\" = 'B1' AND \"window\" = '1m'", DB)
+    (made,) = influxdb.query('SELECT sum("good") FROM "oee" WHERE "machine" = \'B1\' AND "window" = \'1m\'', DB)
     assert 100 < made["values"][0][1] < 400
 
 
@@ -58,15 +61,25 @@ def test_oee_matches_the_simulators_ground_truth(workshop: WorkshopRun, influxdb
     names = [m.name for m in workshop.agent.pipeline.machines]
     rows = influxdb.query(
         'SELECT sum("actual_production_s"), sum("planned_busy_s"), sum("ideal_produced_s"), sum("ideal_good_s"), '
-        'sum("good"), sum("produced") FROM "oee" WHERE "window" = \'1m\' GROUP BY "machine"', DB)
+        'sum("good"), sum("produced") FROM "oee" WHERE "window" = \'1m\' GROUP BY "machine"',
+        DB,
+    )
     assert sorted(r["tags"]["machine"] for r in rows) == sorted(names)
     for r in rows:
         apt, pbt, ideal_produced, ideal_good, good, produced = r["values"][0][1:]
         machine = r["tags"]["machine"]
         i = names.index(machine)
         truth = workshop.plant.truth(
-            machine, workshop.servers.plant_s(int(engine.first_ts[i])), workshop.servers.plant_s(int(engine.accounted[i])))
-        agent = {"availability": apt / pbt, "performance": ideal_produced / apt, "quality": good / produced, "oee": ideal_good / pbt}
+            machine,
+            workshop.servers.plant_s(int(engine.first_ts[i])),
+            workshop.servers.plant_s(int(engine.accounted[i])),
+        )
+        agent = {
+            "availability": apt / pbt,
+            "performance": ideal_produced / apt,
+            "quality": good / produced,
+            "oee": ideal_good / pbt,
+        }
         for k, v in agent.items():
             assert abs(v - truth[k]) <= 0.02, f"{machine} {k}: agent {v:.4f}, truth {truth[k]:.4f}"
         assert truth["produced"] > 50
@@ -75,15 +88,25 @@ def test_oee_matches_the_simulators_ground_truth(workshop: WorkshopRun, influxdb
 def test_anomaly_scores_were_written_for_analog_signals(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
     series = influxdb.query('SELECT count("score"), max("score") FROM "anomaly" GROUP BY "machine", "signal"', DB)
     found = {(s["tags"]["machine"], s["tags"]["signal"]): s["values"][0][1:] for s in series}
-    assert set(found) == {(m, s) for m in ("A1", "A2", "A3", "B1", "B2", "B3") for s in ("spindle_temp", "vibration", "power")}
+    assert set(found) == {
+        (m, s) for m in ("A1", "A2", "A3", "B1", "B2", "B3") for s in ("spindle_temp", "vibration", "power")
+    }
     # The injected vibration spike on B1 (plant time 200 s to 203 s) stands out.
     assert found[("B1", "vibration")][1] > 10
 
 
 def substitute(query: str, run: WorkshopRun, machine: str = ".*") -> str:
-    return (query.replace("$timeFilter", f"time >= {run.start_ns - 60 * 10**9} AND time <= {run.end_ns + 60 * 10**9}")
-            .replace("$__interval", "1m").replace("$site", ".*").replace("$workshop", ".*")
-            .replace("$line", ".*").replace("$machine", machine))
+    return (
+        query.replace(
+            "$timeFilter",
+            f"time >= {run.start_ns - 60 * 10**9} AND time <= {run.end_ns + 60 * 10**9}",
+        )
+        .replace("$__interval", "1m")
+        .replace("$site", ".*")
+        .replace("$workshop", ".*")
+        .replace("$line", ".*")
+        .replace("$machine", machine)
+    )
 
 
 def dashboard() -> dict[str, Any]:
@@ -123,8 +146,9 @@ def test_committed_dashboard_json_is_current() -> None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.render("plant-overview.json") == (REPO / "dashboards" / "plant-overview.json").read_text(encoding="utf-8"), \
-        "run 'python dashboards/build.py' and commit the JSON"
+    assert module.render("plant-overview.json") == (REPO / "dashboards" / "plant-overview.json").read_text(
+        encoding="utf-8"
+    ), "run 'python dashboards/build.py' and commit the JSON"
 
 
 def test_schema_doc_lists_every_oee_field() -> None:

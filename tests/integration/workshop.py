@@ -41,8 +41,14 @@ async def run_workshop(
     servers = DemoServers(plant, clock)
     await servers.start()
     try:
-        cfg = demo_config(plant, servers.opcua_endpoint, servers.modbus_port,
-                          str(tmp_path / "buffer.sqlite3"), sinks, speed=speed)
+        cfg = demo_config(
+            plant,
+            servers.opcua_endpoint,
+            servers.modbus_port,
+            str(tmp_path / "buffer.sqlite3"),
+            sinks,
+            speed=speed,
+        )
         if edit is not None:
             edit(cfg)
         loaded = load_config(write_config(tmp_path / "agent.yaml", cfg))
@@ -61,8 +67,13 @@ async def run_workshop(
 
 
 def influx_sink(influx: InfluxServer, db: str, tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {"type": "influxdb_v1", "url": influx.url, "database": db,
-            "rejected_file": str(tmp_path / "rejected.lp"), **extra}
+    return {
+        "type": "influxdb_v1",
+        "url": influx.url,
+        "database": db,
+        "rejected_file": str(tmp_path / "rejected.lp"),
+        **extra,
+    }
 
 
 def count_points(influx: InfluxServer, db: str, measurement: str = "/.*/") -> int:

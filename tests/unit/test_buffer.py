@@ -12,7 +12,11 @@ from edge_agent.buffer import Buffer
 
 
 def batch(n: int, start: int = 0) -> Batch:
-    return Batch.of(np.arange(start, start + n, dtype=np.int64), np.zeros(n, np.int32), np.arange(n, dtype=float))
+    return Batch.of(
+        np.arange(start, start + n, dtype=np.int64),
+        np.zeros(n, np.int32),
+        np.arange(n, dtype=float),
+    )
 
 
 def test_points_survive_a_restart_until_acknowledged(tmp_path: Path) -> None:

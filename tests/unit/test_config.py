@@ -85,14 +85,20 @@ def test_bad_duration_and_bad_state_name(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
-    text = GOOD + GOOD.split("devices:\n")[1].replace("press-1", "press-1").replace("profile: demo-press-modbus", "profile: nope")
+    text = GOOD + GOOD.split("devices:\n")[1].replace("press-1", "press-1").replace(
+        "profile: demo-press-modbus", "profile: nope"
+    )
     found = problems(write(tmp_path, text))
     assert any("already used" in p for p in found)
     assert any("unknown profile 'nope'" in p for p in found)
 
 
 def test_profile_errors_name_the_field(tmp_path: Path) -> None:
-    path = write(tmp_path, "name: p\nprotocol: modbus\nfields:\n  - {name: a, table: holding, address: 0, type: float64}\n", "p.yaml")
+    path = write(
+        tmp_path,
+        "name: p\nprotocol: modbus\nfields:\n  - {name: a, table: holding, address: 0, type: float64}\n",
+        "p.yaml",
+    )
     with pytest.raises(ConfigError) as info:
         load_profile(path)
     (msg,) = info.value.problems
@@ -100,7 +106,13 @@ def test_profile_errors_name_the_field(tmp_path: Path) -> None:
 
 
 def test_durations() -> None:
-    assert [parse_duration(v) for v in ("500ms", "2s", "5m", "1h", 3)] == [0.5, 2.0, 300.0, 3600.0, 3.0]
+    assert [parse_duration(v) for v in ("500ms", "2s", "5m", "1h", 3)] == [
+        0.5,
+        2.0,
+        300.0,
+        3600.0,
+        3.0,
+    ]
     with pytest.raises(ValueError, match="duration"):
         parse_duration("soon")
 

@@ -15,7 +15,12 @@ def test_escaping_and_sorted_tags() -> None:
 
 def test_good_and_bad_quality_points() -> None:
     table = SeriesTable([(0, "raw,machine=m1,signal=temp", "value"), (1, "oee,machine=m1", "oee")])
-    batch = Batch.of(np.array([10, 20, 30], np.int64), [0, 1, 0], [21.5, 0.75, np.nan], [0, 0, QUALITY_BAD_DEVICE])
+    batch = Batch.of(
+        np.array([10, 20, 30], np.int64),
+        [0, 1, 0],
+        [21.5, 0.75, np.nan],
+        [0, 0, QUALITY_BAD_DEVICE],
+    )
     assert table.lines(batch) == [
         "raw,machine=m1,signal=temp value=21.5 10",
         "oee,machine=m1 oee=0.75 20",

@@ -34,12 +34,21 @@ def engine(**kw: object) -> OeeEngine:
 
 
 def states(e: OeeEngine, seconds: list[float], codes: list[int]) -> None:
-    e.add_states(np.zeros(len(codes), np.intp), (np.array(seconds) * NS).astype(np.int64), np.array(codes, float))
+    e.add_states(
+        np.zeros(len(codes), np.intp),
+        (np.array(seconds) * NS).astype(np.int64),
+        np.array(codes, float),
+    )
 
 
 def counters(e: OeeEngine, kind: int, seconds: list[float], values: list[float]) -> None:
     n = len(values)
-    e.add_counters(np.zeros(n, np.intp), np.full(n, kind, np.intp), (np.array(seconds) * NS).astype(np.int64), np.array(values))
+    e.add_counters(
+        np.zeros(n, np.intp),
+        np.full(n, kind, np.intp),
+        (np.array(seconds) * NS).astype(np.int64),
+        np.array(values),
+    )
 
 
 def test_state_spanning_a_window_edge_is_split_pro_rata() -> None:
@@ -147,11 +156,18 @@ def test_many_machines_in_one_call() -> None:
     e.add_states(m, ts, np.array([1, 2, 3, 1, 1, 1], float))
     rows = e.close()
     order = np.argsort(rows.machine)
-    assert rows.elements[order][:, [RUNNING, IDLE, DOWN]].tolist() == [[60, 0, 0], [0, 60, 0], [0, 0, 60]]
+    assert rows.elements[order][:, [RUNNING, IDLE, DOWN]].tolist() == [
+        [60, 0, 0],
+        [0, 60, 0],
+        [0, 0, 60],
+    ]
 
 
 def test_night_shift_over_midnight_in_shanghai() -> None:
-    grid = ShiftWindows([Shift("day", dt.time(8), dt.time(20)), Shift("night", dt.time(20), dt.time(8))], "Asia/Shanghai")
+    grid = ShiftWindows(
+        [Shift("day", dt.time(8), dt.time(20)), Shift("night", dt.time(20), dt.time(8))],
+        "Asia/Shanghai",
+    )
     # 2026-03-01 23:00 in Shanghai is 15:00 UTC.
     t = int(dt.datetime(2026, 3, 1, 15, 0, tzinfo=dt.UTC).timestamp()) * NS
     start, end = grid.locate(np.array([t], np.int64))
@@ -178,8 +194,10 @@ def test_time_between_shifts_is_not_scheduled() -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.floats(0.1, 200.0), st.sampled_from([1, 2, 3, 5])), min_size=2, max_size=40),
-       st.integers(1, 7))
+@given(
+    st.lists(st.tuples(st.floats(0.1, 200.0), st.sampled_from([1, 2, 3, 5])), min_size=2, max_size=40),
+    st.integers(1, 7),
+)
 def test_time_elements_sum_to_covered_time_however_fed(steps: list[tuple[float, int]], pieces: int) -> None:
     t = np.cumsum([s for s, _ in steps])
     t = np.round(t * 1000).astype(np.int64) * 1_000_000  # whole milliseconds

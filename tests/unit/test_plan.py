@@ -29,11 +29,20 @@ def test_the_125_register_limit_splits_requests() -> None:
 
 
 def test_gap_limit_and_tables_split() -> None:
-    fields = [field("a", 0), field("b", 5), field("c", 20), field("d", 0, table="input"),
-              ModbusField(name="e", table="coil", address=3, type="bool")]
+    fields = [
+        field("a", 0),
+        field("b", 5),
+        field("c", 20),
+        field("d", 0, table="input"),
+        ModbusField(name="e", table="coil", address=3, type="bool"),
+    ]
     plan = plan_requests(fields, max_gap=8)
     assert [(r.table, r.address, r.count) for r in plan] == [
-        ("coil", 3, 1), ("holding", 0, 6), ("holding", 20, 1), ("input", 0, 1)]
+        ("coil", 3, 1),
+        ("holding", 0, 6),
+        ("holding", 20, 1),
+        ("input", 0, 1),
+    ]
     assert [(r.address, r.count) for r in plan_requests(fields[:2], max_gap=0)] == [(0, 1), (5, 1)]
 
 
@@ -44,7 +53,14 @@ def test_field_order_in_profile_is_kept_in_indexes() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 600), st.sampled_from(["uint16", "float32", "int32"])), min_size=1, max_size=60, unique_by=lambda t: t[0]))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 600), st.sampled_from(["uint16", "float32", "int32"])),
+        min_size=1,
+        max_size=60,
+        unique_by=lambda t: t[0],
+    )
+)
 def test_every_field_once_within_limits(spec: list[tuple[int, str]]) -> None:
     fields, used = [], set()
     for i, (address, type_) in enumerate(sorted(spec)):

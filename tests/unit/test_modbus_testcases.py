@@ -1,0 +1,46 @@
+"""Runs every scenario in collectors/modbus/testcases/: a profile, register contents, and either
+the decoded values expected or the validation error expected."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collectors.modbus.decode import decode_fields
+from collectors.modbus.plan import plan_requests
+from collectors.profile import ModbusProfile
+from edge_agent.config import load_profile
+from edge_agent.yaml_source import ConfigError
+
+CASES = sorted((Path(__file__).parents[2] / "collectors" / "modbus" / "testcases").iterdir())
+
+
+def read_block(registers: dict[str, dict[str, list[int]]], table: str, address: int, count: int) -> np.ndarray:
+    """The words a device with these register contents would answer (missing ones raise)."""
+    words = {}
+    for start, values in registers[table].items():
+        for i, v in enumerate(values):
+            words[int(start) + i] = v
+    return np.array([words[a] for a in range(address, address + count)], np.uint16)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_case(case: Path) -> None:
+    error_file = case / "expected_error.txt"
+    if error_file.exists():
+        with pytest.raises(ConfigError) as info:
+            load_profile(case / "profile.yaml")
+        assert error_file.read_text(encoding="utf-8").strip() in "\n".join(info.value.problems)
+        return
+    profile = load_profile(case / "profile.yaml")
+    assert isinstance(profile, ModbusProfile)
+    registers = json.loads((case / "registers.json").read_text(encoding="utf-8"))
+    expected = json.loads((case / "expected.json").read_text(encoding="utf-8"))
+    got: dict[str, float] = {}
+    for req in plan_requests(profile.fields, profile.max_registers_per_request, profile.max_gap):
+        values = decode_fields(read_block(registers, req.table, req.address, req.count), req.decoders)
+        got.update({profile.fields[i].name: float(v) for i, v in zip(req.field_index, values, strict=True)})
+    assert got == pytest.approx(expected)

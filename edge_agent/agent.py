@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from collectors.batch import Batch
 from collectors.modbus.client import ModbusCollector, ModbusLink
 from collectors.opcua.client import OpcUaCollector
 from collectors.profile import ModbusProfile, OpcUaProfile
@@ -26,10 +27,11 @@ from edge_agent.clock import Clock, WallClock
 from edge_agent.config import InfluxV1Sink, LoadedConfig
 from edge_agent.forwarder import Forwarder
 from edge_agent.pipeline import Pipeline
+from edge_agent.schema import AGENT, AGENT_FIELDS
 from edge_agent.sinks.base import Sink
 from edge_agent.sinks.influx_v1 import InfluxV1
 from edge_agent.sinks.influx_v2 import InfluxV2
-from edge_agent.sinks.line_protocol import SeriesTable
+from edge_agent.sinks.line_protocol import SeriesTable, series_key
 
 log = logging.getLogger("edge_agent")
 
@@ -52,11 +54,15 @@ def make_sink(cfg: Any) -> Sink:
 
 
 class Agent:
-    def __init__(self, loaded: LoadedConfig, clock: Clock | None = None, tick_s: float = 0.25) -> None:
+    def __init__(
+        self, loaded: LoadedConfig, clock: Clock | None = None, tick_s: float = 0.25, health_every_s: float = 10.0
+    ) -> None:
         self.loaded, self.clock, self.tick_s = loaded, clock or WallClock(), tick_s
         cfg = loaded.config
         self.buffer = Buffer(loaded.resolve(cfg.agent.buffer.path), cfg.agent.buffer.max_points)
         self.pipeline = Pipeline(loaded, self.buffer)
+        agent_key = series_key(AGENT, {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id})
+        self._health_ids = self.buffer.register([(agent_key, f) for f in AGENT_FIELDS])
         self.series = SeriesTable(self.buffer.series_table())
         self.forwarders = [
             Forwarder(self.buffer, make_sink(s), self.series, loaded.resolve(s.rejected_file)) for s in cfg.sinks
@@ -83,6 +89,9 @@ class Agent:
         self.final_report: dict[str, Any] | None = None
         #: Points the pipeline handed to the local store since start.
         self.points_produced = 0
+        #: How often the agent writes its own health points, in clock time.
+        self.health_every_ns = int(health_every_s * 1e9)
+        self._last_health_ns = 0
 
     # -- device polling ----------------------------------------------------------------------
     async def _poll(self, index: int) -> None:
@@ -136,7 +145,11 @@ class Agent:
 
     # -- pipeline ----------------------------------------------------------------------------
     def tick(self, final: bool = False) -> int:
-        batch = self.pipeline.tick(self.clock.now_ns(), final=final)
+        now = self.clock.now_ns()
+        batch = self.pipeline.tick(now, final=final)
+        if final or now - self._last_health_ns >= self.health_every_ns:
+            batch = Batch.concat([batch, self._health_points(now)])
+            self._last_health_ns = now
         self.buffer.append(batch)
         self.points_produced += len(batch)
         return len(batch)
@@ -147,6 +160,18 @@ class Agent:
             await asyncio.to_thread(self.tick)
 
     # -- health ------------------------------------------------------------------------------
+    def _health_points(self, now: int) -> Batch:
+        """The agent's own state as points (measurement ``agent``): scope, connections, backlog."""
+        stats = self.buffer.stats()
+        values = {
+            "devices_in_scope": len(self.health),
+            "devices_connected": sum(h.connected for h in self.health),
+            "buffer_points": stats.pending_points,
+            "buffer_oldest_age_s": (now - stats.oldest_ts) / 1e9 if stats.oldest_ts else 0.0,
+            "dropped_points": sum(stats.dropped.values()),
+        }
+        return Batch.of(now, self._health_ids, [float(values[f]) for f in AGENT_FIELDS])
+
     def health_report(self) -> dict[str, Any]:
         """Devices, local store and sinks; after :meth:`run` ends, the report at the end."""
         if self.final_report is not None:

@@ -80,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
         if args.command == "demo":
             from rich.console import Console  # noqa: PLC0415
 
-            from edge_agent.demo.runner import run_demo  # noqa: PLC0415
+            from edge_agent.demo.runner import prepare_workdir, run_demo  # noqa: PLC0415
 
             logging.getLogger().setLevel(logging.WARNING if args.log_level == "INFO" else args.log_level)
+            prepare_workdir(args.workdir)
             console = Console() if sys.stdout.isatty() else Console(width=110)
             return asyncio.run(run_demo(args.duration, args.seed, args.speed, args.workdir, console))
         if args.command == "plant":

@@ -84,6 +84,13 @@ def machine_table(agent: Agent, servers: DemoServers, plant: Plant, with_truth: 
     return table
 
 
+def prepare_workdir(workdir: Path) -> None:
+    """The demo starts from an empty local store: a backlog of an earlier demo is not this one's."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for leftover in workdir.glob("demo-buffer.sqlite3*"):
+        leftover.unlink()
+
+
 async def run_demo(duration_s: float | None, seed: int, speed: float, workdir: Path, console: Console) -> int:
     clock = ScaledClock(speed=speed)
     plant = Plant(seed=seed)

@@ -23,7 +23,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from collectors.modbus.decode import encode_value
 from edge_agent.clock import Clock
-from edge_agent.demo.plant import ENERGY_METER_UNIT, Plant
+from edge_agent.demo.plant import ENERGY_METER_UNIT, IDLE, RUNNING, Plant
 
 NAMESPACE = "urn:edge-monitor:demo-plant"
 OPCUA_SIGNALS = ("State", "PartCount", "RejectCount", "SpindleTemp", "Vibration", "Power")
@@ -156,7 +156,7 @@ class DemoServers:
                 current_registers[i] = w
 
     def registers(self, unit: int, function_code: int, t: float) -> list[int]:
-        """The register image of a unit: holding (fc 3) or input (fc 4)."""
+        """The register image of a unit: coils (fc 1), holding (fc 3) or input (fc 4)."""
         if unit == ENERGY_METER_UNIT:
             if function_code == 4:
                 total_kw = sum(self.plant.power_kw(n, t) for n in self.plant.machines)
@@ -166,6 +166,8 @@ class DemoServers:
             return [1]
         name = next(n for n, m in self.plant.machines.items() if m.spec.unit_id == unit)
         sim = self.plant.machines[name]
+        if function_code == 1:  # coil 0: guard closed; coils are packed 16 to a word here
+            return [1 if sim.state_at(t) in (RUNNING, IDLE) else 0]
         if function_code == 3:
             good, reject = self.plant.counts(name, t)
             return [sim.state_at(t), (sim.spec.counter_start + good) & 0xFFFF, *encode_value(reject, "int32", "ABCD")]

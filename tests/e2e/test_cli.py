@@ -43,22 +43,33 @@ def test_shipped_configs_check_ok() -> None:
 
 
 def test_demo_stops_by_itself_and_prints_a_summary(tmp_path: Path) -> None:
-    result = cli(
-        "demo",
-        "--duration",
-        "10",
-        "--speed",
-        "30",
-        "--workdir",
-        str(tmp_path),
-        timeout=180,
-        env={**os.environ, "INFLUX_URL": ""},
-    )
+    env = {**os.environ, "INFLUX_URL": ""}
+    result = cli("demo", "--duration", "10", "--speed", "30", "--workdir", str(tmp_path), timeout=180, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     for machine in ("A1", "A2", "A3", "B1", "B2", "B3"):
         assert machine in result.stdout
-    assert "true OEE" in result.stdout and "summary:" in result.stdout
+    assert "true OEE" in result.stdout
+    assert "sinks: none (embedded store only)" in result.stdout
+    assert "summary:" in result.stdout
     assert (tmp_path / "demo-agent.yaml").exists()
+
+
+def test_demo_streams_to_the_influxdb_named_in_the_environment(influxdb: InfluxServer, tmp_path: Path) -> None:
+    env = {**os.environ, "INFLUX_URL": influxdb.url, "INFLUX_API": "v1", "INFLUX_DB": "demo_env"}
+    result = cli("demo", "--duration", "8", "--speed", "30", "--workdir", str(tmp_path), timeout=180, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "influxdb_v1:" in result.stdout
+    measurements = {
+        s["values"][i][0] for s in influxdb.query("SHOW MEASUREMENTS", "demo_env") for i in range(len(s["values"]))
+    }
+    assert measurements == {"agent", "anomaly", "oee", "raw"}
+
+
+def test_demo_refuses_an_unknown_influx_api(tmp_path: Path) -> None:
+    env = {**os.environ, "INFLUX_URL": "http://127.0.0.1:9", "INFLUX_API": "v3"}
+    result = cli("demo", "--duration", "1", "--workdir", str(tmp_path), env=env)
+    assert result.returncode == 2
+    assert "INFLUX_API='v3': use v1" in result.stderr
 
 
 def test_run_streams_to_influxdb_and_exits_0_on_sigterm(influxdb: InfluxServer, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_modbus_values_match_the_plant() -> None:
             assert isinstance(profile, ModbusProfile)
             collector = ModbusCollector(profile, ModbusLink("127.0.0.1", servers.modbus_port), 1, servers.clock.now_ns)
             await collector.connect()
-            assert len(collector.requests) == 2  # holding 0..3 and input 0..5, merged
+            assert len(collector.requests) == 3  # coil 0, holding 0..3, input 0..5
             batch = await collector.collect()
             t = servers.plant_s(int(batch.ts[0]))
             plant = servers.plant
@@ -51,6 +51,7 @@ def test_modbus_values_match_the_plant() -> None:
             assert values["rejects"] == reject
             assert values["spindle_temp"] == pytest.approx(plant.spindle_temp("B1", t), abs=0.01)
             assert values["power"] == pytest.approx(plant.power_kw("B1", t), abs=0.01)
+            assert values["guard_closed"] == (1.0 if plant.state("B1", t) in (1, 2) else 0.0)
             await collector.close()
         finally:
             await servers.stop()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,8 @@ class Agent:
         #: How often the agent writes its own health points, in clock time.
         self.health_every_ns = int(health_every_s * 1e9)
         self._last_health_ns = 0
+        self._unstored: list[Batch] = []
+        self._store_failing = False
 
     # -- device polling ----------------------------------------------------------------------
     async def _poll(self, index: int) -> None:
@@ -107,13 +110,16 @@ class Agent:
                     log.info("device %s connected (%s)", dev.name, dev.endpoint)
                     reported, backoff = "", 0.5
                 batch = await asyncio.wait_for(collector.collect(), dev.timeout * 2 + 1)
-            except (ConnectionError, TimeoutError, OSError, LookupError) as exc:
+            except Exception as exc:  # one device's failure never stops the others
                 health.failures += 1
                 was_connected, health.connected = health.connected, False
                 message = f"{exc.__class__.__name__}: {exc}"
                 health.last_error = message
                 if was_connected or message != reported:
-                    log.warning("device %s unreachable, retrying with backoff: %s", dev.name, message)
+                    expected = isinstance(exc, ConnectionError | TimeoutError | OSError | LookupError)
+                    log.warning(
+                        "device %s unreachable, retrying with backoff: %s", dev.name, message, exc_info=not expected
+                    )
                     reported = message
                 with contextlib.suppress(Exception):
                     await collector.close()
@@ -150,8 +156,25 @@ class Agent:
         if final or now - self._last_health_ns >= self.health_every_ns:
             batch = Batch.concat([batch, self._health_points(now)])
             self._last_health_ns = now
-        self.buffer.append(batch)
         self.points_produced += len(batch)
+        pending = Batch.concat([*self._unstored, batch])
+        try:
+            self.buffer.append(pending)
+        except sqlite3.Error as exc:
+            # Keep the points in memory and try again next tick (disk full, file locked, ...).
+            self._unstored = [pending]
+            if not self._store_failing:
+                log.error(
+                    "cannot write to the local store %s (%s); holding %d points in memory and retrying",
+                    self.buffer.path,
+                    exc,
+                    len(pending),
+                )
+            self._store_failing = True
+            return len(batch)
+        if self._store_failing:
+            log.warning("the local store accepts writes again; %d held points stored", len(pending))
+        self._unstored, self._store_failing = [], False
         return len(batch)
 
     async def _ticker(self) -> None:

@@ -141,14 +141,17 @@ class Forwarder:
         while True:
             try:
                 sent = await asyncio.to_thread(self.step)
-            except SinkUnavailable as exc:
-                if self.health.ok or self.health.last_error != str(exc):
+            except Exception as exc:  # a sink must never stop forwarding for good
+                expected = isinstance(exc, SinkUnavailable)
+                message = str(exc) if expected else f"unexpected {exc.__class__.__name__}: {exc}"
+                if self.health.ok or self.health.last_error != message:
                     log.warning(
                         "%s unavailable, keeping points in the local store and retrying: %s",
                         self.sink.name,
-                        exc,
+                        message,
+                        exc_info=not expected,
                     )
-                self.health.ok, self.health.last_error = False, str(exc)
+                self.health.ok, self.health.last_error = False, message
                 if stop.is_set():
                     return
                 await _wait(stop, backoff * random.uniform(0.8, 1.2))

@@ -1,0 +1,90 @@
+"""Failures that must not lose points: a local store that refuses a write, a sink that breaks."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collectors.batch import Batch
+from edge_agent.agent import Agent
+from edge_agent.buffer import Buffer
+from edge_agent.config import load_config
+from edge_agent.demo.plant import Plant
+from edge_agent.demo.workshop import demo_config, write_config
+from edge_agent.forwarder import Forwarder
+from edge_agent.sinks.line_protocol import SeriesTable
+
+
+def agent_without_devices_running(tmp_path: Path) -> Agent:
+    cfg = demo_config(Plant(1), "opc.tcp://127.0.0.1:1/x", 2, str(tmp_path / "store.sqlite3"), [])
+    return Agent(load_config(write_config(tmp_path / "agent.yaml", cfg)))
+
+
+def test_a_refused_store_write_keeps_the_points_for_the_next_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = agent_without_devices_running(tmp_path)
+    real_append = agent.buffer.append
+    calls = {"n": 0}
+
+    def failing_once(batch: Batch) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlite3.OperationalError("database or disk is full")
+        real_append(batch)
+
+    monkeypatch.setattr(agent.buffer, "append", failing_once)
+    agent.pipeline.ingest(3, Batch.of(agent.clock.now_ns(), np.arange(7, dtype=np.int32), np.arange(7.0)))
+    first = agent.tick()
+    assert agent.buffer.stats().pending_points == 0
+    assert "cannot write to the local store" in caplog.text
+    second = agent.tick()
+    assert agent.buffer.stats().pending_points == first + second == agent.points_produced
+    assert "accepts writes again" in caplog.text
+
+
+class BrokenOnce:
+    """A sink with a bug that shows once (it raises something that is not SinkUnavailable)."""
+
+    name, batch_size, concurrency = "broken-once", 100, 1
+
+    def __init__(self, expect: int) -> None:
+        self.calls, self.received, self.expect = 0, 0, expect
+        self.all_received = threading.Event()
+
+    def write(self, body: bytes, count: int) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            raise KeyError("surprise")
+        self.received += count
+        if self.received >= self.expect:
+            self.all_received.set()
+
+    def close(self) -> None:
+        return
+
+
+def test_a_sink_that_raises_something_unexpected_is_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    buffer = Buffer(tmp_path / "s.sqlite3")
+    (sid,) = buffer.register([("m", "v")]).tolist()
+    sink = BrokenOnce(expect=250)
+    forwarder = Forwarder(buffer, sink, SeriesTable(buffer.series_table()), tmp_path / "rejected.lp")
+    buffer.append(Batch.of(np.arange(250, dtype=np.int64), np.full(250, sid, np.int32), np.ones(250)))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(forwarder.run(stop, idle_s=0.01))
+        assert await asyncio.to_thread(sink.all_received.wait, 30)
+        stop.set()
+        await task
+
+    asyncio.run(asyncio.wait_for(run(), 30))
+    assert sink.received == 250
+    assert buffer.stats().pending_points == 0
+    assert "unexpected KeyError" in caplog.text
+    forwarder.close()

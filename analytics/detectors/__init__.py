@@ -1,0 +1,133 @@
+"""Streaming anomaly detectors, vectorised over signals (time-major blocks ``[samples, signals]``).
+
+Each module holds one detector and states its score formula; all share the contract in
+:mod:`analytics.detectors.base` (higher is more anomalous, NaN in gives NaN out, warm-up scores
+0, per-signal reset). :class:`DetectorSet` runs several over one block in a single pass over
+rows and combines them: the combined score of a sample is the largest ``score / threshold``
+over the detectors, so 1.0 means "at the threshold of the detector most sure of it".
+Every parameter may be a scalar or an array with one value per signal (per-signal overrides).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from analytics.detectors.base import RowDetector
+from analytics.detectors.cusum import Cusum
+from analytics.detectors.level import EwmaLevel
+from analytics.detectors.limits import OutOfRange
+from analytics.detectors.robust import RobustLevel
+from analytics.detectors.spike import Spike
+from analytics.detectors.stuck import Stuck
+
+#: Every detector, by name (the contract test runs each of them).
+REGISTRY: dict[str, type[RowDetector]] = {d.name: d for d in (EwmaLevel, Spike, Cusum, Stuck, OutOfRange, RobustLevel)}
+DEFAULT_SET = ("level", "spike", "cusum", "stuck", "range")
+
+
+@dataclass
+class DetectorSettings:
+    """Which detectors run and their parameters (scalars, or arrays of one value per signal)."""
+
+    detectors: tuple[str, ...] = DEFAULT_SET
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class DetectorSet:
+    """Runs detectors over a block in one pass over rows; combines them into one score."""
+
+    def __init__(
+        self,
+        n_signals: int,
+        settings: DetectorSettings | None = None,
+        low: NDArray[np.float64] | None = None,
+        high: NDArray[np.float64] | None = None,
+    ) -> None:
+        settings = settings or DetectorSettings()
+        unknown = set(settings.detectors) - set(REGISTRY)
+        if unknown:
+            raise ValueError(f"unknown detectors {sorted(unknown)}: choose from {sorted(REGISTRY)}")
+        self.n_signals = n_signals
+        p: Mapping[str, dict[str, Any]] = settings.params
+        self.level = EwmaLevel(n_signals, **p.get("level", {}))
+        self.detectors: list[RowDetector] = []
+        for name in settings.detectors:
+            if name == "level":
+                self.detectors.append(self.level)
+            elif name == "cusum":
+                self.detectors.append(Cusum(n_signals, self.level, **p.get("cusum", {})))
+            elif name == "range":
+                det = OutOfRange(n_signals, low, high)
+                if det.active:
+                    self.detectors.append(det)
+            else:
+                self.detectors.append(REGISTRY[name](n_signals, **p.get(name, {})))
+        # The level detector must step first: CUSUM reads its residual.
+        self._step_level_only = "level" not in settings.detectors and any(isinstance(d, Cusum) for d in self.detectors)
+        self.names = [d.name for d in self.detectors]
+        self._inv = [
+            np.broadcast_to(1.0 / np.asarray(d.threshold, np.float64), (n_signals,)).copy() for d in self.detectors
+        ]
+        self._rows = [np.empty(n_signals) for _ in self.detectors]
+        self._scratch = np.empty(n_signals)
+
+    def update(
+        self, block: NDArray[np.float64], on: float = 1.0, out: NDArray[np.float64] | None = None
+    ) -> tuple[NDArray[np.float64], dict[tuple[int, int], str]]:
+        """Combined scores, and which detector scored highest where the combined score >= ``on``.
+
+        ``out`` (same shape as ``block``) receives the scores when given: reusing one buffer
+        spares the page faults of a new array on every call.
+        """
+        block = np.asarray(block, dtype=np.float64)
+        combined = np.empty_like(block) if out is None else out
+        fired: dict[tuple[int, int], str] = {}
+        gaps: NDArray[np.bool_] = np.isnan(block).any(axis=1)
+        for i in range(block.shape[0]):
+            x = block[i]
+            valid = ~np.isnan(x) if gaps[i] else None
+            row = combined[i]
+            if self._step_level_only:
+                self.level.step(x, valid, self._scratch)
+            for j, det in enumerate(self.detectors):
+                s = self._rows[j]
+                det.step(x, valid, s)
+                s *= self._inv[j]
+                if j == 0:
+                    row[:] = s
+                else:
+                    np.fmax(row, s, out=row)
+            if valid is not None:
+                row[~valid] = np.nan
+            if np.fmax.reduce(row) >= on:
+                hits = np.flatnonzero(row >= on)
+                stack = np.stack([r[hits] for r in self._rows])
+                for col, best in zip(hits.tolist(), np.nanargmax(stack, axis=0).tolist(), strict=True):
+                    fired[(i, col)] = self.names[best]
+        return combined, fired
+
+    def reset(self, signals: NDArray[np.intp]) -> None:
+        self.level.reset(signals)
+        for det in self.detectors:
+            if det is not self.level:
+                det.reset(signals)
+
+
+__all__ = [
+    "DEFAULT_SET",
+    "REGISTRY",
+    "Cusum",
+    "DetectorSet",
+    "DetectorSettings",
+    "EwmaLevel",
+    "OutOfRange",
+    "RobustLevel",
+    "RowDetector",
+    "Spike",
+    "Stuck",
+]

@@ -1,0 +1,93 @@
+"""Level: EWMA z-score of each sample against the signal's exponentially weighted mean.
+
+Score (higher is more anomalous): ``|x - m| / s`` with ``m`` and ``s**2`` the EWMA mean and
+variance *before* the sample is absorbed, then ``m += a (x - m)`` and
+``v = (1 - a) (v + a (x - m_old)**2)``. ``s`` has a floor of ``rel_floor * |m|`` (and 1e-9) so a
+signal that never moved does not turn every change into an alarm. The first ``grace`` samples
+of a signal score 0 (warm-up). The signed residual of the last row is kept in ``z`` for
+detectors that build on it (CUSUM).
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(7)
+>>> block = rng.normal(20.0, 0.5, size=(300, 3))
+>>> block[250, 1] = 40.0                      # a jump on signal 1
+>>> det = EwmaLevel(3, alpha=0.05, grace=30)
+>>> scores = det.update(block)
+>>> bool(scores[250, 1] > 10), bool((scores[:30] == 0).all()), bool(scores[100:250].max() < 5)
+(True, True, True)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from analytics.detectors.base import Mask, Row, RowDetector
+
+
+class EwmaLevel(RowDetector):
+    name: ClassVar[str] = "level"
+    _state: ClassVar[dict[str, float]] = {"mean": 0.0, "var": 0.0, "count": 0.0, "z": 0.0}
+
+    def __init__(
+        self,
+        n_signals: int,
+        alpha: float = 0.02,
+        var_alpha: float | None = None,
+        grace: int = 30,
+        threshold: float = 6.0,
+        rel_floor: float = 1e-4,
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            raise ValueError("alpha must be in (0, 1)")
+        super().__init__(n_signals)
+        self.alpha, self.grace, self.threshold, self.rel_floor = alpha, grace, threshold, rel_floor
+        self.var_alpha = alpha / 5 if var_alpha is None else var_alpha
+        self._d, self._t = np.empty(n_signals), np.empty(n_signals)
+        self._warming = True
+
+    def grow(self, n_signals: int) -> None:
+        super().grow(n_signals)
+        self._d, self._t = np.empty(n_signals), np.empty(n_signals)
+        self._warming = True
+
+    def reset(self, signals: np.ndarray) -> None:
+        super().reset(signals)
+        self._warming = True
+
+    def step(self, x: Row, valid: Mask | None, out: Row) -> None:
+        d, t = self._d, self._t
+        mean, var, count, z = self.mean, self.var, self.count, self.z  # type: ignore[attr-defined]
+        np.subtract(x, mean, out=d)
+        np.maximum(var, (self.rel_floor * np.abs(mean)) ** 2 + 1e-18, out=t)
+        np.sqrt(t, out=t)
+        np.divide(d, t, out=z)
+        np.abs(z, out=out)
+        if not self._warming and valid is None:
+            mean += self.alpha * d
+            d *= d
+            d *= self.var_alpha
+            var += d
+            var *= 1.0 - self.var_alpha
+            count += 1.0
+            return
+        # Warm-up (exact running mean and variance) or a row with gaps.
+        warming = count < self.grace
+        rate = 1.0 / (count + 1.0)
+        am = np.where(warming, rate, self.alpha)
+        av = np.where(warming, rate, self.var_alpha)
+        z[warming] = 0.0  # no residual while the variance is being learnt: CUSUM must not sum it
+        out[warming] = 0.0
+        if valid is not None:
+            out[~valid] = np.nan
+            z[~valid] = 0.0
+            d[~valid] = 0.0
+            am = np.where(valid, am, 0.0)
+            av = np.where(valid, av, 0.0)
+        mean += am * d
+        var[:] = (1.0 - av) * (var + av * d * d)
+        count += 1.0 if valid is None else valid
+        self._warming = bool((count < self.grace).any())

@@ -3,7 +3,9 @@
 No I/O and no asyncio here; every function works on arrays, vectorised over machines or signals.
 """
 
-from analytics.anomaly import EwmaZScore
+from analytics.alarms import AlarmEvent, Alarms
+from analytics.anomaly import AnomalyScorer, AnomalySettings
+from analytics.detectors import DetectorSet, DetectorSettings
 from analytics.oee import (
     COLUMNS,
     MachineOeeConfig,
@@ -15,7 +17,12 @@ from analytics.windows import FixedWindows, ShiftWindows, WindowGrid
 
 __all__ = [
     "COLUMNS",
-    "EwmaZScore",
+    "AlarmEvent",
+    "Alarms",
+    "AnomalyScorer",
+    "AnomalySettings",
+    "DetectorSet",
+    "DetectorSettings",
     "FixedWindows",
     "MachineOeeConfig",
     "OeeEngine",

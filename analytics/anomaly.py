@@ -1,66 +1,80 @@
-"""EWMA z-score: how far a sample lies from the signal's exponentially weighted mean.
+"""Anomaly scoring of many signals: a detector set, an optional smoothing, and alarms.
 
-Score contract: higher is more anomalous; the score is ``|x - mean| / sqrt(var)`` using the
-mean and variance *before* the sample is absorbed, so a sudden outlier scores fully.
-``mean += alpha * (x - mean)``; ``var = (1 - alpha) * (var + alpha * (x - mean_old)^2)``.
-The first ``grace`` samples of a signal score 0 (warm-up). NaN samples are gaps: they neither
-score (NaN out) nor change state. State is three arrays per signal.
+The combined score of a sample is the largest ``score / threshold`` over the detectors of the
+set (:mod:`analytics.detectors`), so 1.0 means "at the threshold of the most convinced
+detector"; higher is more anomalous. With ``smoothing`` (an EWMA rate in (0, 1]) the combined
+score is smoothed per signal before the alarms see it. Alarms use hysteresis
+(:mod:`analytics.alarms`). Defaults need no tuning for typical process signals; every
+detector parameter may be given per signal as an array.
 
+Examples
+--------
 >>> import numpy as np
->>> rng = np.random.default_rng(7)
->>> block = rng.normal(20.0, 0.5, size=(200, 3))
->>> block[150, 1] = 40.0                       # a spike on signal 1
->>> det = EwmaZScore(n_signals=3, alpha=0.05, grace=30)
->>> scores = det.update(block)
->>> bool(scores[150, 1] > 10), bool(scores[:30].max() == 0)
-(True, True)
+>>> rng = np.random.default_rng(11)
+>>> block = rng.normal(100.0, 2.0, size=(500, 4))
+>>> block[400:, 2] += 30.0          # a level shift on signal 2: alarm confirmed by the 2nd sample
+>>> ts = np.repeat(np.arange(500, dtype=np.int64)[:, None] * 10**9, 4, axis=1)
+>>> scorer = AnomalyScorer(4)
+>>> scores, flags, events = scorer.update(block, ts)
+>>> [(e.signal, e.start_ns // 10**9) for e in events]
+[(2, 401)]
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from numpy.typing import NDArray
 
+from analytics.alarms import AlarmEvent, Alarms
+from analytics.detectors import DetectorSet, DetectorSettings
 
-class EwmaZScore:
-    """Vectorised EWMA z-score over signals; ``update`` takes time-major ``[samples, signals]``."""
 
-    def __init__(self, n_signals: int, alpha: float = 0.02, grace: int = 30, min_std: float = 1e-6) -> None:
-        if not 0.0 < alpha < 1.0:
-            raise ValueError("alpha must be in (0, 1)")
-        self.n_signals, self.alpha, self.grace, self.min_std = n_signals, alpha, grace, min_std
-        self.mean = np.zeros(n_signals)
-        self.var = np.zeros(n_signals)
-        self.count = np.zeros(n_signals, np.int64)
+@dataclass
+class AnomalySettings:
+    detectors: DetectorSettings = field(default_factory=DetectorSettings)
+    on: float = 1.0
+    off: float = 0.5
+    k_on: int = 2
+    k_off: int = 5
+    smoothing: float | None = None
 
-    def grow(self, n_signals: int) -> None:
-        """Make room for more signals (new signals start fresh)."""
-        extra = n_signals - self.n_signals
-        if extra > 0:
-            self.mean = np.concatenate([self.mean, np.zeros(extra)])
-            self.var = np.concatenate([self.var, np.zeros(extra)])
-            self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
-            self.n_signals = n_signals
 
-    def reset(self, signals: NDArray[np.intp]) -> None:
-        self.mean[signals] = 0.0
-        self.var[signals] = 0.0
-        self.count[signals] = 0
+class AnomalyScorer:
+    def __init__(
+        self,
+        n_signals: int,
+        settings: AnomalySettings | None = None,
+        low: NDArray[np.float64] | None = None,
+        high: NDArray[np.float64] | None = None,
+    ) -> None:
+        self.settings = settings = settings or AnomalySettings()
+        self.n_signals = n_signals
+        self.detectors = DetectorSet(n_signals, settings.detectors, low, high)
+        self.alarms = Alarms(n_signals, settings.on, settings.off, settings.k_on, settings.k_off)
+        self.smoothed = np.zeros(n_signals)
 
-    def update(self, block: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Scores for every sample of ``block`` (NaN where the sample is NaN)."""
-        scores = np.full(block.shape, np.nan)
-        alpha = self.alpha
-        mean, var, count = self.mean, self.var, self.count
-        for row in range(block.shape[0]):
-            x = block[row]
-            seen = ~np.isnan(x)
-            diff = np.where(seen, x - mean, 0.0)
-            std = np.sqrt(np.maximum(var, self.min_std**2))
-            z = np.abs(diff) / std
-            scores[row] = np.where(seen, np.where(count >= self.grace, z, 0.0), np.nan)
-            first = seen & (count == 0)
-            mean += np.where(first, diff, alpha * diff)
-            var[:] = np.where(seen & ~first, (1.0 - alpha) * (var + alpha * diff * diff), var)
-            count += seen
-        return scores
+    def update(
+        self, block: NDArray[np.float64], ts: NDArray[np.int64], out: NDArray[np.float64] | None = None
+    ) -> tuple[NDArray[np.float64], NDArray[np.uint8], list[AlarmEvent]]:
+        """Combined scores, alarm flags and alarm events for a ``[samples, signals]`` block."""
+        scores, fired = self.detectors.update(block, self.settings.on, out)
+        if self.settings.smoothing is not None:
+            a, sm = self.settings.smoothing, self.smoothed
+            for i in range(scores.shape[0]):
+                row = scores[i]
+                seen = ~np.isnan(row)
+                sm[seen] += a * (row[seen] - sm[seen])
+                row[seen] = sm[seen]
+        flags, events = self.alarms.update(scores, ts, fired)
+        return scores, flags, events
+
+    def reset(self, signals: NDArray[np.intp], now_ns: int) -> list[AlarmEvent]:
+        """Start ``signals`` afresh (warm-up again, alarms off), e.g. when a machine changes state.
+
+        Alarms still on end at ``now_ns``; their events are returned.
+        """
+        self.detectors.reset(signals)
+        self.smoothed[signals] = 0.0
+        return self.alarms.reset(signals, now_ns)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from collectors.profile import (
     DeviceProfile,
@@ -140,9 +140,73 @@ class ShiftSchedule(_Strict):
     schedule: Annotated[list[ShiftEntry], Field(min_length=1)]
 
 
-class AnomalySection(_Strict):
-    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.02
-    grace: Annotated[int, Field(ge=1)] = 30
+class LevelParams(_Strict):
+    alpha: Annotated[float, Field(gt=0, lt=1)] | None = None
+    var_alpha: Annotated[float, Field(gt=0, lt=1)] | None = None
+    grace: Annotated[int, Field(ge=1)] | None = None
+    threshold: Annotated[float, Field(gt=0)] | None = None
+
+
+class SpikeParams(_Strict):
+    alpha: Annotated[float, Field(gt=0, lt=1)] | None = None
+    grace: Annotated[int, Field(ge=1)] | None = None
+    threshold: Annotated[float, Field(gt=0)] | None = None
+
+
+class CusumParams(_Strict):
+    k: Annotated[float, Field(ge=0)] | None = None
+    threshold: Annotated[float, Field(gt=0)] | None = None
+
+
+class StuckParams(_Strict):
+    samples: Annotated[int, Field(ge=2)] | None = None
+    tolerance: Annotated[float, Field(ge=0)] | None = None
+
+
+class RobustParams(_Strict):
+    window: Annotated[int, Field(ge=8)] | None = None
+    every: Annotated[int, Field(ge=1)] | None = None
+    threshold: Annotated[float, Field(gt=0)] | None = None
+
+
+class DetectorOverrides(_Strict):
+    """Detector parameters; anything left out keeps its default."""
+
+    level: LevelParams = Field(default_factory=LevelParams)
+    spike: SpikeParams = Field(default_factory=SpikeParams)
+    cusum: CusumParams = Field(default_factory=CusumParams)
+    stuck: StuckParams = Field(default_factory=StuckParams)
+    robust: RobustParams = Field(default_factory=RobustParams)
+
+
+class AlarmParams(_Strict):
+    """Hysteresis on the combined score (named so: YAML reads a bare ``on:`` as true)."""
+
+    on_above: Annotated[float, Field(gt=0)] = 1.0
+    off_below: Annotated[float, Field(ge=0)] = 0.5
+    on_samples: Annotated[int, Field(ge=1)] = 2
+    off_samples: Annotated[int, Field(ge=1)] = 5
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> AlarmParams:
+        if self.off_below >= self.on_above:
+            raise ValueError("off_below must be lower than on_above (hysteresis)")
+        return self
+
+
+DetectorName = Literal["level", "spike", "cusum", "stuck", "range", "robust"]
+_DEFAULT_DETECTORS: tuple[DetectorName, ...] = ("level", "spike", "cusum", "stuck", "range")
+
+
+class AnomalySection(DetectorOverrides):
+    """Anomaly scoring: which detectors, their defaults, alarms, and per-signal overrides."""
+
+    detectors: list[DetectorName] = Field(default_factory=lambda: list(_DEFAULT_DETECTORS))
+    alarm: AlarmParams = Field(default_factory=AlarmParams)
+    smoothing: Annotated[float, Field(gt=0, le=1)] | None = None
+    reset_on_state_change: bool = Field(True, description="a machine's signals warm up again when its state changes")
+    #: Overrides per signal, keyed ``device.signal`` (or the column name in a replay CSV).
+    signals: dict[str, DetectorOverrides] = Field(default_factory=dict)
 
 
 class AnalyticsSection(_Strict):

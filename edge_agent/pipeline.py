@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.anomaly import EwmaZScore
 from analytics.oee import (
     DOWN,
     ENERGY_KIND,
@@ -33,10 +32,11 @@ from analytics.oee import (
 )
 from analytics.windows import NS, FixedWindows, Shift, ShiftWindows
 from collectors.batch import QUALITY_GOOD, Batch
-from collectors.profile import ModbusProfile, OpcUaProfile, signal_names
+from collectors.profile import ModbusField, ModbusProfile, OpcUaNode, OpcUaProfile, signal_names
+from edge_agent.anomaly_stage import AnalogSignal, AnomalyStage
 from edge_agent.buffer import Buffer
 from edge_agent.config import Device, LoadedConfig
-from edge_agent.schema import ANOMALY, OEE, OEE_FIELDS, RAW
+from edge_agent.schema import OEE, OEE_FIELDS, RAW
 from edge_agent.sinks.line_protocol import series_key
 
 _CATEGORY = {
@@ -62,6 +62,11 @@ class MachineView:
     anomaly: float = 0.0
 
 
+def _signal_item(profile: ModbusProfile | OpcUaProfile, name: str) -> ModbusField | OpcUaNode:
+    items: list[ModbusField] | list[OpcUaNode] = profile.fields if isinstance(profile, ModbusProfile) else profile.nodes
+    return next(item for item in items if item.name == name)
+
+
 def _signal_kinds(profile: ModbusProfile | OpcUaProfile) -> list[str]:
     items = profile.fields if isinstance(profile, ModbusProfile) else profile.nodes
     return [item.kind for item in items]
@@ -82,8 +87,7 @@ class Pipeline:
         self.machines: list[MachineView] = []
         machine_tags: list[dict[str, str]] = []
         roles: list[tuple[int, int, int]] = []  # (raw index, machine, role)
-        analog: list[tuple[int, int]] = []  # (raw index, machine or -1)
-        analog_tags: list[dict[str, str]] = []
+        analog: list[tuple[int, int, str, dict[str, str], float | None, float | None]] = []
         for dev in cfg.devices:
             profile = loaded.profiles[dev.profile]
             names = signal_names(profile)
@@ -125,8 +129,10 @@ class Pipeline:
                 else [n for n, k in zip(names, kinds, strict=True) if k == "analog"]
             )
             for n in scored:
-                analog.append((first + names.index(n), machine))
-                analog_tags.append({**tags, "signal": n})
+                item = _signal_item(profile, n)
+                analog.append(
+                    (first + names.index(n), machine, f"{dev.name}.{n}", {**tags, "signal": n}, item.low, item.high)
+                )
             self.device_tables.append(np.arange(first, first + len(names), dtype=np.int32))
         # Series registration: raw, anomaly, then OEE (per machine, per window kind, per field).
         self.grids: dict[str, FixedWindows | ShiftWindows] = {
@@ -137,15 +143,13 @@ class Pipeline:
         if cfg.analytics.shifts is not None:
             sh = cfg.analytics.shifts
             self.grids["shift"] = ShiftWindows([Shift(s.name, s.start, s.end) for s in sh.schedule], sh.timezone)
-        anomaly_keys = [(series_key(ANOMALY, t), "score") for t in analog_tags]
         oee_keys = [
             (series_key(OEE, {**t, "window": w}), f) for w in self.grids for t in machine_tags for f in OEE_FIELDS
         ]
-        ids = buffer.register(raw_keys + anomaly_keys + oee_keys)
-        n_raw, n_an = len(raw_keys), len(anomaly_keys)
+        ids = buffer.register(raw_keys + oee_keys)
+        n_raw, n_an = len(raw_keys), 0
         raw_ids = ids[:n_raw]
         self.device_tables = [raw_ids[t] for t in self.device_tables]
-        self.anomaly_ids = ids[n_raw : n_raw + n_an]
         n_m, n_f = len(machine_cfgs), len(OEE_FIELDS)
         self.oee_ids = {
             w: ids[n_raw + n_an + g * n_m * n_f : n_raw + n_an + (g + 1) * n_m * n_f].reshape(n_m, n_f)
@@ -157,12 +161,12 @@ class Pipeline:
         for raw_index, machine, role in roles:
             self.role_machine[raw_ids[raw_index]] = machine
             self.role[raw_ids[raw_index]] = role
-        self.analog_col = np.full(size, -1, np.intp)
-        for col, (raw_index, _) in enumerate(analog):
-            self.analog_col[raw_ids[raw_index]] = col
-        self.analog_machine = np.array([m for _, m in analog], np.intp)
-        an = cfg.analytics.anomaly
-        self.detector = EwmaZScore(len(analog), alpha=an.alpha, grace=an.grace)
+        self.anomaly = AnomalyStage(
+            cfg.analytics.anomaly,
+            [AnalogSignal(key, int(raw_ids[i]), m, tags, low, high) for i, m, key, tags, low, high in analog],
+            buffer,
+        )
+        self._state_code = np.full(len(machine_cfgs), np.nan)
         self.engines = {w: OeeEngine(machine_cfgs, g) for w, g in self.grids.items()}
         self.totals = np.zeros((n_m, NCOL))
         self.ideal_cycle_s = np.array([c.ideal_cycle_s for c in machine_cfgs])
@@ -185,25 +189,26 @@ class Pipeline:
         return Batch.concat(out)
 
     def _score(self, raw: Batch) -> Batch:
-        col = self.analog_col[raw.signal] if len(raw) else np.empty(0, np.intp)
-        pick = np.flatnonzero((col >= 0) & (raw.quality == QUALITY_GOOD))
-        if pick.shape[0] == 0:
-            return Batch.empty()
-        col = col[pick]
-        order = pick[np.lexsort((raw.ts[pick], col))]
-        col_sorted = self.analog_col[raw.signal[order]]
-        starts = np.r_[0, np.flatnonzero(np.diff(col_sorted)) + 1]
-        sizes = np.diff(np.r_[starts, col_sorted.shape[0]])
-        rank = np.arange(col_sorted.shape[0]) - np.repeat(starts, sizes)
-        block = np.full((int(sizes.max()), self.detector.n_signals), np.nan)
-        block[rank, col_sorted] = raw.value[order]
-        scores = self.detector.update(block)[rank, col_sorted]
-        tail = starts + sizes - 1
-        for c, s in zip(col_sorted[tail].tolist(), scores[tail].tolist(), strict=True):
-            m = int(self.analog_machine[c])
-            if m >= 0:
-                self.machines[m].anomaly = s
-        return Batch(raw.ts[order], self.anomaly_ids[col_sorted], scores, np.zeros(order.shape[0], np.uint8))
+        """Anomaly scores; a machine whose state changed starts its signals' detectors afresh."""
+        scored = self.anomaly.score(raw, self._state_changes(raw))
+        for m, view in enumerate(self.machines):
+            cols = np.flatnonzero(self.anomaly.machine == m)
+            if cols.shape[0]:
+                view.anomaly = float(np.nanmax(self.anomaly.latest[cols]))
+        return scored
+
+    def _state_changes(self, raw: Batch) -> dict[int, int]:
+        """Machines whose state code changed in ``raw``, with the time of the first change (ns)."""
+        if not len(raw) or not self.machines:
+            return {}
+        state = np.flatnonzero((self.role[raw.signal] == ROLE_STATE) & (raw.quality == QUALITY_GOOD))
+        changes: dict[int, int] = {}
+        for i in state[np.argsort(raw.ts[state], kind="stable")].tolist():
+            m, code = int(self.role_machine[raw.signal[i]]), float(raw.value[i])
+            if not np.isnan(self._state_code[m]) and code != self._state_code[m]:
+                changes.setdefault(m, int(raw.ts[i]))
+            self._state_code[m] = code
+        return changes
 
     def _oee(self, raw: Batch, now_ns: int, final: bool) -> Batch:
         if not self.engines or not self.machines:

@@ -5,6 +5,7 @@ from __future__ import annotations
 RAW = "raw"
 OEE = "oee"
 ANOMALY = "anomaly"
+ALARM = "alarm"
 AGENT = "agent"
 
 #: Fields of an ``oee`` point, in output order, with their units.

@@ -67,7 +67,8 @@ class DetectorSet:
                     self.detectors.append(det)
             else:
                 self.detectors.append(REGISTRY[name](n_signals, **p.get(name, {})))
-        # The level detector must step first: CUSUM reads its residual.
+        # CUSUM reads the level's mean *before* the sample: it steps before the level detector.
+        self.detectors.sort(key=lambda d: 0 if isinstance(d, Cusum) else 1)
         self._step_level_only = "level" not in settings.detectors and any(isinstance(d, Cusum) for d in self.detectors)
         self.names = [d.name for d in self.detectors]
         self._inv = [
@@ -87,13 +88,11 @@ class DetectorSet:
         block = np.asarray(block, dtype=np.float64)
         combined = np.empty_like(block) if out is None else out
         fired: dict[tuple[int, int], str] = {}
-        gaps: NDArray[np.bool_] = np.isnan(block).any(axis=1)
+        gaps: NDArray[np.bool_] = np.asarray(np.isnan(block).any(axis=1))
         for i in range(block.shape[0]):
             x = block[i]
             valid = ~np.isnan(x) if gaps[i] else None
             row = combined[i]
-            if self._step_level_only:
-                self.level.step(x, valid, self._scratch)
             for j, det in enumerate(self.detectors):
                 s = self._rows[j]
                 det.step(x, valid, s)
@@ -102,6 +101,8 @@ class DetectorSet:
                     row[:] = s
                 else:
                     np.fmax(row, s, out=row)
+            if self._step_level_only:
+                self.level.step(x, valid, self._scratch)
             if valid is not None:
                 row[~valid] = np.nan
             if np.fmax.reduce(row) >= on:

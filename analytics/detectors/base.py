@@ -43,7 +43,7 @@ class RowDetector:
         if block.ndim != 2 or block.shape[1] != self.n_signals:
             raise ValueError(f"{self.name}: expected a [samples, {self.n_signals}] block, got {block.shape}")
         scores = np.empty_like(block)
-        gaps: NDArray[np.bool_] = np.isnan(block).any(axis=1)
+        gaps: NDArray[np.bool_] = np.asarray(np.isnan(block).any(axis=1))
         for i in range(block.shape[0]):
             valid = ~np.isnan(block[i]) if gaps[i] else None
             self.step(block[i], valid, scores[i])

@@ -1,51 +1,65 @@
-"""Shift and drift: two-sided CUSUM on the EWMA residual.
+"""Shift and drift: two-sided CUSUM of the EWMA residual, in units of the sample-to-sample noise.
 
-With ``z`` the signed EWMA z-score of each sample (from :class:`~analytics.detectors.level.EwmaLevel`),
-``S+ = max(0, S+ + z - k)`` and ``S- = max(0, S- - z - k)``; the score is ``max(S+, S-)``
-(higher is more anomalous). A level shift or a slow drift keeps ``z`` on one side of 0, and the
-sums grow until the EWMA catches up; noise, centred on 0, is absorbed by the allowance ``k``.
-A gap leaves the sums unchanged. ``threshold`` is the decision interval ``h``.
+``r = (x - m) / s`` where ``m`` is the EWMA mean of :class:`~analytics.detectors.level.EwmaLevel`
+before the sample, and ``s`` the noise scale estimated from non-zero first differences
+(``|x - p|`` has mean ``2 s / sqrt(pi)`` for Gaussian noise; a repeated value, from a device
+that updates slower than it is polled, says nothing about the noise). Differences barely see a slow drift or a settling
+transient, so unlike the EWMA variance they do not learn the very change to be found.
+``S+ = max(0, S+ + r - k)``, ``S- = max(0, S- - r - k)``; the score is ``max(S+, S-)``, higher is
+more anomalous, and ``threshold`` is the decision interval ``h``. A level shift or drift keeps
+``r`` on one side of 0 and the sums grow until the EWMA catches up; noise is absorbed by the
+allowance ``k``. Gaps leave the sums unchanged; while the level detector warms up ``r`` is 0.
 
 Examples
 --------
 >>> import numpy as np
 >>> rng = np.random.default_rng(5)
->>> block = rng.normal(0.0, 1.0, size=(600, 2))
->>> block[300:, 1] += np.arange(300) * 0.05    # a slow drift on signal 1
->>> level = EwmaLevel(2, alpha=0.02, grace=30)
->>> cusum = Cusum(2, level)
->>> scores = np.array([cusum.update_row(level, row) for row in block])
->>> bool(scores[:300].max() < cusum.threshold), bool(scores[300:, 1].max() > cusum.threshold)
+>>> block = rng.normal(0.0, 1.0, size=(800, 2))
+>>> block[400:, 1] += np.arange(400) * 0.05    # a slow drift on signal 1
+>>> scores = Cusum(2).update(block)
+>>> bool(np.nanmax(scores[:400]) < 25), int(np.argmax(scores[:, 1] > 25)) - 400 < 100
 (True, True)
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
 
-from analytics.detectors.base import Mask, Row, RowDetector
+from analytics.detectors.base import Mask, Row, RowDetector, keep
 from analytics.detectors.level import EwmaLevel
+
+#: Mean absolute difference of two independent N(0, s^2) samples is 2 s / sqrt(pi).
+_DIFF_TO_SIGMA = math.sqrt(math.pi) / 2
 
 
 class Cusum(RowDetector):
     name: ClassVar[str] = "cusum"
-    _state: ClassVar[dict[str, float]] = {"up": 0.0, "down": 0.0}
+    _state: ClassVar[dict[str, float]] = {"up": 0.0, "down": 0.0, "prev": np.nan, "noise": 0.0, "steps": 0.0}
 
-    def __init__(self, n_signals: int, level: EwmaLevel | None = None, k: float = 1.0, threshold: float = 25.0) -> None:
+    def __init__(
+        self,
+        n_signals: int,
+        level: EwmaLevel | None = None,
+        k: float = 1.5,
+        threshold: float = 25.0,
+        alpha: float = 0.02,
+    ) -> None:
         super().__init__(n_signals)
-        #: The level detector whose residual is summed; stepped by the set (or by us when alone).
+        #: The level detector whose mean is the reference (stepped after us by a set, by us when alone).
         self.level = level if level is not None else EwmaLevel(n_signals)
         self.owns_level = level is None
-        self.k, self.threshold = k, threshold
-        self._t = np.empty(n_signals)
+        self.k, self.threshold, self.alpha = k, threshold, alpha
+        self._r, self._t = np.empty(n_signals), np.empty(n_signals)
+        self._scratch = np.empty(n_signals)
 
     def grow(self, n_signals: int) -> None:
         super().grow(n_signals)
         if self.owns_level:
             self.level.grow(n_signals)
-        self._t = np.empty(n_signals)
+        self._r, self._t, self._scratch = np.empty(n_signals), np.empty(n_signals), np.empty(n_signals)
 
     def reset(self, signals: np.ndarray) -> None:
         super().reset(signals)
@@ -53,26 +67,34 @@ class Cusum(RowDetector):
             self.level.reset(signals)
 
     def step(self, x: Row, valid: Mask | None, out: Row) -> None:
-        if self.owns_level:
-            self.level.step(x, valid, self._t)
-        z, up, down = self.level.z, self.up, self.down  # type: ignore[attr-defined]
-        up += z
+        up, down, prev, noise, steps = self.up, self.down, self.prev, self.noise, self.steps  # type: ignore[attr-defined]
+        r, t = self._r, self._t
+        # Noise scale from first differences (a plain mean while few steps were seen).
+        np.subtract(x, prev, out=t)
+        np.abs(t, out=t)
+        # Repeated values (a device that updates slower than we poll) say nothing of the noise.
+        seen = np.isfinite(t) & (t > 0.0)
+        rate = np.maximum(self.alpha, 1.0 / (steps + 1.0))
+        noise += np.where(seen, rate * (np.where(seen, t, 0.0) - noise), 0.0)
+        steps += seen
+        keep(valid, x, prev)
+        # Residual against the level's mean before this sample, in noise units.
+        np.subtract(x, self.level.mean, out=r)
+        np.multiply(noise, _DIFF_TO_SIGMA, out=t)
+        np.maximum(t, 1e-9, out=t)
+        r /= t
+        if self.level._warming or valid is not None:
+            r[(self.level.count < self.level.grace) | ~np.isfinite(r)] = 0.0
+        up += r
         up -= self.k
         np.maximum(up, 0.0, out=up)
-        down -= z
+        down -= r
         down -= self.k
         np.maximum(down, 0.0, out=down)
         np.maximum(up, down, out=out)
         if valid is not None:
-            # A gap: z was 0, so only the allowance was taken off; put it back.
-            up[~valid] += self.k
+            up[~valid] += self.k  # a gap: r was 0, so only the allowance was taken off; put it back
             down[~valid] += self.k
             out[~valid] = np.nan
-
-    def update_row(self, level: EwmaLevel, row: Row) -> Row:
-        """Step ``level`` then this detector on one row (for use outside a detector set)."""
-        scratch, out = np.empty_like(row), np.empty_like(row)
-        valid = None if not np.isnan(row).any() else ~np.isnan(row)
-        level.step(row, valid, scratch)
-        self.step(row, valid, out)
-        return out
+        if self.owns_level:
+            self.level.step(x, valid, self._scratch)

@@ -2,10 +2,12 @@
 
 Score (higher is more anomalous): ``|x - m| / s`` with ``m`` and ``s**2`` the EWMA mean and
 variance *before* the sample is absorbed, then ``m += a (x - m)`` and
-``v = (1 - a) (v + a (x - m_old)**2)``. ``s`` has a floor of ``rel_floor * |m|`` (and 1e-9) so a
-signal that never moved does not turn every change into an alarm. The first ``grace`` samples
-of a signal score 0 (warm-up). The signed residual of the last row is kept in ``z`` for
-detectors that build on it (CUSUM).
+``v = (1 - b) (v + b (x - m_old)**2)`` with a slower ``b`` (``var_alpha``, default ``a / 5``).
+During the warm-up the variance is a running variance and the mean a running mean that keeps
+a short memory (rate at least 0.1), so both are current when scoring starts.
+``s`` has a floor of ``rel_floor * |m|`` (and 1e-9) so a signal that never moved does not turn
+every change into an alarm. The first ``grace`` samples of a signal score 0 (warm-up). The
+signed residual of the last row is kept in ``z``.
 
 Examples
 --------
@@ -31,6 +33,10 @@ from analytics.detectors.base import Mask, Row, RowDetector
 class EwmaLevel(RowDetector):
     name: ClassVar[str] = "level"
     _state: ClassVar[dict[str, float]] = {"mean": 0.0, "var": 0.0, "count": 0.0, "z": 0.0}
+    mean: Row
+    var: Row
+    count: Row
+    z: Row
 
     def __init__(
         self,
@@ -41,7 +47,7 @@ class EwmaLevel(RowDetector):
         threshold: float = 6.0,
         rel_floor: float = 1e-4,
     ) -> None:
-        if not 0.0 < alpha < 1.0:
+        if np.any((np.asarray(alpha) <= 0.0) | (np.asarray(alpha) >= 1.0)):
             raise ValueError("alpha must be in (0, 1)")
         super().__init__(n_signals)
         self.alpha, self.grace, self.threshold, self.rel_floor = alpha, grace, threshold, rel_floor
@@ -60,7 +66,7 @@ class EwmaLevel(RowDetector):
 
     def step(self, x: Row, valid: Mask | None, out: Row) -> None:
         d, t = self._d, self._t
-        mean, var, count, z = self.mean, self.var, self.count, self.z  # type: ignore[attr-defined]
+        mean, var, count, z = self.mean, self.var, self.count, self.z
         np.subtract(x, mean, out=d)
         np.maximum(var, (self.rel_floor * np.abs(mean)) ** 2 + 1e-18, out=t)
         np.sqrt(t, out=t)
@@ -76,9 +82,11 @@ class EwmaLevel(RowDetector):
             return
         # Warm-up (exact running mean and variance) or a row with gaps.
         warming = count < self.grace
+        # Warm-up: running statistics while few samples were seen; after that the mean keeps a
+        # short memory (rate 0.1) so it is current when scoring starts, even on a settling signal.
         rate = 1.0 / (count + 1.0)
-        am = np.where(warming, rate, self.alpha)
-        av = np.where(warming, rate, self.var_alpha)
+        am = np.where(warming, np.maximum(rate, np.maximum(self.alpha, 0.1)), self.alpha)
+        av = np.where(warming, np.maximum(rate, self.var_alpha), self.var_alpha)
         z[warming] = 0.0  # no residual while the variance is being learnt: CUSUM must not sum it
         out[warming] = 0.0
         if valid is not None:

@@ -1,11 +1,12 @@
 """Spike: z-score of the first difference.
 
 Score (higher is more anomalous): ``|x - p| / (c * r)`` where ``p`` is the previous valid sample
-and ``r`` the mean absolute step (EWMA with ``alpha`` after the warm-up, a plain mean during
-it); ``c = sqrt(pi / 2)`` turns a mean absolute Gaussian step into its standard deviation. ``r``
-learns only from steps scoring below ``threshold``, so a spike does not hide the next one. A gap
-(NaN) is skipped: the step after it is taken from the last valid sample. The first ``grace``
-steps of a signal score 0.
+and ``r`` the mean absolute non-zero step (EWMA with ``alpha`` after the warm-up, a plain mean
+during it; repeated values, from devices that update slower than they are polled, are
+skipped); ``c = sqrt(pi / 2)`` turns a mean absolute Gaussian step into its standard deviation.
+``r`` learns only from steps scoring below ``threshold``, so a spike does not hide the next one.
+A gap (NaN) is skipped: the step after it is taken from the last valid sample. The first
+``grace`` steps of a signal score 0.
 
 Examples
 --------
@@ -61,12 +62,12 @@ class Spike(RowDetector):
             # Fast path: every signal warmed up, no gap in this row.
             t[:] = d
             t -= scale
-            t *= out < self.threshold
+            t *= (out < self.threshold) & (d > 0.0)
             t *= self.alpha
             scale += t
             prev[:] = x
             return
-        seen = np.isfinite(d)
+        seen = np.isfinite(d) & (d > 0.0)
         warming = count < self.grace
         rate = np.where(warming, 1.0 / (count + 1.0), self.alpha * (out < self.threshold))
         scale += np.where(seen, rate * (np.where(seen, d, 0.0) - scale), 0.0)

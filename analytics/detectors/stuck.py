@@ -30,7 +30,7 @@ class Stuck(RowDetector):
 
     def __init__(self, n_signals: int, samples: int = 60, tolerance: float = 0.0) -> None:
         super().__init__(n_signals)
-        if samples < 2:
+        if np.any(np.asarray(samples) < 2):
             raise ValueError("samples must be at least 2")
         self.samples, self.tolerance = samples, tolerance
         self._t = np.empty(n_signals)

@@ -37,7 +37,7 @@ AFTER_RUNNING = ((IDLE, 0.5), (DOWN, 0.3), (SETUP, 0.12), (PLANNED_STOP, 0.08))
 #: Electrical power per state, kW.
 POWER_KW = {RUNNING: 15.0, IDLE: 5.0, DOWN: 1.0, SETUP: 4.0, PLANNED_STOP: 0.5}
 TEMP_TARGET_C = {RUNNING: 68.0, IDLE: 52.0, DOWN: 35.0, SETUP: 45.0, PLANNED_STOP: 30.0}
-TEMP_TAU_S = 240.0
+TEMP_TAU_S = 40.0
 NOISE_HZ = 10
 
 
@@ -101,7 +101,8 @@ class MachineSim:
     def extend(self, until_s: float) -> None:
         """Simulate episodes until ``until_s`` is covered."""
         if not self.temp_at_start:
-            self.temp_at_start.append(40.0)
+            # The plant was running before we started watching: start in thermal steady state.
+            self.temp_at_start.append(TEMP_TARGET_C[self.states[0]])
         while self.horizon <= until_s:
             state, begin = self.states[-1], self.starts[-1]
             end = begin + self._duration(state)
@@ -166,9 +167,24 @@ class Plant:
         self.machines = {
             m.name: MachineSim(m, np.random.default_rng(c)) for m, c in zip(machines, children, strict=False)
         }
-        self.anomalies = anomalies
+        self.anomalies = tuple(self._place(a) for a in anomalies)
         self._noise = np.random.default_rng(children[-1])
         self._noise_cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def _place(self, anomaly: Anomaly, settled_s: float = 200.0) -> Anomaly:
+        """Move an anomaly to the first stretch of steady running at or after its nominal start.
+
+        An anomaly that coincides with a state change would be indistinguishable from the
+        change itself (the agent restarts a machine's detectors when its state changes).
+        """
+        sim = self.machines[anomaly.machine]
+        length = anomaly.end_s - anomaly.start_s
+        sim.extend(anomaly.start_s + 24 * 3600)
+        for i, state in enumerate(sim.states[:-1]):
+            begin = max(sim.starts[i] + settled_s, anomaly.start_s)
+            if state == RUNNING and begin + length + 30.0 <= sim.starts[i + 1]:
+                return Anomaly(anomaly.machine, anomaly.signal, anomaly.kind, begin, begin + length)
+        return anomaly
 
     def _noise_at(self, machine: str, signal: str, t: float) -> float:
         key = (machine, signal)
@@ -212,7 +228,7 @@ class Plant:
         return max(value, 0.0)
 
     def power_kw(self, machine: str, t: float) -> float:
-        return POWER_KW[self.state(machine, t)] + 0.2 * self._noise_at(machine, "power", t)
+        return max(POWER_KW[self.state(machine, t)] + 0.2 * self._noise_at(machine, "power", t), 0.0)
 
     def energy_kwh(self, t: float) -> float:
         """The meter's cumulative energy: every machine's integrated power, kWh."""

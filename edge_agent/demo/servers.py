@@ -54,7 +54,7 @@ class DemoServers:
         opcua_port: int = 0,
         modbus_port: int = 0,
         host: str = "127.0.0.1",
-        update_s: float = 0.05,
+        update_s: float = 0.02,
     ) -> None:
         self.plant, self.clock, self.host = plant, clock, host
         self.opcua_port = opcua_port or free_port()

@@ -74,7 +74,13 @@ def demo_config(
         },
         "sinks": sinks,
         # Late OPC UA notifications are waited for: a quarter of a wall second, in plant time.
-        "analytics": {"oee_window": "60s", "settle": f"{max(2.0, 0.25 * speed):g}s"},
+        "analytics": {
+            "oee_window": "60s",
+            "settle": f"{max(2.0, 0.25 * speed):g}s",
+            # Spindle temperatures settle for a few minutes after a state change (time constant
+            # 40 s): learn them for 150 samples before scoring, as an integrator would set it.
+            "anomaly": {"signals": {f"{name}.spindle_temp": {"level": {"grace": 150}} for name in plant.machines}},
+        },
         "devices": devices,
     }
 

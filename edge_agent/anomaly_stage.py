@@ -1,0 +1,140 @@
+"""The pipeline's anomaly stage: scores every analog sample, turns alarms into events.
+
+Samples arrive as a columnar batch with irregular times per signal; they are laid out as a
+time-major block (one column per analog signal, one row per sample of that signal in this tick)
+and scored in one pass. Each score becomes an ``anomaly`` point; each alarm that starts or ends
+becomes an ``alarm`` point (``active`` 1 at its start; 0, ``duration_s`` and ``peak`` at its end),
+tagged with the detector that fired. When a machine changes state its signals' detectors start
+afresh: vibration and power legitimately jump between running and idle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics.alarms import AlarmEvent
+from analytics.anomaly import AnomalyScorer
+from collectors.batch import QUALITY_GOOD, Batch
+from edge_agent.anomaly_settings import anomaly_settings
+from edge_agent.buffer import Buffer
+from edge_agent.config import AnomalySection
+from edge_agent.schema import ALARM, ANOMALY
+from edge_agent.sinks.line_protocol import series_key
+
+DETECTOR_TAGS = ("level", "spike", "cusum", "stuck", "range", "robust", "combined")
+
+
+@dataclass(frozen=True)
+class AnalogSignal:
+    key: str  # device.signal
+    raw_id: int
+    machine: int  # OEE machine index, -1 when the device has none
+    tags: dict[str, str]
+    low: float | None
+    high: float | None
+
+
+class AnomalyStage:
+    def __init__(self, section: AnomalySection, signals: list[AnalogSignal], buffer: Buffer) -> None:
+        self.section, self.signals = section, signals
+        n = len(signals)
+        low = np.array([np.nan if s.low is None else s.low for s in signals])
+        high = np.array([np.nan if s.high is None else s.high for s in signals])
+        self.scorer = AnomalyScorer(n, anomaly_settings(section, [s.key for s in signals]), low, high)
+        self.score_ids = buffer.register([(series_key(ANOMALY, s.tags), "score") for s in signals])
+        alarm_keys = [
+            (series_key(ALARM, {**s.tags, "detector": d}), field)
+            for s in signals
+            for d in DETECTOR_TAGS
+            for field in ("active", "duration_s", "peak")
+        ]
+        self.alarm_ids = (
+            buffer.register(alarm_keys).reshape(n, len(DETECTOR_TAGS), 3) if n else np.empty((0, 7, 3), np.int32)
+        )
+        size = max((s.raw_id for s in signals), default=-1) + 1
+        self.column = np.full(size, -1, np.intp)
+        for col, s in enumerate(signals):
+            self.column[s.raw_id] = col
+        self.machine = np.array([s.machine for s in signals], np.intp)
+        #: Latest combined score per signal (for the terminal view and health).
+        self.latest = np.zeros(n)
+        self.events: list[AlarmEvent] = []
+        self._pending_events: list[AlarmEvent] = []
+
+    def _reset(self, machine: int, at_ns: int) -> None:
+        """Restart the detectors of a machine's signals (its state changed at ``at_ns``)."""
+        ended = self.scorer.reset(np.flatnonzero(self.machine == machine), at_ns)
+        self.events += ended
+        self._pending_events += ended
+
+    def score(self, raw: Batch, changes: dict[int, int] | None = None) -> Batch:
+        """Score a tick; ``changes`` maps machines to when their state changed in it (UTC ns).
+
+        Samples before a change are scored with what was learnt so far; the detectors then start
+        afresh, so the new state's warm-up learns only samples of the new state.
+        """
+        if not changes or not self.section.reset_on_state_change or len(raw) == 0:
+            return self._score(raw)
+        parts = []
+        for machine, at_ns in sorted(changes.items(), key=lambda kv: kv[1]):
+            before = raw.ts < at_ns
+            parts.append(self._score(raw.take(before)))
+            raw = raw.take(~before)
+            self._reset(machine, at_ns)
+        parts.append(self._score(raw))
+        return Batch.concat(parts)
+
+    def _score(self, raw: Batch) -> Batch:
+        if len(raw) == 0 or self.column.shape[0] == 0:
+            return self._flush_pending()
+        inside = raw.signal < self.column.shape[0]
+        col = np.full(len(raw), -1, np.intp)
+        col[inside] = self.column[raw.signal[inside]]
+        pick = np.flatnonzero((col >= 0) & (raw.quality == QUALITY_GOOD))
+        if pick.shape[0] == 0:
+            return self._flush_pending()
+        order = pick[np.lexsort((raw.ts[pick], col[pick]))]
+        cols = col[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(cols)) + 1]
+        sizes = np.diff(np.r_[starts, cols.shape[0]])
+        rank = np.arange(cols.shape[0]) - np.repeat(starts, sizes)
+        block = np.full((int(sizes.max()), self.scorer.n_signals), np.nan)
+        ts_block = np.zeros(block.shape, np.int64)
+        block[rank, cols] = raw.value[order]
+        ts_block[rank, cols] = raw.ts[order]
+        scores_block, _, events = self.scorer.update(block, ts_block)
+        scores = scores_block[rank, cols]
+        tail = starts + sizes - 1
+        self.latest[cols[tail]] = scores[tail]
+        self.events += events
+        del self.events[:-1000]
+        points = [Batch(raw.ts[order], self.score_ids[cols], scores, np.zeros(order.shape[0], np.uint8))]
+        points.append(self._alarm_points(self._pending_events + events))
+        self._pending_events = []
+        return Batch.concat(points)
+
+    def _flush_pending(self) -> Batch:
+        points = self._alarm_points(self._pending_events)
+        self._pending_events = []
+        return points
+
+    def _alarm_points(self, events: list[AlarmEvent]) -> Batch:
+        ts: list[int] = []
+        ids: list[int] = []
+        values: list[float] = []
+        for e in events:
+            d = DETECTOR_TAGS.index(e.detector) if e.detector in DETECTOR_TAGS else DETECTOR_TAGS.index("combined")
+            active, duration, peak = self.alarm_ids[e.signal, d].tolist()
+            if e.new:
+                ts.append(e.start_ns)
+                ids.append(active)
+                values.append(1.0)
+            if e.end_ns is not None:
+                ts += [e.end_ns] * 3
+                ids += [active, duration, peak]
+                values += [0.0, (e.end_ns - e.start_ns) / 1e9, e.peak]
+        if not ts:
+            return Batch.empty()
+        return Batch.of(np.asarray(ts, np.int64), ids, values)

@@ -114,6 +114,26 @@ def test_anomaly_scores_were_written_for_analog_signals(workshop: WorkshopRun, i
     assert found[("B1", "vibration")][1] > 10
 
 
+def test_an_alarm_for_each_injected_anomaly_and_none_elsewhere(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
+    series = influxdb.query('SELECT "active" FROM "alarm" WHERE "active" = 1 GROUP BY "machine", "signal", "detector"', DB)
+    alarms = [
+        (s["tags"]["machine"], s["tags"]["signal"], s["tags"]["detector"], workshop.servers.plant_s(int(v[0])))
+        for s in series
+        for v in s["values"]
+    ]
+    run_end = workshop.servers.plant_s(workshop.end_ns)
+    # Anomalies that began early enough for the detectors to see them in this run.
+    expected = [a for a in workshop.plant.anomalies if a.start_s < run_end - 120]
+    assert len(expected) >= 2, f"the run covers too few anomalies: {workshop.plant.anomalies}"
+    for a in expected:
+        caught = [x for x in alarms if (x[0], x[1]) == (a.machine, a.signal) and a.start_s <= x[3] <= a.end_s + 30]
+        assert caught, f"no alarm for {a}; alarms: {alarms}"
+    for machine, signal, detector, at in alarms:
+        assert any(
+            (machine, signal) == (a.machine, a.signal) and a.start_s <= at <= a.end_s + 30 for a in workshop.plant.anomalies
+        ), f"false alarm: {detector} on {machine}.{signal} at plant time {at:.0f} s"
+
+
 def substitute(query: str, run: WorkshopRun, machine: str = ".*") -> str:
     return (
         query.replace(

@@ -9,6 +9,7 @@ import numpy as np
 from analytics.anomaly import AnomalySettings
 from analytics.detectors import DetectorSettings
 from edge_agent.config import AnomalySection, DetectorOverrides
+from edge_agent.yaml_source import ConfigError
 
 _DETECTORS = ("level", "spike", "cusum", "stuck", "robust")
 
@@ -29,6 +30,11 @@ def anomaly_settings(section: AnomalySection, signal_keys: list[str]) -> Anomaly
                 continue
             for param, value in getattr(override, name).model_dump(exclude_none=True).items():
                 per_signal.setdefault(param, {})[col] = value
+        for param in per_signal:
+            if name == "robust" and param in ("window", "every"):
+                raise ConfigError(
+                    [f"anomaly.signals: robust.{param} is one schedule for all signals: set it under anomaly.robust"]
+                )
         for param, values in per_signal.items():
             default = base.get(param, _default(name, param))
             array = np.full(len(signal_keys), float(default))

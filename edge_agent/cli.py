@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     plant.add_argument("--modbus-port", type=int, default=5020)
     health = sub.add_parser("health", help="ask a running agent's health endpoint; exit 0 when it answers")
     health.add_argument("--url", default="http://127.0.0.1:8089/health")
+    anomaly = sub.add_parser("anomaly", help="anomaly scoring tools")
+    asub = anomaly.add_subparsers(dest="action", required=True)
+    areplay = asub.add_parser("replay", help="score a CSV of signals as the agent would; prints CSV")
+    areplay.add_argument("csv", type=Path, help="first column time, then one column per signal")
+    areplay.add_argument("--config", type=Path, default=None, help="YAML holding the anomaly: section")
     config = sub.add_parser("config", help="configuration tools")
     csub = config.add_subparsers(dest="action", required=True)
     check = csub.add_parser("check", help="validate agent.yaml and the profiles it uses")
@@ -71,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
                 return 2
             print("ok")
             return 0
+        if args.command == "anomaly":
+            from edge_agent.anomaly_replay import replay  # noqa: PLC0415
+
+            return replay(args.csv, args.config)
         if args.command == "health":
             return _health(args.url)
         if args.command == "run":

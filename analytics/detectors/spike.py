@@ -76,4 +76,4 @@ class Spike(RowDetector):
             out[~valid] = np.nan
         count += seen
         keep(valid, x, prev)
-        self._warm = bool(count.min() >= self.grace) if count.size else True
+        self._warm = bool((count >= self.grace).all())

@@ -115,7 +115,9 @@ def test_anomaly_scores_were_written_for_analog_signals(workshop: WorkshopRun, i
 
 
 def test_an_alarm_for_each_injected_anomaly_and_none_elsewhere(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
-    series = influxdb.query('SELECT "active" FROM "alarm" WHERE "active" = 1 GROUP BY "machine", "signal", "detector"', DB)
+    series = influxdb.query(
+        'SELECT "active" FROM "alarm" WHERE "active" = 1 GROUP BY "machine", "signal", "detector"', DB
+    )
     alarms = [
         (s["tags"]["machine"], s["tags"]["signal"], s["tags"]["detector"], workshop.servers.plant_s(int(v[0])))
         for s in series
@@ -130,7 +132,8 @@ def test_an_alarm_for_each_injected_anomaly_and_none_elsewhere(workshop: Worksho
         assert caught, f"no alarm for {a}; alarms: {alarms}"
     for machine, signal, detector, at in alarms:
         assert any(
-            (machine, signal) == (a.machine, a.signal) and a.start_s <= at <= a.end_s + 30 for a in workshop.plant.anomalies
+            (machine, signal) == (a.machine, a.signal) and a.start_s <= at <= a.end_s + 30
+            for a in workshop.plant.anomalies
         ), f"false alarm: {detector} on {machine}.{signal} at plant time {at:.0f} s"
 
 

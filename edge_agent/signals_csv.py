@@ -1,0 +1,85 @@
+"""Signals recorded as CSV, for replays: first column ``time``, one column per signal.
+
+``time`` is RFC 3339 with an offset (``2026-03-01T08:00:00+08:00``) or integer epoch
+nanoseconds; an empty cell means no new reading of that signal at that time. Problems are
+reported with file, line and column.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_agent.yaml_source import ConfigError
+
+
+@dataclass(frozen=True)
+class SignalTable:
+    path: Path
+    time_text: list[str]
+    ts: NDArray[np.int64]
+    names: list[str]
+    values: NDArray[np.float64]  # [rows, signals], NaN = no reading
+
+
+def parse_time(text: str) -> int:
+    """UTC ns from RFC 3339 with an offset, or from integer epoch nanoseconds."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        raise ValueError("has no UTC offset: write e.g. 2026-03-01T08:00:00+08:00")
+    whole = int(stamp.replace(microsecond=0).timestamp())
+    return whole * 1_000_000_000 + stamp.microsecond * 1000
+
+
+def read_signals(path: Path) -> SignalTable:
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    with handle:
+        rows = list(csv.reader(handle))
+    if not rows or not rows[0] or rows[0][0].strip() != "time":
+        raise ConfigError([f"{path}:1: the first column must be named 'time', then one column per signal"])
+    names = [n.strip() for n in rows[0][1:]]
+    if not names or any(not n for n in names) or len(set(names)) != len(names):
+        raise ConfigError([f"{path}:1: signal columns need distinct, non-empty names (got {names})"])
+    problems: list[str] = []
+    ts: list[int] = []
+    values = np.full((len(rows) - 1, len(names)), np.nan)
+    for r, row in enumerate(rows[1:]):
+        line = r + 2
+        if len(row) != len(names) + 1:
+            problems.append(f"{path}:{line}: {len(row)} cells, expected {len(names) + 1}")
+            continue
+        try:
+            ts.append(parse_time(row[0]))
+        except ValueError as exc:
+            problems.append(f"{path}:{line}: time {row[0]!r} {exc}")
+            continue
+        for c, cell in enumerate(row[1:]):
+            if cell.strip():
+                try:
+                    value = float(cell)
+                except ValueError:
+                    problems.append(f"{path}:{line}: column {names[c]!r}: {cell!r} is not a number")
+                    continue
+                if not math.isfinite(value):
+                    problems.append(f"{path}:{line}: column {names[c]!r}: {cell!r} is not a finite number")
+                    continue
+                values[r, c] = value
+    if problems:
+        raise ConfigError(problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else []))
+    stamps = np.asarray(ts, np.int64)
+    if stamps.shape[0] > 1 and (np.diff(stamps) < 0).any():
+        bad = int(np.argmax(np.diff(stamps) < 0)) + 3
+        raise ConfigError([f"{path}:{bad}: time goes backwards: sort the rows by time"])
+    return SignalTable(path, [row[0] for row in rows[1:]], stamps, names, values)

@@ -60,13 +60,16 @@ class DetectorSet:
             if name == "level":
                 self.detectors.append(self.level)
             elif name == "cusum":
-                self.detectors.append(Cusum(n_signals, self.level, **p.get("cusum", {})))
+                continue  # built below, once the spike detector (its noise scale) exists
             elif name == "range":
                 det = OutOfRange(n_signals, low, high)
                 if det.active:
                     self.detectors.append(det)
             else:
                 self.detectors.append(REGISTRY[name](n_signals, **p.get(name, {})))
+        if "cusum" in settings.detectors:
+            spike = next((d for d in self.detectors if isinstance(d, Spike)), None)
+            self.detectors.append(Cusum(n_signals, self.level, **p.get("cusum", {}), noise_from=spike))
         # CUSUM reads the level's mean *before* the sample: it steps before the level detector.
         self.detectors.sort(key=lambda d: 0 if isinstance(d, Cusum) else 1)
         self._step_level_only = "level" not in settings.detectors and any(isinstance(d, Cusum) for d in self.detectors)

@@ -5,8 +5,10 @@ before the sample, and ``s`` the noise scale estimated from non-zero first diffe
 (``|x - p|`` has mean ``2 s / sqrt(pi)`` for Gaussian noise; a repeated value, from a device
 that updates slower than it is polled, says nothing about the noise). Differences barely see a slow drift or a settling
 transient, so unlike the EWMA variance they do not learn the very change to be found.
-``S+ = max(0, S+ + r - k)``, ``S- = max(0, S- - r - k)``; the score is ``max(S+, S-)``, higher is
-more anomalous, and ``threshold`` is the decision interval ``h``. A level shift or drift keeps
+``S+ = max(0, S+ + r - k)``, ``S- = max(0, S- - r - k)`` and, for a rise in variance,
+``Sv = max(0, Sv + r**2 - 1 - k_var)`` (squared residuals have a long right tail: their
+allowance is larger); the score is ``max(S+, S-, Sv)``, higher is more anomalous,
+and ``threshold`` is the decision interval ``h``. A level shift or drift keeps
 ``r`` on one side of 0 and the sums grow until the EWMA catches up; noise is absorbed by the
 allowance ``k``. Gaps leave the sums unchanged; while the level detector warms up ``r`` is 0.
 
@@ -30,6 +32,7 @@ import numpy as np
 
 from analytics.detectors.base import Mask, Row, RowDetector, keep
 from analytics.detectors.level import EwmaLevel
+from analytics.detectors.spike import Spike
 
 #: Mean absolute difference of two independent N(0, s^2) samples is 2 s / sqrt(pi).
 _DIFF_TO_SIGMA = math.sqrt(math.pi) / 2
@@ -37,21 +40,32 @@ _DIFF_TO_SIGMA = math.sqrt(math.pi) / 2
 
 class Cusum(RowDetector):
     name: ClassVar[str] = "cusum"
-    _state: ClassVar[dict[str, float]] = {"up": 0.0, "down": 0.0, "prev": np.nan, "noise": 0.0, "steps": 0.0}
+    _state: ClassVar[dict[str, float]] = {
+        "up": 0.0,
+        "down": 0.0,
+        "spread": 0.0,
+        "prev": np.nan,
+        "noise": 0.0,
+        "steps": 0.0,
+    }
 
     def __init__(
         self,
         n_signals: int,
         level: EwmaLevel | None = None,
-        k: float = 1.5,
+        k: float = 1.0,
         threshold: float = 25.0,
         alpha: float = 0.02,
+        noise_from: Spike | None = None,
+        k_var: float = 3.0,
     ) -> None:
         super().__init__(n_signals)
         #: The level detector whose mean is the reference (stepped after us by a set, by us when alone).
         self.level = level if level is not None else EwmaLevel(n_signals)
         self.owns_level = level is None
-        self.k, self.threshold, self.alpha = k, threshold, alpha
+        #: A spike detector already estimating the mean absolute step: its scale is our noise.
+        self.noise_from = noise_from
+        self.k, self.k_var, self.threshold, self.alpha = k, k_var, threshold, alpha
         self._r, self._t = np.empty(n_signals), np.empty(n_signals)
         self._scratch = np.empty(n_signals)
 
@@ -67,17 +81,12 @@ class Cusum(RowDetector):
             self.level.reset(signals)
 
     def step(self, x: Row, valid: Mask | None, out: Row) -> None:
-        up, down, prev, noise, steps = self.up, self.down, self.prev, self.noise, self.steps  # type: ignore[attr-defined]
+        up, down, spread, noise = self.up, self.down, self.spread, self.noise  # type: ignore[attr-defined]
         r, t = self._r, self._t
-        # Noise scale from first differences (a plain mean while few steps were seen).
-        np.subtract(x, prev, out=t)
-        np.abs(t, out=t)
-        # Repeated values (a device that updates slower than we poll) say nothing of the noise.
-        seen = np.isfinite(t) & (t > 0.0)
-        rate = np.maximum(self.alpha, 1.0 / (steps + 1.0))
-        noise += np.where(seen, rate * (np.where(seen, t, 0.0) - noise), 0.0)
-        steps += seen
-        keep(valid, x, prev)
+        if self.noise_from is not None:
+            noise = self.noise_from.scale  # type: ignore[attr-defined]
+        else:
+            self._learn_noise(x, valid)
         # Residual against the level's mean before this sample, in noise units.
         np.subtract(x, self.level.mean, out=r)
         np.multiply(noise, _DIFF_TO_SIGMA, out=t)
@@ -92,9 +101,27 @@ class Cusum(RowDetector):
         down -= self.k
         np.maximum(down, 0.0, out=down)
         np.maximum(up, down, out=out)
+        np.multiply(r, r, out=t)
+        t -= 1.0 + self.k_var
+        spread += t
+        np.maximum(spread, 0.0, out=spread)
+        np.maximum(out, spread, out=out)
         if valid is not None:
             up[~valid] += self.k  # a gap: r was 0, so only the allowance was taken off; put it back
             down[~valid] += self.k
+            spread[~valid] += 1.0 + self.k_var
             out[~valid] = np.nan
         if self.owns_level:
             self.level.step(x, valid, self._scratch)
+
+    def _learn_noise(self, x: Row, valid: Mask | None) -> None:
+        """Noise scale from first differences (a plain mean while few steps were seen)."""
+        prev, noise, steps, t = self.prev, self.noise, self.steps, self._t  # type: ignore[attr-defined]
+        np.subtract(x, prev, out=t)
+        np.abs(t, out=t)
+        # Repeated values (a device that updates slower than we poll) say nothing of the noise.
+        seen = np.isfinite(t) & (t > 0.0)
+        rate = np.maximum(self.alpha, 1.0 / (steps + 1.0))
+        noise += np.where(seen, rate * (np.where(seen, t, 0.0) - noise), 0.0)
+        steps += seen
+        keep(valid, x, prev)

@@ -35,7 +35,7 @@ class Spike(RowDetector):
     name: ClassVar[str] = "spike"
     _state: ClassVar[dict[str, float]] = {"prev": np.nan, "scale": 0.0, "count": 0.0}
 
-    def __init__(self, n_signals: int, alpha: float = 0.02, grace: int = 30, threshold: float = 8.0) -> None:
+    def __init__(self, n_signals: int, alpha: float = 0.02, grace: int = 30, threshold: float = 5.0) -> None:
         super().__init__(n_signals)
         self.alpha, self.grace, self.threshold = alpha, grace, threshold
         self._d, self._t = np.empty(n_signals), np.empty(n_signals)

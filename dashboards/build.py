@@ -253,6 +253,23 @@ def plant_overview() -> dict[str, Any]:
             "none",
         )
     )
+    panels.append(
+        panel(
+            13,
+            "Alarms 异常报警",
+            "table",
+            (0, 36, 24, 8),
+            [
+                target(
+                    'SELECT "active", "duration_s", "peak" FROM "alarm" WHERE '
+                    + FILTER
+                    + ' GROUP BY "machine", "signal", "detector"',
+                    "table",
+                )
+            ],
+            extra={"options": {"sortBy": [{"displayName": "Time", "desc": True}]}},
+        )
+    )
     return {
         "uid": "edge-plant-overview",
         "title": "Plant overview 工厂总览",

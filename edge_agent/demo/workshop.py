@@ -78,8 +78,8 @@ def demo_config(
             "oee_window": "60s",
             "settle": f"{max(2.0, 0.25 * speed):g}s",
             # Spindle temperatures settle for a few minutes after a state change (time constant
-            # 40 s): learn them for 150 samples before scoring, as an integrator would set it.
-            "anomaly": {"signals": {f"{name}.spindle_temp": {"level": {"grace": 150}} for name in plant.machines}},
+            # 40 s): learn them for 200 samples before scoring, as an integrator would set it.
+            "anomaly": {"signals": {f"{name}.spindle_temp": {"level": {"grace": 200}} for name in plant.machines}},
         },
         "devices": devices,
     }

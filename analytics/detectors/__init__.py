@@ -78,6 +78,8 @@ class DetectorSet:
             np.broadcast_to(1.0 / np.asarray(d.threshold, np.float64), (n_signals,)).copy() for d in self.detectors
         ]
         self._rows = [np.empty(n_signals) for _ in self.detectors]
+        # Detectors whose threshold is 1 everywhere need no normalising multiply.
+        self._scaled = [not np.all(inv == 1.0) for inv in self._inv]
         self._scratch = np.empty(n_signals)
 
     def update(
@@ -97,12 +99,11 @@ class DetectorSet:
             valid = ~np.isnan(x) if gaps[i] else None
             row = combined[i]
             for j, det in enumerate(self.detectors):
-                s = self._rows[j]
+                s = row if j == 0 else self._rows[j]
                 det.step(x, valid, s)
-                s *= self._inv[j]
-                if j == 0:
-                    row[:] = s
-                else:
+                if self._scaled[j]:
+                    s *= self._inv[j]
+                if j:
                     np.fmax(row, s, out=row)
             if self._step_level_only:
                 self.level.step(x, valid, self._scratch)
@@ -110,9 +111,19 @@ class DetectorSet:
                 row[~valid] = np.nan
             if np.fmax.reduce(row) >= on:
                 hits = np.flatnonzero(row >= on)
-                stack = np.stack([r[hits] for r in self._rows])
-                for col, best in zip(hits.tolist(), np.nanargmax(stack, axis=0).tolist(), strict=True):
-                    fired[(i, col)] = self.names[best]
+                # ``row`` holds the first detector's score folded into the maximum: a hit is the
+                # first detector's unless another detector reaches the combined value.
+                names = [self.names[0]] * hits.size
+                if len(self._rows) > 1:
+                    others = np.stack([r[hits] for r in self._rows[1:]])
+                    best = np.nanargmax(np.where(np.isnan(others), -np.inf, others), axis=0)
+                    reached = others[best, np.arange(hits.size)] >= row[hits]
+                    names = [
+                        self.names[b + 1] if ok else self.names[0]
+                        for b, ok in zip(best.tolist(), reached.tolist(), strict=True)
+                    ]
+                for col, name in zip(hits.tolist(), names, strict=True):
+                    fired[(i, col)] = name
         return combined, fired
 
     def reset(self, signals: NDArray[np.intp]) -> None:

@@ -52,12 +52,13 @@ class EwmaLevel(RowDetector):
         super().__init__(n_signals)
         self.alpha, self.grace, self.threshold, self.rel_floor = alpha, grace, threshold, rel_floor
         self.var_alpha = alpha / 5 if var_alpha is None else var_alpha
-        self._d, self._t = np.empty(n_signals), np.empty(n_signals)
+        self._d, self._t, self._floor = np.empty(n_signals), np.empty(n_signals), np.zeros(n_signals)
         self._warming = True
+        self._rows_since_floor = 0
 
     def grow(self, n_signals: int) -> None:
         super().grow(n_signals)
-        self._d, self._t = np.empty(n_signals), np.empty(n_signals)
+        self._d, self._t, self._floor = np.empty(n_signals), np.empty(n_signals), np.zeros(n_signals)
         self._warming = True
 
     def reset(self, signals: np.ndarray) -> None:
@@ -67,19 +68,29 @@ class EwmaLevel(RowDetector):
     def step(self, x: Row, valid: Mask | None, out: Row) -> None:
         d, t = self._d, self._t
         mean, var, count, z = self.mean, self.var, self.count, self.z
+        if self._rows_since_floor >= 64 or self._warming:
+            # The variance floor follows the level slowly: refreshing it every 64 rows is plenty.
+            np.multiply(np.abs(mean), self.rel_floor, out=self._floor)
+            self._floor *= self._floor
+            self._floor += 1e-18
+            self._rows_since_floor = 0
+        self._rows_since_floor += 1
         np.subtract(x, mean, out=d)
-        np.maximum(var, (self.rel_floor * np.abs(mean)) ** 2 + 1e-18, out=t)
+        np.maximum(var, self._floor, out=t)
         np.sqrt(t, out=t)
-        np.divide(d, t, out=z)
-        np.abs(z, out=out)
         if not self._warming and valid is None:
-            mean += self.alpha * d
+            # Fast path: every signal warmed up, no gap. (``count`` only matters while warming.)
+            np.abs(d, out=out)
+            out /= t
+            np.multiply(d, self.alpha, out=t)
+            mean += t
             d *= d
             d *= self.var_alpha
             var += d
             var *= 1.0 - self.var_alpha
-            count += 1.0
             return
+        np.divide(d, t, out=z)
+        np.abs(z, out=out)
         # Warm-up (exact running mean and variance) or a row with gaps.
         warming = count < self.grace
         # Warm-up: running statistics while few samples were seen; after that the mean keeps a

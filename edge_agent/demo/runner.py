@@ -20,7 +20,7 @@ from edge_agent.clock import ScaledClock
 from edge_agent.config import load_config
 from edge_agent.demo.plant import STATE_CODES, Plant
 from edge_agent.demo.servers import DemoServers
-from edge_agent.demo.workshop import demo_config, sinks_from_env, write_config
+from edge_agent.demo.workshop import sinks_from_env, write_config
 
 log = logging.getLogger(__name__)
 _STATE_STYLE = {
@@ -92,19 +92,10 @@ def prepare_workdir(workdir: Path) -> None:
 
 
 async def run_demo(duration_s: float | None, seed: int, speed: float, workdir: Path, console: Console) -> int:
-    clock = ScaledClock(speed=speed)
-    plant = Plant(seed=seed)
-    servers = DemoServers(plant, clock)
-    await servers.start()
+    servers = await DemoServers.started(seed, speed)
+    clock, plant = servers.clock, servers.plant
     try:
-        content = demo_config(
-            plant,
-            servers.opcua_endpoint,
-            servers.modbus_port,
-            str((workdir / "demo-buffer.sqlite3").resolve()),
-            sinks_from_env(),
-            speed=speed,
-        )
+        content = servers.agent_config(str((workdir / "demo-buffer.sqlite3").resolve()), sinks_from_env())
         path = write_config(workdir / "demo-agent.yaml", content)
         loaded = load_config(path)
         agent = Agent(loaded, clock)

@@ -22,8 +22,9 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from collectors.modbus.decode import encode_value
-from edge_agent.clock import Clock
+from edge_agent.clock import Clock, ScaledClock
 from edge_agent.demo.plant import ENERGY_METER_UNIT, IDLE, RUNNING, Plant
+from edge_agent.demo.workshop import demo_config
 
 NAMESPACE = "urn:edge-monitor:demo-plant"
 OPCUA_SIGNALS = ("State", "PartCount", "RejectCount", "SpindleTemp", "Vibration", "Power")
@@ -67,6 +68,19 @@ class DemoServers:
         self._nodes: dict[tuple[str, str], Any] = {}
         self._last_state: dict[str, int] = {}
         self.modbus_up = asyncio.Event()
+
+    @classmethod
+    async def started(cls, seed: int, speed: float) -> DemoServers:
+        """A new plant for ``seed`` on a clock running ``speed`` times real time, serving."""
+        servers = cls(Plant(seed=seed), ScaledClock(speed=speed))
+        await servers.start()
+        return servers
+
+    def agent_config(self, buffer_path: str, sinks: list[dict[str, Any]]) -> dict[str, Any]:
+        """``agent.yaml`` content for an agent on this plant (see :func:`demo_config`)."""
+        return demo_config(
+            self.plant, self.opcua_endpoint, self.modbus_port, buffer_path, sinks, speed=self.clock.speed
+        )
 
     def plant_s(self, now_ns: int) -> float:
         return (now_ns - self.start_ns) / 1e9

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.agent import Agent
-from edge_agent.clock import ScaledClock
 from edge_agent.config import load_config
 from edge_agent.demo.plant import Plant
 from edge_agent.demo.servers import DemoServers
-from edge_agent.demo.workshop import demo_config, write_config
+from edge_agent.demo.workshop import write_config
 from tests.conftest import InfluxServer
 
 
@@ -36,19 +35,10 @@ async def run_workshop(
     during: Callable[[Agent, DemoServers], Awaitable[None]] | None = None,
     edit: Callable[[dict[str, Any]], None] | None = None,
 ) -> WorkshopRun:
-    clock = ScaledClock(speed=speed)
-    plant = Plant(seed=seed)
-    servers = DemoServers(plant, clock)
-    await servers.start()
+    servers = await DemoServers.started(seed, speed)
+    clock, plant = servers.clock, servers.plant
     try:
-        cfg = demo_config(
-            plant,
-            servers.opcua_endpoint,
-            servers.modbus_port,
-            str(tmp_path / "buffer.sqlite3"),
-            sinks,
-            speed=speed,
-        )
+        cfg = servers.agent_config(str(tmp_path / "buffer.sqlite3"), sinks)
         if edit is not None:
             edit(cfg)
         loaded = load_config(write_config(tmp_path / "agent.yaml", cfg))

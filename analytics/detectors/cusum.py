@@ -8,7 +8,8 @@ transient, so unlike the EWMA variance they do not learn the very change to be f
 ``S+ = max(0, S+ + r - k)``, ``S- = max(0, S- - r - k)`` and, for a rise in variance,
 ``Sv = max(0, Sv + r**2 - 1 - k_var)`` (squared residuals have a long right tail: their
 allowance is larger); the score is ``max(S+, S-, Sv)``, higher is more anomalous,
-and ``threshold`` is the decision interval ``h``. A level shift or drift keeps
+and ``threshold`` is the decision interval ``h``. Each sum is capped at ``2 h`` so an alarm
+clears soon after the anomaly ends. A level shift or drift keeps
 ``r`` on one side of 0 and the sums grow until the EWMA catches up; noise is absorbed by the
 allowance ``k``. Gaps leave the sums unchanged; while the level detector warms up ``r`` is 0.
 
@@ -66,6 +67,7 @@ class Cusum(RowDetector):
         #: A spike detector already estimating the mean absolute step: its scale is our noise.
         self.noise_from = noise_from
         self.k, self.k_var, self.threshold, self.alpha = k, k_var, threshold, alpha
+        self._cap = 2.0 * np.asarray(threshold, np.float64)
         self._r, self._t = np.empty(n_signals), np.empty(n_signals)
         self._scratch = np.empty(n_signals)
 
@@ -100,11 +102,16 @@ class Cusum(RowDetector):
         down -= r
         down -= self.k
         np.maximum(down, 0.0, out=down)
-        np.maximum(up, down, out=out)
         np.multiply(r, r, out=t)
         t -= 1.0 + self.k_var
         spread += t
         np.maximum(spread, 0.0, out=spread)
+        # Capped at twice the decision interval: after the anomaly the sums come back within tens
+        # of samples instead of paying off a huge outlier for thousands.
+        np.minimum(up, self._cap, out=up)
+        np.minimum(down, self._cap, out=down)
+        np.minimum(spread, self._cap, out=spread)
+        np.maximum(up, down, out=out)
         np.maximum(out, spread, out=out)
         if valid is not None:
             up[~valid] += self.k  # a gap: r was 0, so only the allowance was taken off; put it back

@@ -3,6 +3,8 @@
 Score (higher is more anomalous): ``|x - m| / s`` with ``m`` and ``s**2`` the EWMA mean and
 variance *before* the sample is absorbed, then ``m += a (x - m)`` and
 ``v = (1 - b) (v + b (x - m_old)**2)`` with a slower ``b`` (``var_alpha``, default ``a / 5``).
+After the warm-up the residual used for the update is clipped to ``3 s`` (a winsorised EWMA): an
+outlier is scored in full but moves the statistics no more than a 3-sigma sample would.
 During the warm-up the variance is a running variance and the mean a running mean that keeps
 a short memory (rate at least 0.1), so both are current when scoring starts.
 ``s`` has a floor of ``rel_floor * |m|`` (and 1e-9) so a signal that never moved does not turn
@@ -28,6 +30,8 @@ from typing import ClassVar
 import numpy as np
 
 from analytics.detectors.base import Mask, Row, RowDetector
+
+_CLIP = 3.0
 
 
 class EwmaLevel(RowDetector):
@@ -82,6 +86,12 @@ class EwmaLevel(RowDetector):
             # Fast path: every signal warmed up, no gap. (``count`` only matters while warming.)
             np.abs(d, out=out)
             out /= t
+            # Winsorised update: an outlier moves the mean and variance no more than a 3-sigma
+            # sample would, so the samples after a spike are not judged against a shifted mean.
+            t *= _CLIP
+            np.minimum(d, t, out=d)
+            np.negative(t, out=t)
+            np.maximum(d, t, out=d)
             np.multiply(d, self.alpha, out=t)
             mean += t
             d *= d
@@ -106,6 +116,7 @@ class EwmaLevel(RowDetector):
             d[~valid] = 0.0
             am = np.where(valid, am, 0.0)
             av = np.where(valid, av, 0.0)
+        np.clip(d, -_CLIP * t, _CLIP * t, out=d, where=~warming)
         mean += am * d
         var[:] = (1.0 - av) * (var + av * d * d)
         count += 1.0 if valid is None else valid

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -34,6 +35,15 @@ _STATE_STYLE = {
 
 def _pct(value: Any) -> str:
     return "-" if not isinstance(value, float) or math.isnan(value) else f"{100 * value:.1f}%"
+
+
+def _alarm_cell(agent: Agent, machine: int, score: float) -> str:
+    stage = agent.pipeline.anomaly
+    cols = np.flatnonzero(stage.scorer.alarms.active & (stage.machine == machine))
+    if cols.shape[0]:
+        names = sorted(stage.signals[c].key.split(".", 1)[1] for c in cols.tolist())
+        return f"[bold red]{', '.join(names)}[/]"
+    return f"{score:.1f}"
 
 
 def machine_table(agent: Agent, servers: DemoServers, plant: Plant, with_truth: bool = False) -> Table:
@@ -68,7 +78,7 @@ def machine_table(agent: Agent, servers: DemoServers, plant: Plant, with_truth: 
             _pct(row["performance"]),
             _pct(row["quality"]),
             _pct(row["oee"]),
-            f"{float(row['anomaly']):.1f}",
+            _alarm_cell(agent, i, float(row["anomaly"])),
         ]
         if with_truth:
             a, b = int(engine.first_ts[i]), int(engine.accounted[i])
@@ -80,7 +90,10 @@ def machine_table(agent: Agent, servers: DemoServers, plant: Plant, with_truth: 
         f"{f.sink.name} {'ok' if f.health.ok else 'DOWN'} ({f.health.written} sent)" for f in agent.forwarders
     )
     sinks = sinks or "none (embedded store only)"
-    table.caption = f"since start; anomaly = latest EWMA z-score\nlocal store: {pending} points · sinks: {sinks}"
+    table.caption = (
+        "since start; anomaly = signals in alarm, else the latest combined score (1 = threshold)\n"
+        f"local store: {pending} points · sinks: {sinks}"
+    )
     return table
 
 

@@ -61,14 +61,18 @@ class DetectorSet:
                 self.detectors.append(self.level)
             elif name == "cusum":
                 continue  # built below, once the spike detector (its noise scale) exists
+            elif name == "stuck":
+                continue  # built below, sharing the spike detector's steps when there is one
             elif name == "range":
                 det = OutOfRange(n_signals, low, high)
                 if det.active:
                     self.detectors.append(det)
             else:
                 self.detectors.append(REGISTRY[name](n_signals, **p.get(name, {})))
+        spike = next((d for d in self.detectors if isinstance(d, Spike)), None)
+        if "stuck" in settings.detectors:
+            self.detectors.append(Stuck(n_signals, **p.get("stuck", {}), steps_from=spike))
         if "cusum" in settings.detectors:
-            spike = next((d for d in self.detectors if isinstance(d, Spike)), None)
             self.detectors.append(Cusum(n_signals, self.level, **p.get("cusum", {}), noise_from=spike))
         # CUSUM reads the level's mean *before* the sample: it steps before the level detector.
         self.detectors.sort(key=lambda d: 0 if isinstance(d, Cusum) else 1)

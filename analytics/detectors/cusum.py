@@ -8,8 +8,8 @@ transient, so unlike the EWMA variance they do not learn the very change to be f
 ``S+ = max(0, S+ + r - k)``, ``S- = max(0, S- - r - k)`` and, for a rise in variance,
 ``Sv = max(0, Sv + r**2 - 1 - k_var)`` (squared residuals have a long right tail: their
 allowance is larger); the score is ``max(S+, S-, Sv)``, higher is more anomalous,
-and ``threshold`` is the decision interval ``h``. Each sum is capped at ``2 h`` so an alarm
-clears soon after the anomaly ends. A level shift or drift keeps
+and ``threshold`` is the decision interval ``h``. ``r`` is clipped to +-12 and each sum is
+capped at ``2 h`` (every 8 samples), so an alarm clears soon after the anomaly ends. A level shift or drift keeps
 ``r`` on one side of 0 and the sums grow until the EWMA catches up; noise is absorbed by the
 allowance ``k``. Gaps leave the sums unchanged; while the level detector warms up ``r`` is 0.
 
@@ -68,6 +68,7 @@ class Cusum(RowDetector):
         self.noise_from = noise_from
         self.k, self.k_var, self.threshold, self.alpha = k, k_var, threshold, alpha
         self._cap = 2.0 * np.asarray(threshold, np.float64)
+        self._rows = 0
         self._r, self._t = np.empty(n_signals), np.empty(n_signals)
         self._scratch = np.empty(n_signals)
 
@@ -92,10 +93,13 @@ class Cusum(RowDetector):
         # Residual against the level's mean before this sample, in noise units.
         np.subtract(x, self.level.mean, out=r)
         np.multiply(noise, _DIFF_TO_SIGMA, out=t)
-        np.maximum(t, 1e-9, out=t)
+        if self.noise_from is None:
+            np.maximum(t, 1e-9, out=t)  # a spike detector keeps its scale above that itself
         r /= t
         if self.level._warming or valid is not None:
             r[(self.level.count < self.level.grace) | ~np.isfinite(r)] = 0.0
+        # Beyond 12 noise units a sample says nothing more: it only makes the sums slow to clear.
+        np.clip(r, -12.0, 12.0, out=r)
         up += r
         up -= self.k
         np.maximum(up, 0.0, out=up)
@@ -108,9 +112,12 @@ class Cusum(RowDetector):
         np.maximum(spread, 0.0, out=spread)
         # Capped at twice the decision interval: after the anomaly the sums come back within tens
         # of samples instead of paying off a huge outlier for thousands.
-        np.minimum(up, self._cap, out=up)
-        np.minimum(down, self._cap, out=down)
-        np.minimum(spread, self._cap, out=spread)
+        self._rows += 1
+        if self._rows % 8 == 0 or valid is not None:
+            # Every few rows is enough to keep the sums near the cap.
+            np.minimum(up, self._cap, out=up)
+            np.minimum(down, self._cap, out=down)
+            np.minimum(spread, self._cap, out=spread)
         np.maximum(up, down, out=out)
         np.maximum(out, spread, out=out)
         if valid is not None:

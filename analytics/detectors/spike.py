@@ -33,17 +33,23 @@ _GAUSS = math.sqrt(math.pi / 2)
 
 class Spike(RowDetector):
     name: ClassVar[str] = "spike"
-    _state: ClassVar[dict[str, float]] = {"prev": np.nan, "scale": 0.0, "count": 0.0}
+    _state: ClassVar[dict[str, float]] = {"prev": np.nan, "scale": 1e-9, "count": 0.0}
 
     def __init__(self, n_signals: int, alpha: float = 0.02, grace: int = 30, threshold: float = 5.0) -> None:
         super().__init__(n_signals)
         self.alpha, self.grace, self.threshold = alpha, grace, threshold
-        self._d, self._t = np.empty(n_signals), np.empty(n_signals)
+        self._alloc(n_signals)
         self._warm = False
+        self._rows = 0
+        self.scale[:] = 1e-9  # type: ignore[attr-defined]
+
+    def _alloc(self, n_signals: int) -> None:
+        self._d, self._t = np.empty(n_signals), np.empty(n_signals)
+        self._learn, self._moved = np.empty(n_signals, bool), np.empty(n_signals, bool)
 
     def grow(self, n_signals: int) -> None:
         super().grow(n_signals)
-        self._d, self._t = np.empty(n_signals), np.empty(n_signals)
+        self._alloc(n_signals)
         self._warm = False
 
     def reset(self, signals: np.ndarray) -> None:
@@ -55,17 +61,22 @@ class Spike(RowDetector):
         d, t = self._d, self._t
         np.subtract(x, prev, out=d)
         np.abs(d, out=d)
-        np.multiply(scale, _GAUSS, out=t)
-        np.maximum(t, 1e-9, out=t)
+        np.multiply(scale, _GAUSS, out=t)  # scale is kept >= 1e-9, so t > 0
         np.divide(d, t, out=out)
         if self._warm and valid is None:
-            # Fast path: every signal warmed up, no gap in this row.
-            t[:] = d
-            t -= scale
-            t *= (out < self.threshold) & (d > 0.0)
+            # Fast path: every signal warmed up, no gap in this row; no temporary arrays.
+            learn, moved = self._learn, self._moved
+            np.subtract(d, scale, out=t)
+            np.less(out, self.threshold, out=learn)
+            np.greater(d, 0.0, out=moved)
+            learn &= moved
+            t *= learn
             t *= self.alpha
             scale += t
-            prev[:] = x
+            np.copyto(prev, x)
+            self._rows += 1
+            if self._rows % 64 == 0:
+                np.maximum(scale, 1e-9, out=scale)
             return
         seen = np.isfinite(d) & (d > 0.0)
         warming = count < self.grace
@@ -76,4 +87,5 @@ class Spike(RowDetector):
             out[~valid] = np.nan
         count += seen
         keep(valid, x, prev)
+        np.maximum(scale, 1e-9, out=scale)
         self._warm = bool((count >= self.grace).all())

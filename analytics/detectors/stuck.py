@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from analytics.detectors.base import Mask, Row, RowDetector, keep
+from analytics.detectors.spike import Spike
 
 
 class Stuck(RowDetector):
@@ -28,8 +29,12 @@ class Stuck(RowDetector):
     threshold = 1.0
     _state: ClassVar[dict[str, float]] = {"prev": np.nan, "run": 0.0}
 
-    def __init__(self, n_signals: int, samples: int = 60, tolerance: float = 0.0) -> None:
+    def __init__(
+        self, n_signals: int, samples: int = 60, tolerance: float = 0.0, steps_from: Spike | None = None
+    ) -> None:
         super().__init__(n_signals)
+        #: A spike detector stepped before us on the same row: its ``|x - p|`` is ours too.
+        self.steps_from = steps_from
         if np.any(np.asarray(samples) < 2):
             raise ValueError("samples must be at least 2")
         self.samples, self.tolerance = samples, tolerance
@@ -41,8 +46,12 @@ class Stuck(RowDetector):
 
     def step(self, x: Row, valid: Mask | None, out: Row) -> None:
         prev, run, t = self.prev, self.run, self._t  # type: ignore[attr-defined]
-        np.subtract(x, prev, out=t)
-        np.abs(t, out=t)
+        if self.steps_from is not None:
+            t = self.steps_from._d
+        else:
+            np.subtract(x, prev, out=t)
+            np.abs(t, out=t)
+            keep(valid, x, prev)
         same = t <= self.tolerance  # False where x or prev is NaN
         if valid is None:
             run += 1.0
@@ -52,4 +61,3 @@ class Stuck(RowDetector):
         np.multiply(run, 1.0 / self.samples, out=out)
         if valid is not None:
             out[~valid] = np.nan
-        keep(valid, x, prev)

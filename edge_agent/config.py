@@ -354,6 +354,18 @@ def load_config(path: Path) -> LoadedConfig:
             )
         seen.setdefault(dev.name, i)
         problems += _check_device(doc, i, dev, profiles)
+    for key in config.analytics.anomaly.signals:
+        device_name, _, signal = key.partition(".")
+        device = next((d for d in config.devices if d.name == device_name), None)
+        known = set(signal_names(profiles[device.profile])) if device and device.profile in profiles else set()
+        if device is None or signal not in known:
+            where = f"device {device_name!r} has no signal {signal!r}" if device else f"no device {device_name!r}"
+            problems.append(
+                doc.problem(
+                    ("analytics", "anomaly", "signals", key),
+                    f"{where}: keys are device.signal, e.g. {config.devices[0].name}.<signal>",
+                )
+            )
     if config.analytics.shifts is not None:
         try:
             from zoneinfo import ZoneInfo  # noqa: PLC0415

@@ -8,8 +8,7 @@ outlier is scored in full but moves the statistics no more than a 3-sigma sample
 During the warm-up the variance is a running variance and the mean a running mean that keeps
 a short memory (rate at least 0.1), so both are current when scoring starts.
 ``s`` has a floor of ``rel_floor * |m|`` (and 1e-9) so a signal that never moved does not turn
-every change into an alarm. The first ``grace`` samples of a signal score 0 (warm-up). The
-signed residual of the last row is kept in ``z``.
+every change into an alarm. The first ``grace`` samples of a signal score 0 (warm-up).
 
 Examples
 --------
@@ -36,11 +35,10 @@ _CLIP = 3.0
 
 class EwmaLevel(RowDetector):
     name: ClassVar[str] = "level"
-    _state: ClassVar[dict[str, float]] = {"mean": 0.0, "var": 0.0, "count": 0.0, "z": 0.0}
+    _state: ClassVar[dict[str, float]] = {"mean": 0.0, "var": 0.0, "count": 0.0}
     mean: Row
     var: Row
     count: Row
-    z: Row
 
     def __init__(
         self,
@@ -71,7 +69,7 @@ class EwmaLevel(RowDetector):
 
     def step(self, x: Row, valid: Mask | None, out: Row) -> None:
         d, t = self._d, self._t
-        mean, var, count, z = self.mean, self.var, self.count, self.z
+        mean, var, count = self.mean, self.var, self.count
         if self._rows_since_floor >= 64 or self._warming:
             # The variance floor follows the level slowly: refreshing it every 64 rows is plenty.
             np.multiply(np.abs(mean), self.rel_floor, out=self._floor)
@@ -99,8 +97,8 @@ class EwmaLevel(RowDetector):
             var += d
             var *= 1.0 - self.var_alpha
             return
-        np.divide(d, t, out=z)
-        np.abs(z, out=out)
+        np.abs(d, out=out)
+        out /= t
         # Warm-up (exact running mean and variance) or a row with gaps.
         warming = count < self.grace
         # Warm-up: running statistics while few samples were seen; after that the mean keeps a
@@ -108,11 +106,9 @@ class EwmaLevel(RowDetector):
         rate = 1.0 / (count + 1.0)
         am = np.where(warming, np.maximum(rate, np.maximum(self.alpha, 0.1)), self.alpha)
         av = np.where(warming, np.maximum(rate, self.var_alpha), self.var_alpha)
-        z[warming] = 0.0  # no residual while the variance is being learnt: CUSUM must not sum it
         out[warming] = 0.0
         if valid is not None:
             out[~valid] = np.nan
-            z[~valid] = 0.0
             d[~valid] = 0.0
             am = np.where(valid, am, 0.0)
             av = np.where(valid, av, 0.0)

@@ -93,6 +93,14 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert any("unknown profile 'nope'" in p for p in found)
 
 
+def test_anomaly_override_for_an_unknown_signal_is_reported(tmp_path: Path) -> None:
+    text = GOOD + "analytics:\n  anomaly:\n    signals:\n      press-1.spindle_temps: {level: {grace: 10}}\n"
+    (msg,) = problems(write(tmp_path, text))
+    assert ":22: analytics.anomaly.signals.press-1.spindle_temps: device 'press-1' has no signal 'spindle_temps'" in msg
+    ok = GOOD + "analytics:\n  anomaly:\n    signals:\n      press-1.spindle_temp: {stuck: {samples: 120}}\n"
+    assert load_config(write(tmp_path, ok, "ok.yaml")).config.analytics.anomaly.signals
+
+
 def test_profile_errors_name_the_field(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -8,7 +8,6 @@ made per reading.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,12 +146,12 @@ class Pipeline:
             (series_key(OEE, {**t, "window": w}), f) for w in self.grids for t in machine_tags for f in OEE_FIELDS
         ]
         ids = buffer.register(raw_keys + oee_keys)
-        n_raw, n_an = len(raw_keys), 0
+        n_raw = len(raw_keys)
         raw_ids = ids[:n_raw]
         self.device_tables = [raw_ids[t] for t in self.device_tables]
         n_m, n_f = len(machine_cfgs), len(OEE_FIELDS)
         self.oee_ids = {
-            w: ids[n_raw + n_an + g * n_m * n_f : n_raw + n_an + (g + 1) * n_m * n_f].reshape(n_m, n_f)
+            w: ids[n_raw + g * n_m * n_f : n_raw + (g + 1) * n_m * n_f].reshape(n_m, n_f)
             for g, w in enumerate(self.grids)
         }
         size = int(ids.max()) + 1 if ids.shape[0] else 0
@@ -281,7 +280,3 @@ class Pipeline:
             row.update({f: float(values[i, j]) for j, f in enumerate(OEE_FIELDS)})
             out.append(row)
         return out
-
-
-def utc(ns: int) -> str:
-    return dt.datetime.fromtimestamp(ns / NS, dt.UTC).isoformat(timespec="seconds")

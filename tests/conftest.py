@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.influx_server import InfluxServer, InfluxUnavailable, free_port
+from tests.influx_server import InfluxServer, InfluxUnavailable, dead_port, free_port
 
-__all__ = ["InfluxServer", "free_port"]
+__all__ = ["InfluxServer", "dead_port", "free_port"]
 
 
 def _started(root: Path) -> InfluxServer:

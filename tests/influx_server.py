@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def dead_port() -> Iterator[int]:
+    """A loopback port where nothing listens, held for the block so nothing else takes it.
+
+    A port from :func:`free_port` that stays closed can still "answer": Linux may pick that same
+    port as the source of an outgoing connection to it, and the socket then connects to itself and
+    echoes every request back. Holding it bound (not listening) refuses connections and keeps
+    the port out of the ephemeral pool.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 class InfluxServer:

@@ -13,7 +13,7 @@ import requests
 
 from edge_agent.agent import Agent
 from edge_agent.demo.servers import DemoServers
-from tests.conftest import InfluxServer, free_port
+from tests.conftest import InfluxServer, dead_port
 from tests.integration.workshop import count_points, influx_sink, run_workshop
 
 
@@ -54,7 +54,13 @@ def test_unreachable_devices_and_error_replies_stall_nothing(
 ) -> None:
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "probe.yaml").write_text(PROBE_PROFILE, encoding="utf-8")
-    dead_modbus, dead_opcua = free_port(), free_port()
+    with dead_port() as dead_modbus, dead_port() as dead_opcua:
+        _check_unreachable_devices(influxdb, tmp_path, caplog, dead_modbus, dead_opcua)
+
+
+def _check_unreachable_devices(
+    influxdb: InfluxServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, dead_modbus: int, dead_opcua: int
+) -> None:
 
     def edit(cfg: dict[str, Any]) -> None:
         modbus = next(d["endpoint"] for d in cfg["devices"] if d["endpoint"].startswith("modbus"))

@@ -6,13 +6,9 @@ No I/O and no asyncio here; every function works on arrays, vectorised over mach
 from analytics.alarms import AlarmEvent, Alarms
 from analytics.anomaly import AnomalyScorer, AnomalySettings
 from analytics.detectors import DetectorSet, DetectorSettings
-from analytics.oee import (
-    COLUMNS,
-    MachineOeeConfig,
-    OeeEngine,
-    WindowRows,
-    kpis,
-)
+from analytics.oee import COLUMNS, MachineOeeConfig, OeeEngine, WindowRows
+from analytics.oee_kpis import kpis, ratios, roll_up, summable
+from analytics.schedule import Break, Shift, WorkSchedule
 from analytics.windows import FixedWindows, ShiftWindows, WindowGrid
 
 __all__ = [
@@ -21,13 +17,19 @@ __all__ = [
     "Alarms",
     "AnomalyScorer",
     "AnomalySettings",
+    "Break",
     "DetectorSet",
     "DetectorSettings",
     "FixedWindows",
     "MachineOeeConfig",
     "OeeEngine",
+    "Shift",
     "ShiftWindows",
     "WindowGrid",
     "WindowRows",
+    "WorkSchedule",
     "kpis",
+    "ratios",
+    "roll_up",
+    "summable",
 ]

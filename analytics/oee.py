@@ -1,31 +1,30 @@
 """OEE time elements per machine and window, computed as readings arrive (ISO 22400-2 terms).
 
 Inputs are readings of each machine's state signal (a code mapped to a category) and of its
-counters (total, good, reject; energy). Per window the engine accumulates seconds in each
-category, pro-rata when a state spans a window edge, and counter increases in the window that
-holds the later of two readings. Counters may wrap (``modulus``: the value after
-``modulus - 1`` is 0) or, without a modulus, reset: a drop then counts on from 0.
+counters (total, good, reject; energy). Every machine's time, from its first reading on, is cut
+into intervals: a state holds from its reading until the next reading of that signal, but never
+longer than ``stale_after`` (the rest is *unknown*). Idle and down episodes are classified whole
+(:mod:`analytics.episodes`: micro-stop, delay, down, failure), then each interval is cut at
+window edges and at the edges of the work schedule (:mod:`analytics.schedule`): break time is
+*break* whatever the machine does, time off every shift is *unscheduled*. A window gets exactly
+the part of each interval that falls inside it. A counter increase counts in the window holding
+the later of its two readings; counters may wrap (``modulus``) or, without one, reset (a drop
+counts on from 0).
 
-A state holds from its reading until the next reading, but never longer than ``stale_after``:
-the rest is *unknown* time, which leaves planned busy time. Everything is vectorised over
-machines: one engine serves a whole workshop.
-
-KPIs (:func:`kpis`) follow ISO 22400-2 with APT = running time:
-``availability = APT / PBT``, ``performance = PRI * PQ / APT``, ``quality = GQ / PQ``,
-``oee = PRI * GQ / PBT``; PBT = scheduled - planned stop - unknown. A ratio whose denominator
-is 0 is NaN here and absent in output.
+Windows are half-open ``[start, end)``, clipped to the machine's data (first to latest reading);
+the latest reading belongs to the last window output. Everything is vectorised over machines.
+KPIs are in :mod:`analytics.oee_kpis`.
 
 >>> import numpy as np
 >>> from analytics.windows import FixedWindows
->>> cfg = MachineOeeConfig({1: RUNNING, 3: DOWN}, ideal_cycle_s=2.0, counters={GOOD_KIND: 0.0})
+>>> cfg = MachineOeeConfig({1: RUNNING, 3: DOWN}, ideal_cycle_s=2.0, counters={GOOD_KIND: 0.0}, microstop_s=20.0)
 >>> engine = OeeEngine([cfg], FixedWindows(60 * NS))
 >>> m = np.zeros(3, np.intp)
 >>> engine.add_states(m, np.array([0, 45, 60]) * NS, np.array([1.0, 3.0, 1.0]))
 >>> engine.add_counters(m[:2], np.array([GOOD_KIND] * 2), np.array([0, 45]) * NS, np.array([100.0, 120.0]))
->>> rows = engine.close()
->>> k = kpis(rows.elements, np.array([2.0]), engine.has_counter[rows.machine])
->>> round(float(k["availability"][0]), 3), round(float(k["performance"][0]), 3)
-(0.75, 0.889)
+>>> rows = engine.close(final=True)
+>>> {COLUMNS[c]: float(rows.elements[0, c]) for c in (C_RUNNING, C_MICROSTOP, C_DOWN, C_GOOD, C_FAILURES)}
+{'running_s': 45.0, 'microstop_s': 15.0, 'down_s': 0.0, 'good_delta': 20.0, 'failures': 0.0}
 """
 
 from __future__ import annotations
@@ -35,29 +34,60 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from analytics.episodes import (
+    C_BREAK,
+    C_DOWN,
+    C_ENERGY,
+    C_FAILURES,
+    C_GOOD,
+    C_MICROSTOP,
+    C_REJECT,
+    C_RUNNING,
+    C_TOTAL,
+    C_UNSCHEDULED,
+    COLUMNS,
+    DOWN,
+    IDLE,
+    NCOL,
+    PLANNED_STOP,
+    RUNNING,
+    SETUP,
+    STATE_NAMES,
+    UNKNOWN,
+    Classified,
+    Episodes,
+    group_starts,
+)
+from analytics.schedule import BREAK, WORK, WorkSchedule
 from analytics.windows import NS, WindowGrid
 
-# Categories of machine state (and the time columns they accumulate in).
-RUNNING, IDLE, DOWN, SETUP, PLANNED_STOP, UNKNOWN = range(6)
-STATE_NAMES = ("running", "idle", "down", "setup", "planned_stop")
-# Counter kinds (column = TOTAL + kind).
+__all__ = [
+    "COLUMNS",
+    "C_BREAK",
+    "C_DOWN",
+    "C_ENERGY",
+    "C_FAILURES",
+    "C_GOOD",
+    "C_MICROSTOP",
+    "C_REJECT",
+    "C_RUNNING",
+    "C_TOTAL",
+    "DOWN",
+    "IDLE",
+    "NCOL",
+    "PLANNED_STOP",
+    "RUNNING",
+    "SETUP",
+    "STATE_NAMES",
+    "UNKNOWN",
+    "MachineOeeConfig",
+    "OeeEngine",
+    "WindowRows",
+]
+
+# Counter kinds (column = C_TOTAL + kind).
 TOTAL_KIND, GOOD_KIND, REJECT_KIND, ENERGY_KIND = range(4)
 COUNTER_NAMES = ("total", "good", "reject", "energy")
-TOTAL, GOOD, REJECT, ENERGY = 6, 7, 8, 9
-#: Columns of a window's element row: seconds for 0..5, counts for 6..8, kWh for 9.
-COLUMNS = (
-    "running_s",
-    "idle_s",
-    "down_s",
-    "setup_s",
-    "planned_stop_s",
-    "unknown_s",
-    "total_delta",
-    "good_delta",
-    "reject_delta",
-    "energy_kwh",
-)
-NCOL = len(COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -70,13 +100,16 @@ class MachineOeeConfig:
     stale_after_s: float = 60.0
     #: counter kind -> modulus (0 = no wrap: a drop is a reset).
     counters: dict[int, float] = field(default_factory=lambda: {TOTAL_KIND: 0.0})
+    #: Idle and down episodes shorter than this (s) are micro-stops; 0 = none are.
+    microstop_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class WindowRows:
-    """Closed windows: machine index, start and end (UTC ns), elements ``[n, NCOL]``."""
+    """Closed windows: machine, grid key (aligned start), clipped start and end (UTC ns), elements."""
 
     machine: NDArray[np.intp]
+    key: NDArray[np.int64]
     start: NDArray[np.int64]
     end: NDArray[np.int64]
     elements: NDArray[np.float64]
@@ -85,23 +118,15 @@ class WindowRows:
         return int(self.machine.shape[0])
 
 
-def _group_starts(*keys: NDArray[np.int64]) -> NDArray[np.bool_]:
-    """True where a row starts a new run of equal keys (rows already sorted by the keys)."""
-    n = keys[0].shape[0]
-    new = np.zeros(n, bool)
-    if n:
-        new[0] = True
-        for k in keys:
-            new[1:] |= k[1:] != k[:-1]
-    return new
-
-
 class OeeEngine:
-    """Streaming OEE accumulator for many machines over one window grid."""
+    """Streaming OEE accumulator for many machines over one window grid and one work schedule."""
 
-    def __init__(self, machines: list[MachineOeeConfig], grid: WindowGrid) -> None:
+    def __init__(
+        self, machines: list[MachineOeeConfig], grid: WindowGrid, schedule: WorkSchedule | None = None
+    ) -> None:
         n = len(machines)
         self.grid = grid
+        self.schedule = schedule or WorkSchedule(None, [])
         self.configs = machines
         self.code_table = np.empty((n, 256), np.int8)
         for i, cfg in enumerate(machines):
@@ -117,7 +142,8 @@ class OeeEngine:
             for kind, modulus in cfg.counters.items():
                 self.has_counter[i, kind] = True
                 self.modulus[i, kind] = modulus
-        self.held_state = np.full(n, -1, np.int8)
+        self.episodes = Episodes(np.array([int(c.microstop_s * NS) for c in machines], np.int64))
+        self.held_state = np.full(n, UNKNOWN, np.int8)
         self.held_ts = np.full(n, -1, np.int64)
         #: Time up to which each machine's state time has been attributed (-1: no reading yet).
         self.accounted = np.full(n, -1, np.int64)
@@ -128,6 +154,18 @@ class OeeEngine:
         self._open_start = np.empty(0, np.int64)
         self._open_end = np.empty(0, np.int64)
         self._open_acc = np.empty((0, NCOL), np.float64)
+
+    # -- data range --------------------------------------------------------------------------
+    def observe(self, machine: NDArray[np.intp], ts: NDArray[np.int64]) -> None:
+        """Readings of any of a machine's signals: its data (and unknown time) starts at the first."""
+        new = self.accounted[machine] < 0
+        if not new.any():
+            return
+        m, t = machine[new], ts[new]
+        earliest = np.full(self.accounted.shape[0], np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(earliest, m, t)
+        fresh = np.unique(m)
+        self.accounted[fresh] = self.first_ts[fresh] = earliest[fresh]
 
     # -- state -------------------------------------------------------------------------------
     def categorize(self, machine: NDArray[np.intp], code: NDArray[np.float64]) -> NDArray[np.int8]:
@@ -140,6 +178,7 @@ class OeeEngine:
         """Feed state readings (any order); readings older than what was accounted are ignored."""
         if machine.shape[0] == 0:
             return
+        self.observe(machine, ts)
         order = np.lexsort((ts, machine))
         m, t = machine[order], ts[order]
         cat = self.categorize(m, code[order])
@@ -147,10 +186,8 @@ class OeeEngine:
         m, t, cat = m[keep], t[keep], cat[keep]
         if m.shape[0] == 0:
             return
-        first = _group_starts(m.astype(np.int64))
-        last = np.zeros_like(first)
-        last[:-1] = first[1:]
-        last[-1] = True
+        first = group_starts(m.astype(np.int64))
+        last = np.append(first[1:], True)
         prev_t = np.empty_like(t)
         prev_t[1:] = t[:-1]
         prev_t[first] = self.accounted[m[first]]
@@ -159,14 +196,11 @@ class OeeEngine:
         prev_cat[first] = self.held_state[m[first]]
         prev_held = prev_t.copy()
         prev_held[first] = self.held_ts[m[first]]
-        ok = (prev_t >= 0) & (prev_cat >= 0)
-        self._account(m[ok], prev_t[ok], t[ok], prev_cat[ok], prev_held[ok] + self.stale_ns[m[ok]])
         lm = m[last]
         self.held_state[lm] = cat[last]
+        self._account(m, prev_t, t, prev_cat, prev_held + self.stale_ns[m])
         self.held_ts[lm] = t[last]
         self.accounted[lm] = t[last]
-        fresh = self.first_ts[m[first]] < 0
-        self.first_ts[m[first][fresh]] = t[first][fresh]
 
     def advance(self, now_ns: int) -> None:
         """Attribute time up to ``now_ns`` for machines whose last state reading is older."""
@@ -190,34 +224,46 @@ class OeeEngine:
         cat: NDArray[np.int8],
         valid_until: NDArray[np.int64],
     ) -> None:
+        """State time ``[a, b)`` in ``cat`` until ``valid_until``, unknown after; then classified."""
         known_end = np.minimum(b, np.maximum(valid_until, a))
-        has_known = known_end > a
-        has_unknown = b > known_end
+        known_end = np.where(cat == UNKNOWN, a, known_end)
         self._spread(
-            np.concatenate([m[has_known], m[has_unknown]]),
-            np.concatenate([a[has_known], known_end[has_unknown]]),
-            np.concatenate([known_end[has_known], b[has_unknown]]),
-            np.concatenate([cat[has_known].astype(np.intp), np.full(int(has_unknown.sum()), UNKNOWN)]),
+            self.episodes.classify(
+                np.concatenate([m, m]),
+                np.concatenate([a, known_end]),
+                np.concatenate([known_end, b]),
+                np.concatenate([cat, np.full(m.shape[0], UNKNOWN, np.int8)]),
+                self.held_state,
+            )
         )
 
-    def _spread(self, m: NDArray[np.intp], a: NDArray[np.int64], b: NDArray[np.int64], col: NDArray[np.intp]) -> None:
-        """Split intervals at window edges and add their seconds to column ``col``."""
+    def _spread(self, iv: Classified) -> None:
+        """Cut classified intervals at window and schedule edges; add their seconds to the windows."""
+        m, a, b, col, failure = iv.m, iv.a, iv.b, iv.col, iv.failure
         parts: list[
-            tuple[
-                NDArray[np.intp],
-                NDArray[np.int64],
-                NDArray[np.int64],
-                NDArray[np.intp],
-                NDArray[np.float64],
-            ]
-        ] = []
+            tuple[NDArray[np.intp], NDArray[np.int64], NDArray[np.int64], NDArray[np.intp], NDArray[np.float64]]
+        ]
+        parts = []
+        counted: list[NDArray[np.int64]] = []
         while m.shape[0]:
             ws, we = self.grid.locate(a)
-            end = np.minimum(b, we)
+            kind, kind_end = self.schedule.locate(a)
+            end = np.minimum(np.minimum(b, we), kind_end)
             inside = ws >= 0
-            parts.append((m[inside], ws[inside], we[inside], col[inside], (end - a)[inside] / NS))
+            piece_col = np.where(kind == WORK, col, np.where(kind == BREAK, C_BREAK, C_UNSCHEDULED))
+            parts.append((m[inside], ws[inside], we[inside], piece_col[inside], (end - a)[inside] / NS))
+            # A failure counts once, in the window of its first scheduled second of down time.
+            fails = inside & (failure >= 0) & (kind == WORK) & (col == C_DOWN)
+            if fails.any():
+                ids, at = np.unique(failure[fails], return_index=True)
+                rows = np.flatnonzero(fails)[at]
+                parts.append((m[rows], ws[rows], we[rows], np.full(rows.shape[0], C_FAILURES), np.ones(rows.shape[0])))
+                failure = np.where(np.isin(failure, ids), -1, failure)
+                counted.append(ids)
             more = end < b
-            m, a, b, col = m[more], end[more], b[more], col[more]
+            m, a, b, col, failure = m[more], end[more], b[more], col[more], failure[more]
+        if counted:
+            self.episodes.counted(np.concatenate(counted))
         if parts:
             self._accumulate(*(np.concatenate(p) for p in zip(*parts, strict=True)))
 
@@ -235,13 +281,12 @@ class OeeEngine:
         machine, kind, ts, value = machine[good], kind[good], ts[good], value[good]
         if machine.shape[0] == 0:
             return
+        self.observe(machine, ts)
         slot = machine.astype(np.int64) * 4 + kind
         order = np.lexsort((ts, slot))
         m, k, t, v, s = machine[order], kind[order], ts[order], value[order], slot[order]
-        first = _group_starts(s)
-        last = np.zeros_like(first)
-        last[:-1] = first[1:]
-        last[-1] = True
+        first = group_starts(s)
+        last = np.append(first[1:], True)
         prev = np.empty_like(v)
         prev[1:] = v[:-1]
         prev[first] = self.last_count[m[first], k[first]]
@@ -257,9 +302,16 @@ class OeeEngine:
         if m.shape[0] == 0:
             return
         # An increase seen after its window closed counts in the next open window.
-        ws, we = self.grid.locate(np.maximum(t, self.closed_until[m]))
+        at = np.maximum(t, self.closed_until[m])
+        ws, we = self.grid.locate(at)
+        # A reading exactly at the end of a shift, with no shift following, belongs to that shift.
+        off = np.flatnonzero(ws < 0)
+        if off.shape[0]:
+            before_s, before_e = self.grid.locate(at[off] - 1)
+            edge = (before_s >= 0) & (before_e == at[off]) & (before_e > self.closed_until[m[off]])
+            ws[off[edge]], we[off[edge]] = before_s[edge], before_e[edge]
         inside = ws >= 0
-        self._accumulate(m[inside], ws[inside], we[inside], TOTAL + k[inside], delta[inside])
+        self._accumulate(m[inside], ws[inside], we[inside], C_TOTAL + k[inside], delta[inside])
 
     # -- window store ------------------------------------------------------------------------
     def _accumulate(
@@ -277,7 +329,7 @@ class OeeEngine:
         all_s = np.concatenate([self._open_start, ws])
         all_e = np.concatenate([self._open_end, we])
         order = np.lexsort((all_s, all_m))
-        new = _group_starts(all_m[order].astype(np.int64), all_s[order])
+        new = group_starts(all_m[order].astype(np.int64), all_s[order])
         group_sorted = np.cumsum(new) - 1
         group = np.empty_like(group_sorted)
         group[order] = group_sorted
@@ -291,54 +343,46 @@ class OeeEngine:
         self._open_acc = acc
 
     def close(self, final: bool = False) -> WindowRows:
-        """Windows whose end every state reading of the machine has passed (all, if ``final``).
+        """Windows that no later reading can change (all, if ``final``: the data ends here).
 
-        With ``final`` an unfinished window ends where its machine's data ends.
+        A window closes once a state reading lies after its end and none of its time waits for
+        an open stop episode to be classified.
         """
-        limit = self.accounted[self._open_m]
-        done = np.ones(self._open_m.shape[0], bool) if final else self._open_end <= limit
-        m, start, end = self._open_m[done], self._open_start[done], self._open_end[done]
         if final:
-            end = np.where(limit[done] > start, np.minimum(end, limit[done]), end)
-        rows = WindowRows(m, start, end, self._open_acc[done])
+            self._spread(self.episodes.release())
+        m = self._open_m
+        limit = self.accounted[m]
+        ready = np.minimum(limit - 1, self.episodes.held_from[m])
+        done = np.ones(m.shape[0], bool) if final else self._open_end <= ready
+        m, key, end, acc = m[done], self._open_start[done], self._open_end[done], self._open_acc[done]
         np.maximum.at(self.closed_until, m, end)
+        start = np.maximum(key, self.first_ts[m])
+        if final:
+            end = np.minimum(end, np.maximum(limit[done], start))
+            m, key, start, end, acc = self._merge_empty(m, key, start, end, acc)
         keep = ~done
         self._open_m, self._open_start = self._open_m[keep], self._open_start[keep]
         self._open_end, self._open_acc = self._open_end[keep], self._open_acc[keep]
-        return rows
+        order = np.lexsort((key, m))
+        return WindowRows(m[order], key[order], start[order], end[order], acc[order])
 
-
-def kpis(
-    elements: NDArray[np.float64],
-    ideal_cycle_s: NDArray[np.float64],
-    has_counter: NDArray[np.bool_],
-) -> dict[str, NDArray[np.float64]]:
-    """Time elements (s), quantities (counts) and ratios (0..1, NaN when undefined) per row."""
-    e = elements
-    scheduled = e[:, : UNKNOWN + 1].sum(axis=1)
-    planned_busy = scheduled - e[:, PLANNED_STOP] - e[:, UNKNOWN]
-    actual = e[:, RUNNING]
-    has_total, has_good = has_counter[:, TOTAL_KIND], has_counter[:, GOOD_KIND]
-    produced = np.where(has_total, e[:, TOTAL], e[:, GOOD] + e[:, REJECT])
-    good = np.where(has_good, e[:, GOOD], produced - e[:, REJECT])
-    reject = produced - good
-
-    def ratio(num: NDArray[np.float64], den: NDArray[np.float64]) -> NDArray[np.float64]:
-        out = np.full(num.shape, np.nan)
-        np.divide(num, den, out=out, where=den > 0)
-        return out
-
-    return {
-        "scheduled_s": scheduled,
-        "planned_busy_s": planned_busy,
-        "actual_production_s": actual,
-        "ideal_produced_s": ideal_cycle_s * produced,
-        "ideal_good_s": ideal_cycle_s * good,
-        "produced": produced,
-        "good": good,
-        "reject": reject,
-        "availability": ratio(actual, planned_busy),
-        "performance": ratio(ideal_cycle_s * produced, actual),
-        "quality": ratio(good, produced),
-        "oee": ratio(ideal_cycle_s * good, planned_busy),
-    }
+    @staticmethod
+    def _merge_empty(
+        m: NDArray[np.intp],
+        key: NDArray[np.int64],
+        start: NDArray[np.int64],
+        end: NDArray[np.int64],
+        acc: NDArray[np.float64],
+    ) -> tuple[NDArray[np.intp], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+        """Windows clipped to nothing are dropped; counts at the latest reading join the window before."""
+        empty = end <= start
+        if not empty.any():
+            return m, key, start, end, acc
+        acc = acc.copy()
+        position = {(int(m[i]), int(end[i])): i for i in np.flatnonzero(~empty).tolist()}
+        for i in np.flatnonzero(empty).tolist():
+            before = position.get((int(m[i]), int(start[i])))
+            if before is not None:
+                acc[before, C_TOTAL:] += acc[i, C_TOTAL:]
+        keep = ~empty
+        return m[keep], key[keep], start[keep], end[keep], acc[keep]

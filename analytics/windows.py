@@ -14,14 +14,16 @@ and ``end`` is where the next window begins, so callers can step over the gap.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
 
+from analytics.schedule import Shift, daily_spans
+
 NS = 1_000_000_000
+__all__ = ["NS", "FixedWindows", "Shift", "ShiftWindows", "WindowGrid", "day_windows", "hour_windows"]
 
 
 class WindowGrid(Protocol):
@@ -53,15 +55,6 @@ class FixedWindows:
         return ""
 
 
-@dataclass(frozen=True, slots=True)
-class Shift:
-    """A named shift, local wall-clock start and end; end <= start means it runs past midnight."""
-
-    name: str
-    start: dt.time
-    end: dt.time
-
-
 class ShiftWindows:
     """Shift windows in a time zone, resolved day by day so clock changes are respected."""
 
@@ -76,10 +69,6 @@ class ShiftWindows:
         self._labels: dict[int, str] = {}
         self._days: tuple[dt.date, dt.date] | None = None
 
-    def _to_ns(self, day: dt.date, clock: dt.time) -> int:
-        local = dt.datetime.combine(day, clock, tzinfo=self.zone)
-        return int(local.timestamp()) * NS
-
     def _cover(self, lo: int, hi: int) -> None:
         first = dt.datetime.fromtimestamp(lo // NS, self.zone).date() - dt.timedelta(days=1)
         last = dt.datetime.fromtimestamp(hi // NS, self.zone).date() + dt.timedelta(days=1)
@@ -91,9 +80,8 @@ class ShiftWindows:
         day = first
         while day <= last:
             for s in self.shifts:
-                begin = self._to_ns(day, s.start)
-                end_day = day + dt.timedelta(days=1) if s.end <= s.start else day
-                spans.append((begin, self._to_ns(end_day, s.end), s.name))
+                begin, end = daily_spans(day, s.start, s.end, self.zone)
+                spans.append((begin, end, s.name))
             day += dt.timedelta(days=1)
         spans.sort()
         self._starts = np.array([s[0] for s in spans], np.int64)
@@ -114,3 +102,18 @@ class ShiftWindows:
 
     def label(self, start: int) -> str:
         return self._labels.get(start, "")
+
+
+def day_windows(timezone: str) -> ShiftWindows:
+    """Calendar days from local midnight to local midnight (23 or 25 hours when clocks change)."""
+    grid = ShiftWindows([Shift("", dt.time(0), dt.time(0))], timezone)
+    grid.name = "1d"
+    return grid
+
+
+def hour_windows(timezone: str, at_ns: int) -> FixedWindows:
+    """Hours aligned to the zone's local hours, using its UTC offset at ``at_ns``."""
+    zone = ZoneInfo(timezone)
+    offset = dt.datetime.fromtimestamp(at_ns // NS, zone).utcoffset() or dt.timedelta(0)
+    origin = -int(offset.total_seconds()) * NS % (3600 * NS)
+    return FixedWindows(3600 * NS, origin, "1h")

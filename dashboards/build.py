@@ -164,7 +164,9 @@ def plant_overview() -> dict[str, Any]:
         "SELECT "
         + ", ".join(f'{expr} AS "{name}"' for name, expr in RATIOS.items())
         + ', sum("good") AS "good", sum("reject") AS "reject", sum("down_s") AS "down_s",'
-        + ' sum("idle_s") AS "idle_s", sum("setup_s") AS "setup_s"'
+        + ' sum("delay_s") AS "delay_s", sum("microstop_s") AS "microstop_s", sum("setup_s") AS "setup_s",'
+        + ' sum("failures") AS "failures", sum("actual_production_s") / sum("failures") AS "mtbf_s",'
+        + ' sum("down_s") / sum("failures") AS "mttr_s"'
         + f' FROM "oee" WHERE {OEE_WHERE} GROUP BY "line", "machine"'
     )
     panels.append(
@@ -185,8 +187,9 @@ def plant_overview() -> dict[str, Any]:
             (0, 20, 12, 8),
             [
                 target(
-                    'SELECT sum("down_s") AS "down 故障", sum("idle_s") AS "idle 待机", '
-                    'sum("setup_s") AS "setup 换型", '
+                    'SELECT sum("down_s") AS "down 故障", sum("delay_s") AS "delay 待机", '
+                    'sum("microstop_s") AS "micro-stops 短停", sum("setup_s") AS "setup 换型", '
+                    'sum("break_s") AS "break 休息", '
                     f'sum("unknown_s") AS "unknown 未知" FROM "oee" WHERE {OEE_WHERE} GROUP BY "machine"',
                     "table",
                 )

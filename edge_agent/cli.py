@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     areplay = asub.add_parser("replay", help="score a CSV of signals as the agent would; prints CSV")
     areplay.add_argument("csv", type=Path, help="first column time, then one column per signal")
     areplay.add_argument("--config", type=Path, default=None, help="YAML holding the anomaly: section")
+    oee = sub.add_parser("oee", help="OEE tools")
+    osub = oee.add_subparsers(dest="action", required=True)
+    oreplay = osub.add_parser("replay", help="OEE of a CSV of signals, as the agent computes it; prints JSON lines")
+    oreplay.add_argument("csv", type=Path, help="first column time, then one column per signal")
+    oreplay.add_argument("--config", type=Path, required=True, help="YAML holding the machine's oee: section")
+    oreplay.add_argument("--window", default="1h", help="1h (default), shift, 1d, or a duration dividing a day")
     config = sub.add_parser("config", help="configuration tools")
     csub = config.add_subparsers(dest="action", required=True)
     check = csub.add_parser("check", help="validate agent.yaml and the profiles it uses")
@@ -80,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
             from edge_agent.anomaly_replay import replay  # noqa: PLC0415
 
             return replay(args.csv, args.config)
+        if args.command == "oee":
+            from edge_agent.oee_replay import replay as oee_replay  # noqa: PLC0415
+
+            return oee_replay(args.csv, args.config, args.window)
         if args.command == "health":
             return _health(args.url)
         if args.command == "run":

@@ -8,15 +8,13 @@ with file, line and field path.
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from collectors.profile import (
     DeviceProfile,
@@ -25,38 +23,19 @@ from collectors.profile import (
     builtin_profile_dir,
     signal_names,
 )
+from edge_agent.config_types import Duration, Strict, TagValue, parse_duration
+from edge_agent.oee_config import OeeSection, ShiftSchedule
 from edge_agent.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
+__all__ = ["Duration", "OeeSection", "ShiftSchedule", "parse_duration"]
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds from ``2s``, ``500ms``, ``5m``, ``1h``, ``1d`` or a plain number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 2s, 500ms or 5m")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and (match := _DURATION.match(value)):
-        return float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    raise ValueError(f"expected a duration like 2s, 500ms or 5m, not {value!r}")
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-TagValue = Annotated[str, Field(min_length=1, max_length=128)]
-StateName = Literal["running", "idle", "down", "setup", "planned_stop"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BufferSection(_Strict):
+class BufferSection(Strict):
     path: str = Field("var/edge-buffer.sqlite3", description="SQLite file, relative to agent.yaml")
     max_points: Annotated[int, Field(ge=10_000)] = 50_000_000
 
 
-class AgentSection(_Strict):
+class AgentSection(Strict):
     id: TagValue
     site: TagValue
     workshop: TagValue
@@ -64,7 +43,7 @@ class AgentSection(_Strict):
     health_listen: str | None = Field(None, description="host:port of the health endpoint")
 
 
-class _SinkBase(_Strict):
+class _SinkBase(Strict):
     url: Annotated[str, Field(pattern=r"^https?://")]
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
     concurrency: Annotated[int, Field(ge=1, le=8, description="writes in flight at once")] = 2
@@ -91,26 +70,7 @@ class InfluxV2Sink(_SinkBase):
 SinkSection = Annotated[InfluxV1Sink | InfluxV2Sink, Field(discriminator="type")]
 
 
-class StateRole(_Strict):
-    signal: str
-    map: Annotated[dict[Annotated[int, Field(ge=0, le=255)], StateName], Field(min_length=1)]
-    default: StateName = "down"
-
-
-class CounterRole(_Strict):
-    signal: str
-    modulus: Annotated[int, Field(ge=2)] | None = Field(None, description="wraps to 0 after modulus - 1")
-
-
-class OeeSection(_Strict):
-    state: StateRole
-    counters: Annotated[dict[Literal["total", "good", "reject"], CounterRole], Field(min_length=1)]
-    energy: CounterRole | None = None
-    ideal_cycle_time: Annotated[Duration, Field(gt=0)]
-    stale_after: Annotated[Duration, Field(gt=0)] = 60.0
-
-
-class Device(_Strict):
+class Device(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
     profile: str
     endpoint: Annotated[str, Field(pattern=r"^(modbus|modbus-tcp|opc\.tcp)://")]
@@ -129,47 +89,36 @@ class Device(_Strict):
         return self.machine or self.name
 
 
-class ShiftEntry(_Strict):
-    name: TagValue
-    start: dt.time
-    end: dt.time
-
-
-class ShiftSchedule(_Strict):
-    timezone: str
-    schedule: Annotated[list[ShiftEntry], Field(min_length=1)]
-
-
-class LevelParams(_Strict):
+class LevelParams(Strict):
     alpha: Annotated[float, Field(gt=0, lt=1)] | None = None
     var_alpha: Annotated[float, Field(gt=0, lt=1)] | None = None
     grace: Annotated[int, Field(ge=1)] | None = None
     threshold: Annotated[float, Field(gt=0)] | None = None
 
 
-class SpikeParams(_Strict):
+class SpikeParams(Strict):
     alpha: Annotated[float, Field(gt=0, lt=1)] | None = None
     grace: Annotated[int, Field(ge=1)] | None = None
     threshold: Annotated[float, Field(gt=0)] | None = None
 
 
-class CusumParams(_Strict):
+class CusumParams(Strict):
     k: Annotated[float, Field(ge=0)] | None = None
     threshold: Annotated[float, Field(gt=0)] | None = None
 
 
-class StuckParams(_Strict):
+class StuckParams(Strict):
     samples: Annotated[int, Field(ge=2)] | None = None
     tolerance: Annotated[float, Field(ge=0)] | None = None
 
 
-class RobustParams(_Strict):
+class RobustParams(Strict):
     window: Annotated[int, Field(ge=8)] | None = None
     every: Annotated[int, Field(ge=1)] | None = None
     threshold: Annotated[float, Field(gt=0)] | None = None
 
 
-class DetectorOverrides(_Strict):
+class DetectorOverrides(Strict):
     """Detector parameters; anything left out keeps its default."""
 
     level: LevelParams = Field(default_factory=LevelParams)
@@ -179,7 +128,7 @@ class DetectorOverrides(_Strict):
     robust: RobustParams = Field(default_factory=RobustParams)
 
 
-class AlarmParams(_Strict):
+class AlarmParams(Strict):
     """Hysteresis on the combined score (named so: YAML reads a bare ``on:`` as true)."""
 
     on_above: Annotated[float, Field(gt=0)] = 1.0
@@ -209,14 +158,14 @@ class AnomalySection(DetectorOverrides):
     signals: dict[str, DetectorOverrides] = Field(default_factory=dict)
 
 
-class AnalyticsSection(_Strict):
+class AnalyticsSection(Strict):
     oee_window: Annotated[Duration, Field(ge=1)] = 60.0
     shifts: ShiftSchedule | None = None
     settle: Annotated[Duration, Field(ge=0, description="wait for late readings before OEE")] = 2.0
     anomaly: AnomalySection = Field(default_factory=AnomalySection)
 
 
-class AgentConfig(_Strict):
+class AgentConfig(Strict):
     agent: AgentSection
     sinks: list[SinkSection] = Field(default_factory=list)
     analytics: AnalyticsSection = Field(default_factory=AnalyticsSection)
@@ -308,6 +257,13 @@ def _check_device(doc: YamlDocument, i: int, dev: Device, profiles: dict[str, Pr
         if missing:
             problems.append(doc.problem((*at, "params"), f"profile {profile.name!r} needs params {sorted(missing)}"))
     roles: list[tuple[tuple[str | int, ...], str]] = []
+    if dev.oee is not None and dev.oee.shifts is not None:
+        problems.append(
+            doc.problem(
+                (*at, "oee", "shifts"),
+                "the agent's shifts are set once, under analytics.shifts (per-machine schedules: replay files only)",
+            )
+        )
     if dev.oee is not None:
         roles.append(((*at, "oee", "state", "signal"), dev.oee.state.signal))
         roles += [((*at, "oee", "counters", k, "signal"), c.signal) for k, c in dev.oee.counters.items()]
@@ -364,18 +320,6 @@ def load_config(path: Path) -> LoadedConfig:
                 doc.problem(
                     ("analytics", "anomaly", "signals", key),
                     f"{where}: keys are device.signal, e.g. {config.devices[0].name}.<signal>",
-                )
-            )
-    if config.analytics.shifts is not None:
-        try:
-            from zoneinfo import ZoneInfo  # noqa: PLC0415
-
-            ZoneInfo(config.analytics.shifts.timezone)
-        except (KeyError, ValueError):
-            problems.append(
-                doc.problem(
-                    ("analytics", "shifts", "timezone"),
-                    f"unknown time zone {config.analytics.shifts.timezone!r}: use an IANA name such as Asia/Shanghai",
                 )
             )
     if problems:

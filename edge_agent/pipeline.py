@@ -13,39 +13,18 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.oee import (
-    DOWN,
-    ENERGY_KIND,
-    GOOD_KIND,
-    IDLE,
-    NCOL,
-    PLANNED_STOP,
-    REJECT_KIND,
-    RUNNING,
-    SETUP,
-    TOTAL_KIND,
-    MachineOeeConfig,
-    OeeEngine,
-    WindowRows,
-    kpis,
-)
+from analytics.oee import ENERGY_KIND, NCOL, MachineOeeConfig, OeeEngine, WindowRows
+from analytics.oee_kpis import kpis
 from analytics.windows import NS, FixedWindows, Shift, ShiftWindows
 from collectors.batch import QUALITY_GOOD, Batch
 from collectors.profile import ModbusField, ModbusProfile, OpcUaNode, OpcUaProfile, signal_names
 from edge_agent.anomaly_stage import AnalogSignal, AnomalyStage
 from edge_agent.buffer import Buffer
 from edge_agent.config import Device, LoadedConfig
+from edge_agent.oee_config import COUNTER_KIND, machine_config, work_schedule
 from edge_agent.schema import OEE, OEE_FIELDS, RAW
 from edge_agent.sinks.line_protocol import series_key
 
-_CATEGORY = {
-    "running": RUNNING,
-    "idle": IDLE,
-    "down": DOWN,
-    "setup": SETUP,
-    "planned_stop": PLANNED_STOP,
-}
-_KIND = {"total": TOTAL_KIND, "good": GOOD_KIND, "reject": REJECT_KIND}
 #: Role codes per raw series: -1 none, 0 state, 1 + counter kind.
 ROLE_STATE = 0
 
@@ -103,22 +82,13 @@ class Pipeline:
             if dev.oee is not None:
                 machine = len(machine_cfgs)
                 oee = dev.oee
-                counters = {_KIND[k]: float(c.modulus or 0) for k, c in oee.counters.items()}
-                if oee.energy is not None:
-                    counters[ENERGY_KIND] = float(oee.energy.modulus or 0)
-                machine_cfgs.append(
-                    MachineOeeConfig(
-                        {code: _CATEGORY[s] for code, s in oee.state.map.items()},
-                        _CATEGORY[oee.state.default],
-                        oee.ideal_cycle_time,
-                        oee.stale_after,
-                        counters,
-                    )
-                )
+                machine_cfgs.append(machine_config(oee))
                 self.machines.append(MachineView(dev.machine_name, dev.line))
                 machine_tags.append({k: v for k, v in tags.items() if k != "device"})
                 roles.append((first + names.index(oee.state.signal), machine, ROLE_STATE))
-                roles += [(first + names.index(c.signal), machine, 1 + _KIND[k]) for k, c in oee.counters.items()]
+                roles += [
+                    (first + names.index(c.signal), machine, 1 + COUNTER_KIND[k]) for k, c in oee.counters.items()
+                ]
                 if oee.energy is not None:
                     roles.append((first + names.index(oee.energy.signal), machine, 1 + ENERGY_KIND))
             kinds = _signal_kinds(profile)
@@ -166,7 +136,8 @@ class Pipeline:
             buffer,
         )
         self._state_code = np.full(len(machine_cfgs), np.nan)
-        self.engines = {w: OeeEngine(machine_cfgs, g) for w, g in self.grids.items()}
+        schedule = work_schedule(cfg.analytics.shifts)
+        self.engines = {w: OeeEngine(machine_cfgs, g, schedule) for w, g in self.grids.items()}
         self.totals = np.zeros((n_m, NCOL))
         self.ideal_cycle_s = np.array([c.ideal_cycle_s for c in machine_cfgs])
         self._incoming: list[Batch] = []
@@ -224,6 +195,7 @@ class Pipeline:
             self.machines[m].state = int(v)
         points = []
         for w, engine in self.engines.items():
+            engine.observe(machine, use.ts)
             engine.add_states(machine[state], use.ts[state], use.value[state])
             counter = ~state
             engine.add_counters(machine[counter], r[counter] - 1, use.ts[counter], use.value[counter])
@@ -243,7 +215,7 @@ class Pipeline:
         values = self.kpi_matrix(rows.elements, rows.machine, engine)
         ids = self.oee_ids[window][rows.machine]
         ok = np.isfinite(values)
-        ts = np.repeat(rows.start, values.shape[1]).reshape(values.shape)
+        ts = np.repeat(rows.key, values.shape[1]).reshape(values.shape)
         return Batch(ts[ok], ids[ok], values[ok], np.zeros(int(ok.sum()), np.uint8))
 
     def kpi_matrix(
@@ -251,16 +223,7 @@ class Pipeline:
     ) -> NDArray[np.float64]:
         """``[rows, len(OEE_FIELDS)]`` values (NaN = absent) for element rows of ``machine``."""
         k = kpis(elements, self.ideal_cycle_s[machine], engine.has_counter[machine])
-        extra = {
-            "running_s": elements[:, RUNNING],
-            "idle_s": elements[:, IDLE],
-            "down_s": elements[:, DOWN],
-            "setup_s": elements[:, SETUP],
-            "planned_stop_s": elements[:, PLANNED_STOP],
-            "unknown_s": elements[:, 5],
-            "energy_kwh": np.where(engine.has_counter[machine, ENERGY_KIND], elements[:, 9], np.nan),
-        }
-        return np.column_stack([k[f] if f in k else extra[f] for f in OEE_FIELDS])
+        return np.column_stack([k[f] for f in OEE_FIELDS])
 
     def summary(self) -> list[dict[str, float | str]]:
         """Per OEE machine: state and KPIs over every window closed so far."""

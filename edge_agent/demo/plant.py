@@ -235,21 +235,37 @@ class Plant:
         return sum(m.energy_kwh(t) for m in self.machines.values())
 
     # -- ground truth ------------------------------------------------------------------------
-    def truth(self, machine: str, start_s: float, end_s: float) -> dict[str, float]:
-        """Seconds per state, parts and OEE ratios over [start_s, end_s), by the agent's rules."""
+    def truth(self, machine: str, start_s: float, end_s: float, microstop_s: float = 0.0) -> dict[str, float]:
+        """Seconds per state, parts and OEE ratios over [start_s, end_s), by the agent's rules.
+
+        Idle and down episodes (consecutive time in one state, taken whole within the range)
+        shorter than ``microstop_s`` are micro-stops: part of actual production time.
+        """
         sim = self.machines[machine]
         sim.extend(end_s)
         seconds = dict.fromkeys(STATE_CODES.values(), 0.0)
+        seconds["microstop"] = 0.0
+        # Episodes: runs of one state (the plant may draw the same state twice in a row).
+        runs: list[tuple[float, float, int]] = []
         for i, state in enumerate(sim.states[:-1]):
-            lo, hi = max(sim.starts[i], start_s), min(sim.starts[i + 1], end_s)
-            if hi > lo:
-                seconds[STATE_CODES[state]] += hi - lo
+            lo, hi = sim.starts[i], sim.starts[i + 1]
+            if runs and runs[-1][2] == state and runs[-1][1] == lo:
+                runs[-1] = (runs[-1][0], hi, state)
+            else:
+                runs.append((lo, hi, state))
+        for lo, hi, state in runs:
+            inside = min(hi, end_s) - max(lo, start_s)
+            if inside <= 0:
+                continue
+            # The agent sees an episode only within its data: clipped to [start_s, end_s).
+            micro = state in (IDLE, DOWN) and inside < microstop_s
+            seconds["microstop" if micro else STATE_CODES[state]] += inside
         g0, r0 = sim.counts_at(start_s)
         g1, r1 = sim.counts_at(end_s)
         good, reject = g1 - g0, r1 - r0
         produced = good + reject
         pbt = (end_s - start_s) - seconds["planned_stop"]
-        running = seconds["running"]
+        running = seconds["running"] + seconds["microstop"]
         pri = sim.spec.ideal_cycle_s
         return {
             **{f"{k}_s": v for k, v in seconds.items()},

@@ -21,7 +21,7 @@ from edge_agent.clock import ScaledClock
 from edge_agent.config import load_config
 from edge_agent.demo.plant import STATE_CODES, Plant
 from edge_agent.demo.servers import DemoServers
-from edge_agent.demo.workshop import sinks_from_env, write_config
+from edge_agent.demo.workshop import MICROSTOP_S, sinks_from_env, write_config
 
 log = logging.getLogger(__name__)
 _STATE_STYLE = {
@@ -82,7 +82,9 @@ def machine_table(agent: Agent, servers: DemoServers, plant: Plant, with_truth: 
         ]
         if with_truth:
             a, b = int(engine.first_ts[i]), int(engine.accounted[i])
-            truth = plant.truth(str(row["machine"]), servers.plant_s(a), servers.plant_s(b)) if b > a else {}
+            truth = (
+                plant.truth(str(row["machine"]), servers.plant_s(a), servers.plant_s(b), MICROSTOP_S) if b > a else {}
+            )
             cells.append(_pct(truth.get("oee")))
         table.add_row(*cells)
     pending = agent.health_report()["buffer"]["pending_points"]

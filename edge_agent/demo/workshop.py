@@ -10,6 +10,9 @@ import yaml
 
 from edge_agent.demo.plant import ENERGY_METER_UNIT, STATE_CODES, Plant
 
+#: Idle and down episodes shorter than this (plant seconds) are micro-stops in the demo.
+MICROSTOP_S = 60.0
+
 
 def demo_config(
     plant: Plant,
@@ -28,6 +31,7 @@ def demo_config(
         oee: dict[str, Any] = {
             "state": {"signal": "state", "map": state_map, "default": "down"},
             "ideal_cycle_time": f"{spec.ideal_cycle_s}s",
+            "microstop_threshold": f"{MICROSTOP_S:g}s",
             "stale_after": "60s",
         }
         device: dict[str, Any] = {

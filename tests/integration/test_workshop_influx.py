@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from edge_agent.demo.workshop import MICROSTOP_S
 from tests.conftest import InfluxServer
 from tests.integration.workshop import WorkshopRun, count_points, influx_sink, run_workshop
 
@@ -67,19 +68,22 @@ def test_oee_matches_the_simulators_ground_truth(workshop: WorkshopRun, influxdb
     names = [m.name for m in workshop.agent.pipeline.machines]
     rows = influxdb.query(
         'SELECT sum("actual_production_s"), sum("planned_busy_s"), sum("ideal_produced_s"), sum("ideal_good_s"), '
-        'sum("good"), sum("produced") FROM "oee" WHERE "window" = \'1m\' GROUP BY "machine"',
+        'sum("good"), sum("produced"), sum("microstop_s"), sum("failures") FROM "oee" WHERE "window" = \'1m\' '
+        'GROUP BY "machine"',
         DB,
     )
     assert sorted(r["tags"]["machine"] for r in rows) == sorted(names)
+    microstops = failures = true_down = 0.0
     for r in rows:
-        apt, pbt, ideal_produced, ideal_good, good, produced = r["values"][0][1:]
+        apt, pbt, ideal_produced, ideal_good, good, produced, micro, failed = r["values"][0][1:]
+        microstops, failures = microstops + micro, failures + failed
         machine = r["tags"]["machine"]
         i = names.index(machine)
-        truth = workshop.plant.truth(
-            machine,
-            workshop.servers.plant_s(int(engine.first_ts[i])),
-            workshop.servers.plant_s(int(engine.accounted[i])),
-        )
+        span = workshop.servers.plant_s(int(engine.first_ts[i])), workshop.servers.plant_s(int(engine.accounted[i]))
+        # States are seen to within a poll: an episode within a few seconds of the micro-stop
+        # threshold may fall either side. The truth is taken both ways; the agent must agree
+        # with one of them within 2 percentage points.
+        truths = [workshop.plant.truth(machine, *span, MICROSTOP_S + d) for d in (-3.0, 0.0, 3.0)]
         agent = {
             "availability": apt / pbt,
             "performance": ideal_produced / apt,
@@ -87,8 +91,13 @@ def test_oee_matches_the_simulators_ground_truth(workshop: WorkshopRun, influxdb
             "oee": ideal_good / pbt,
         }
         for k, v in agent.items():
-            assert abs(v - truth[k]) <= 0.02, f"{machine} {k}: agent {v:.4f}, truth {truth[k]:.4f}"
-        assert truth["produced"] > 50
+            lo, hi = min(t[k] for t in truths), max(t[k] for t in truths)
+            assert lo - 0.02 <= v <= hi + 0.02, f"{machine} {k}: agent {v:.4f}, truth {lo:.4f}..{hi:.4f}"
+        assert truths[1]["produced"] > 50
+        true_down += truths[1]["down_s"]
+    # The demo's stops include micro-stops, and the agent sees them; failures when a machine broke down.
+    assert microstops > 0
+    assert (failures > 0) == (true_down > 0), (failures, true_down)
 
 
 def test_agent_health_points(workshop: WorkshopRun, influxdb: InfluxServer) -> None:

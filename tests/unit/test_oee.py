@@ -9,6 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from analytics.episodes import (
+    C_DELAY,
+    C_DOWN,
+    C_FAILURES,
+    C_GOOD,
+    C_MICROSTOP,
+    C_PLANNED_STOP,
+    C_REJECT,
+    C_RUNNING,
+    C_TOTAL,
+    C_UNKNOWN,
+    NCOL,
+)
 from analytics.oee import (
     DOWN,
     GOOD_KIND,
@@ -17,13 +30,14 @@ from analytics.oee import (
     REJECT_KIND,
     RUNNING,
     TOTAL_KIND,
-    UNKNOWN,
     MachineOeeConfig,
     OeeEngine,
-    kpis,
 )
+from analytics.oee_kpis import kpis
 from analytics.windows import NS, FixedWindows, Shift, ShiftWindows
 
+# Idle episodes are delay time here (no micro-stop threshold); columns 0..7 are scheduled time.
+SCHEDULED = slice(0, C_UNKNOWN + 1)
 CODES = {1: RUNNING, 2: IDLE, 3: DOWN, 5: PLANNED_STOP}
 MIN = 60 * NS
 
@@ -55,11 +69,11 @@ def test_state_spanning_a_window_edge_is_split_pro_rata() -> None:
     e = engine(stale_after_s=600.0)
     states(e, [30, 100, 130], [1, 3, 1])
     rows = e.close()
-    assert rows.start.tolist() == [0, MIN]
+    assert rows.key.tolist() == [0, MIN]
     # [30, 60) running in window 0; [60, 100) running and [100, 120) down in window 1.
-    assert rows.elements[0, RUNNING] == 30
-    assert rows.elements[1, RUNNING] == 40
-    assert rows.elements[1, DOWN] == 20
+    assert rows.elements[0, C_RUNNING] == 30
+    assert rows.elements[1, C_RUNNING] == 40
+    assert rows.elements[1, C_DOWN] == 20
     assert len(e.close()) == 0  # the window holding 130 s is still open
 
 
@@ -67,8 +81,8 @@ def test_stale_state_becomes_unknown_and_leaves_planned_busy_time() -> None:
     e = engine(stale_after_s=10.0)
     states(e, [0, 50], [1, 1])
     rows = e.close(final=True)
-    assert rows.elements[0, RUNNING] == 10
-    assert rows.elements[0, UNKNOWN] == 40
+    assert rows.elements[0, C_RUNNING] == 10
+    assert rows.elements[0, C_UNKNOWN] == 40
     k = kpis(rows.elements, np.array([1.0]), e.has_counter[rows.machine])
     assert k["planned_busy_s"][0] == 10
     assert k["availability"][0] == 1.0
@@ -78,8 +92,10 @@ def test_advance_extends_held_state_then_unknown() -> None:
     e = engine(stale_after_s=30.0)
     states(e, [0], [2])
     e.advance(60 * NS)
+    assert len(e.close()) == 0, "a window closes once time has passed its end"
+    e.advance(61 * NS)
     rows = e.close()
-    assert rows.elements[0, IDLE] == 30 and rows.elements[0, UNKNOWN] == 30
+    assert len(rows) == 1 and rows.elements[0, C_DELAY] == 30 and rows.elements[0, C_UNKNOWN] == 30
 
 
 def test_counter_wrap_with_modulus() -> None:
@@ -87,7 +103,7 @@ def test_counter_wrap_with_modulus() -> None:
     states(e, [0, 59], [1, 1])
     counters(e, GOOD_KIND, [0, 20, 40], [65530, 65535, 4])  # +5, then wrap: +5
     rows = e.close(final=True)
-    assert rows.elements[0, 7] == 10
+    assert rows.elements[0, C_GOOD] == 10
 
 
 def test_counter_reset_without_modulus_counts_on_from_zero() -> None:
@@ -95,7 +111,7 @@ def test_counter_reset_without_modulus_counts_on_from_zero() -> None:
     states(e, [0, 59], [1, 1])
     counters(e, TOTAL_KIND, [0, 20, 40], [100, 110, 3])
     rows = e.close(final=True)
-    assert rows.elements[0, 6] == 13
+    assert rows.elements[0, C_TOTAL] == 13
 
 
 def test_counter_increase_counts_in_window_of_later_reading() -> None:
@@ -103,17 +119,17 @@ def test_counter_increase_counts_in_window_of_later_reading() -> None:
     states(e, [0, 119], [1, 1])
     counters(e, TOTAL_KIND, [50, 70], [0, 8])
     rows = e.close(final=True)
-    by_start = dict(zip(rows.start.tolist(), rows.elements[:, 6].tolist(), strict=True))
+    by_start = dict(zip(rows.key.tolist(), rows.elements[:, C_TOTAL].tolist(), strict=True))
     assert by_start == {0: 0.0, MIN: 8.0}
 
 
 def test_kpi_formulas_and_absent_ratios() -> None:
-    elements = np.zeros((2, 10))
+    elements = np.zeros((2, NCOL))
     # 40 s running, 10 s down, 10 s planned stop; 15 good + 1 reject at 2 s ideal cycle.
-    elements[0, [RUNNING, DOWN, PLANNED_STOP]] = [40, 10, 10]
-    elements[0, 7], elements[0, 8] = 15, 1
+    elements[0, [C_RUNNING, C_DOWN, C_PLANNED_STOP]] = [40, 10, 10]
+    elements[0, C_GOOD], elements[0, C_REJECT] = 15, 1
     # second row: a machine that only stood in planned stop
-    elements[1, PLANNED_STOP] = 60
+    elements[1, C_PLANNED_STOP] = 60
     has = np.zeros((2, 4), bool)
     has[:, [GOOD_KIND, REJECT_KIND]] = True
     k = kpis(elements, np.array([2.0, 2.0]), has)
@@ -137,7 +153,7 @@ def test_unknown_state_codes_take_the_default() -> None:
     e = engine()
     states(e, [0, 10, 20], [1, 77, 1])
     rows = e.close(final=True)
-    assert rows.elements[0, DOWN] == 10
+    assert rows.elements[0, C_DOWN] == 10
 
 
 def test_late_readings_are_ignored_not_double_counted() -> None:
@@ -145,7 +161,7 @@ def test_late_readings_are_ignored_not_double_counted() -> None:
     states(e, [0, 30], [1, 1])
     states(e, [10], [3])  # older than what was accounted
     rows = e.close(final=True)
-    assert rows.elements[0, :6].sum() == 30 and rows.elements[0, DOWN] == 0
+    assert rows.elements[0, SCHEDULED].sum() == 30 and rows.elements[0, C_DOWN] == 0
 
 
 def test_many_machines_in_one_call() -> None:
@@ -154,9 +170,9 @@ def test_many_machines_in_one_call() -> None:
     m = np.array([0, 1, 2, 0, 1, 2], np.intp)
     ts = np.array([0, 0, 0, 60, 60, 60], np.int64) * NS
     e.add_states(m, ts, np.array([1, 2, 3, 1, 1, 1], float))
-    rows = e.close()
+    rows = e.close(final=True)
     order = np.argsort(rows.machine)
-    assert rows.elements[order][:, [RUNNING, IDLE, DOWN]].tolist() == [
+    assert rows.elements[order][:, [C_RUNNING, C_DELAY, C_DOWN]].tolist() == [
         [60, 0, 0],
         [0, 60, 0],
         [0, 0, 60],
@@ -190,7 +206,7 @@ def test_time_between_shifts_is_not_scheduled() -> None:
     day = int(dt.datetime(2026, 3, 2, tzinfo=dt.UTC).timestamp()) * NS
     states(e, [(day / NS) + 6 * 3600, (day / NS) + 10 * 3600], [1, 1])
     rows = e.close(final=True)
-    assert rows.elements[0, :6].sum() == 2 * 3600  # 08:00 to 10:00 only
+    assert rows.elements[0, SCHEDULED].sum() == 2 * 3600  # 08:00 to 10:00 only
 
 
 @settings(max_examples=150, deadline=None)
@@ -213,7 +229,35 @@ def test_time_elements_sum_to_covered_time_however_fed(steps: list[tuple[float, 
     rows.append(split.close(final=True))
     b = np.concatenate([r.elements for r in rows])
     covered = (t[-1] - t[0]) / NS
-    assert a.elements[:, :6].sum() == pytest.approx(covered)
-    assert b[:, :6].sum(axis=0) == pytest.approx(a.elements[:, :6].sum(axis=0))
+    assert a.elements[:, SCHEDULED].sum() == pytest.approx(covered)
+    assert b[:, SCHEDULED].sum(axis=0) == pytest.approx(a.elements[:, SCHEDULED].sum(axis=0))
     width = (a.end - a.start) / NS
-    assert (a.elements[:, :6].sum(axis=1) <= width + 1e-6).all()
+    assert (a.elements[:, SCHEDULED].sum(axis=1) <= width + 1e-6).all()
+
+
+def test_a_window_waits_for_an_open_stop_to_be_classified() -> None:
+    e = OeeEngine([MachineOeeConfig(CODES, stale_after_s=1e6, microstop_s=300.0)], FixedWindows(3600 * NS))
+    states(e, [0, 3500, 3650], [1, 2, 2])  # idle since 3500 s: 150 s so far, not classifiable yet
+    assert len(e.close()) == 0, "the first hour holds part of an idle episode that may still become a micro-stop"
+    states(e, [3700], [1])  # the idle episode ends after 200 s: a micro-stop, 100 s of it in each hour
+    rows = e.close()
+    assert rows.key.tolist() == [0] and rows.elements[0, C_MICROSTOP] == 100
+    states(e, [3800, 4200, 7200], [2, 1, 1])  # idle 400 s: delay, classified as soon as it reaches 300 s
+    rows = e.close(final=True)
+    assert rows.key.tolist() == [3600 * NS]
+    assert rows.elements[0, C_MICROSTOP] == 100 and rows.elements[0, C_DELAY] == 400
+
+
+def test_a_long_down_episode_is_one_failure_however_it_is_fed() -> None:
+    for split in ([0, 100, 200, 400, 500], [0, 100], [0]):
+        e = OeeEngine([MachineOeeConfig(CODES, stale_after_s=1e6, microstop_s=250.0)], FixedWindows(60 * NS))
+        t, c = [0, 100, 200, 300, 400, 500, 600], [3, 3, 3, 3, 1, 3, 1]
+        bounds = [*split[1:], len(t)] if len(split) > 1 else [len(t)]
+        lo = 0
+        for hi in [b // 100 for b in bounds[:-1]] + [len(t)]:
+            states(e, t[lo:hi], c[lo:hi])
+            lo = hi
+        rows = e.close(final=True)
+        assert rows.elements[:, C_FAILURES].sum() == 1 and rows.elements[:, C_DOWN].sum() == 400
+        assert rows.elements[:, C_MICROSTOP].sum() == 100  # the second down episode: 100 s
+        assert rows.elements[rows.key == 0, C_FAILURES][0] == 1  # counted where it began

@@ -1,0 +1,122 @@
+"""A machine's ``oee:`` section and the shift schedule, as configured in YAML.
+
+The same section is used by a device in ``agent.yaml`` and, alone in its file, by
+``edge-agent oee replay --config MACHINE.yaml``. :func:`machine_config` and
+:func:`work_schedule` turn it into what :mod:`analytics.oee` computes with.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+
+from analytics.oee import (
+    DOWN,
+    ENERGY_KIND,
+    GOOD_KIND,
+    IDLE,
+    PLANNED_STOP,
+    REJECT_KIND,
+    RUNNING,
+    SETUP,
+    TOTAL_KIND,
+    MachineOeeConfig,
+)
+from analytics.schedule import Break, Shift, WorkSchedule
+from edge_agent.config_types import Duration, StateName, Strict, TagValue
+from edge_agent.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
+
+CATEGORY = {"running": RUNNING, "idle": IDLE, "down": DOWN, "setup": SETUP, "planned_stop": PLANNED_STOP}
+COUNTER_KIND = {"total": TOTAL_KIND, "good": GOOD_KIND, "reject": REJECT_KIND}
+
+
+class StateRole(Strict):
+    signal: str
+    map: Annotated[dict[Annotated[int, Field(ge=0, le=255)], StateName], Field(min_length=1)]
+    default: StateName = "down"
+
+
+class CounterRole(Strict):
+    signal: str
+    modulus: Annotated[int, Field(ge=2)] | None = Field(None, description="wraps to 0 after modulus - 1")
+
+
+class ShiftEntry(Strict):
+    name: TagValue
+    start: dt.time
+    end: dt.time
+
+
+class BreakEntry(Strict):
+    start: dt.time
+    end: dt.time
+
+
+class ShiftSchedule(Strict):
+    timezone: str
+    schedule: Annotated[list[ShiftEntry], Field(min_length=1)]
+    breaks: list[BreakEntry] = Field(default_factory=list, description="planned downtime inside shifts, daily")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Asia/Shanghai") from None
+        return value
+
+
+class OeeSection(Strict):
+    state: StateRole
+    counters: Annotated[dict[Literal["total", "good", "reject"], CounterRole], Field(min_length=1)]
+    energy: CounterRole | None = None
+    ideal_cycle_time: Annotated[Duration, Field(gt=0)]
+    microstop_threshold: Annotated[Duration, Field(ge=0, description="shorter idle/down episodes: micro-stops")] = 0.0
+    stale_after: Annotated[Duration, Field(gt=0)] = 60.0
+    shifts: ShiftSchedule | None = Field(None, description="replay files only; the agent's is analytics.shifts")
+
+
+def machine_config(section: OeeSection) -> MachineOeeConfig:
+    """The engine's settings for one machine."""
+    counters = {COUNTER_KIND[k]: float(c.modulus or 0) for k, c in section.counters.items()}
+    if section.energy is not None:
+        counters[ENERGY_KIND] = float(section.energy.modulus or 0)
+    return MachineOeeConfig(
+        {code: CATEGORY[name] for code, name in section.state.map.items()},
+        CATEGORY[section.state.default],
+        section.ideal_cycle_time,
+        section.stale_after,
+        counters,
+        section.microstop_threshold,
+    )
+
+
+def work_schedule(shifts: ShiftSchedule | None) -> WorkSchedule:
+    """Shifts and breaks; without a schedule every instant is scheduled (UTC)."""
+    if shifts is None:
+        return WorkSchedule(None, [])
+    return WorkSchedule(
+        [Shift(s.name, s.start, s.end) for s in shifts.schedule],
+        [Break(b.start, b.end) for b in shifts.breaks],
+        shifts.timezone,
+    )
+
+
+def load_machine_oee(path: Path) -> tuple[OeeSection, YamlDocument]:
+    """A file holding a machine's ``oee:`` section (or the section's fields at the top)."""
+    doc = load_yaml(path)
+    data = doc.data
+    at: tuple[str, ...] = ()
+    if isinstance(data, dict) and set(data) == {"oee"}:
+        data, at = data["oee"], ("oee",)
+    if not isinstance(data, dict):
+        raise ConfigError([doc.problem(at, "expected the oee: section (state, counters, ideal_cycle_time, ...)")])
+    try:
+        return OeeSection.model_validate(data), doc
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(doc, exc, prefix=at)) from None

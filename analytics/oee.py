@@ -57,6 +57,7 @@ from analytics.episodes import (
     Classified,
     Episodes,
     group_starts,
+    order_by,
 )
 from analytics.schedule import BREAK, WORK, WorkSchedule
 from analytics.windows import NS, WindowGrid
@@ -179,7 +180,7 @@ class OeeEngine:
         if machine.shape[0] == 0:
             return
         self.observe(machine, ts)
-        order = np.lexsort((ts, machine))
+        order = order_by(machine, ts)
         m, t = machine[order], ts[order]
         cat = self.categorize(m, code[order])
         keep = t >= self.accounted[m]
@@ -283,7 +284,7 @@ class OeeEngine:
             return
         self.observe(machine, ts)
         slot = machine.astype(np.int64) * 4 + kind
-        order = np.lexsort((ts, slot))
+        order = order_by(slot, ts)
         m, k, t, v, s = machine[order], kind[order], ts[order], value[order], slot[order]
         first = group_starts(s)
         last = np.append(first[1:], True)

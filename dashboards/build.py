@@ -19,6 +19,39 @@ FILTER = (
     'AND "machine" =~ /^$machine$/ AND $timeFilter'
 )
 OEE_WHERE = f"\"window\" = '1m' AND {FILTER}"
+KPI_WHERE = '"site" =~ /^$site$/ AND "workshop" =~ /^$workshop$/ AND $timeFilter'
+#: Shop-floor and cloud KPIs over the range: ratios of sums (docs/kpis.md).
+ADOPTION = {
+    "networking 设备联网率": 'sum("devices_seen") / sum("devices_in_scope")',
+    "collection 数据采集率": 'sum("samples_valid") / sum("samples_expected")',
+    "on cloud 设备上云率": 'sum("devices_on_cloud") / sum("devices_in_scope")',
+    "cloud completeness 上云完整率": 'sum("points_acked") / sum("points_produced")',
+}
+UPLOAD = {
+    "cloud days 连续上云天数": 'last("continuous_cloud_days")',
+    "latency p50 s 上云时延": 'mean("upload_latency_p50_s")',
+    "latency p95 s": 'max("upload_latency_p95_s")',
+    "backlog 积压点数": 'last("backlog_points")',
+    "oldest s 最早积压": 'max("backlog_oldest_age_s")',
+}
+IMPROVEMENT = {
+    "kWh per good 单位产品能耗": 'sum("energy_kwh") / sum("good")',
+    "defect rate 不良率": 'sum("reject") / sum("produced")',
+    "throughput per h 产出率": 'sum("produced") * 3600 / sum("actual_production_s")',
+    "energy reduction 能耗降低": '1 - sum("energy_kwh") / sum("good") / last("baseline_energy_per_good_kwh")',
+    "defect reduction 不良率降低": '1 - sum("reject") / sum("produced") / last("baseline_defect_rate")',
+    "throughput gain 产出提升": (
+        'sum("produced") * 3600 / sum("actual_production_s") / last("baseline_throughput_per_h") - 1'
+    ),
+}
+
+
+def kpi_query(fields: dict[str, str]) -> str:
+    return (
+        "SELECT " + ", ".join(f'{expr} AS "{name}"' for name, expr in fields.items()) + f' FROM "kpi" WHERE {KPI_WHERE}'
+    )
+
+
 RATIOS = {
     "availability": 'sum("actual_production_s") / sum("planned_busy_s")',
     "performance": 'sum("ideal_produced_s") / sum("actual_production_s")',
@@ -271,6 +304,21 @@ def plant_overview() -> dict[str, Any]:
                 )
             ],
             extra={"options": {"sortBy": [{"displayName": "Time", "desc": True}]}},
+        )
+    )
+    panels.append(
+        panel(
+            14, "Networking and cloud 联网与上云", "stat", (0, 44, 12, 6), [target(kpi_query(ADOPTION))], "percentunit"
+        )
+    )
+    panels.append(panel(15, "Upload and backlog 上云时延与积压", "stat", (12, 44, 12, 6), [target(kpi_query(UPLOAD))]))
+    panels.append(
+        panel(
+            16,
+            "Energy and quality against the baseline 能耗与质量对比基线",
+            "stat",
+            (0, 50, 24, 6),
+            [target(kpi_query(IMPROVEMENT))],
         )
     )
     return {

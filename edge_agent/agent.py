@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from collectors.batch import Batch
+from collectors.batch import QUALITY_GOOD, Batch
 from collectors.modbus.client import ModbusCollector, ModbusLink
 from collectors.opcua.client import OpcUaCollector
 from collectors.profile import ModbusProfile, OpcUaProfile
@@ -27,6 +27,7 @@ from edge_agent.buffer import Buffer
 from edge_agent.clock import Clock, WallClock
 from edge_agent.config import InfluxV1Sink, LoadedConfig
 from edge_agent.forwarder import Forwarder
+from edge_agent.kpi_stage import KpiStage
 from edge_agent.pipeline import Pipeline
 from edge_agent.schema import AGENT, AGENT_FIELDS
 from edge_agent.sinks.base import Sink
@@ -64,9 +65,18 @@ class Agent:
         self.pipeline = Pipeline(loaded, self.buffer)
         agent_key = series_key(AGENT, {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id})
         self._health_ids = self.buffer.register([(agent_key, f) for f in AGENT_FIELDS])
+        self.kpis = KpiStage(loaded, self.buffer, self.pipeline, self.clock.now_ns)
         self.series = SeriesTable(self.buffer.series_table())
+        # The first sink is the cloud the adoption KPIs measure.
         self.forwarders = [
-            Forwarder(self.buffer, make_sink(s), self.series, loaded.resolve(s.rejected_file)) for s in cfg.sinks
+            Forwarder(
+                self.buffer,
+                make_sink(s),
+                self.series,
+                loaded.resolve(s.rejected_file),
+                self.kpis.acknowledged if i == 0 else None,
+            )
+            for i, s in enumerate(cfg.sinks)
         ]
         self.buffer.forget_sinks_except([f.sink.name for f in self.forwarders])
         links: dict[tuple[str, int], ModbusLink] = {}
@@ -129,6 +139,9 @@ class Agent:
                 continue
             health.polls += 1
             health.last_ok_ns = self.clock.now_ns()
+            if len(batch):
+                good = int(np.count_nonzero(batch.quality == QUALITY_GOOD))
+                self.kpis.shop.received(index, int(batch.ts.max()), good)
             if collector.last_error and collector.last_error != health.last_error:
                 log.warning(
                     "device %s answered with errors (points kept with a bad quality flag): %s",
@@ -156,6 +169,9 @@ class Agent:
         if final or now - self._last_health_ns >= self.health_every_ns:
             batch = Batch.concat([batch, self._health_points(now)])
             self._last_health_ns = now
+        kpi = self.kpis.tick(now, len(batch), final)
+        self.kpis.shop.produced(len(kpi))
+        batch = Batch.concat([batch, kpi])
         self.points_produced += len(batch)
         pending = Batch.concat([*self._unstored, batch])
         try:
@@ -211,6 +227,7 @@ class Agent:
                 "dropped": stats.dropped,
             },
             "sinks": [{k: v for k, v in vars(f.health).items() if k != "latencies_s"} for f in self.forwarders],
+            "kpis": self.kpis.latest,
         }
 
     async def _serve_health(self, listen: str) -> asyncio.AbstractServer:

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, created
                                    quality BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, acked INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS drops (reason TEXT PRIMARY KEY, points INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -41,6 +42,8 @@ CREATE TABLE IF NOT EXISTS drops (reason TEXT PRIMARY KEY, points INTEGER NOT NU
 class Chunk:
     id: int
     batch: Batch
+    #: When the chunk was stored (wall clock, UTC ns).
+    created_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +167,7 @@ class Buffer:
             if last is None:
                 return []
             rows = self._db.execute(
-                "SELECT id, ts, signal, value, quality FROM chunks WHERE id > ? AND id <= ? ORDER BY id",
+                "SELECT id, ts, signal, value, quality, created_ns FROM chunks WHERE id > ? AND id <= ? ORDER BY id",
                 (after, last),
             ).fetchall()
         return [
@@ -176,8 +179,9 @@ class Buffer:
                     np.frombuffer(val, "<f8"),
                     np.frombuffer(q, np.uint8),
                 ),
+                created,
             )
-            for chunk_id, ts, sig, val, q in rows
+            for chunk_id, ts, sig, val, q, created in rows
         ]
 
     def ack(self, sink: str, upto: int) -> None:
@@ -197,6 +201,16 @@ class Buffer:
         with self._lock:
             marks = ",".join("?" * len(sinks))
             self._db.execute(f"DELETE FROM cursors WHERE sink NOT IN ({marks})", sinks)  # noqa: S608
+
+    def get_state(self, key: str) -> str | None:
+        """A small value the agent keeps across restarts (KPI history), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_state(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
 
     def stats(self, sink: str | None = None) -> BufferStats:
         with self._lock:

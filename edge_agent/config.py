@@ -24,6 +24,7 @@ from collectors.profile import (
     signal_names,
 )
 from edge_agent.config_types import Duration, Strict, TagValue, parse_duration
+from edge_agent.kpi_config import KpiSection
 from edge_agent.oee_config import OeeSection, ShiftSchedule
 from edge_agent.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
 
@@ -169,6 +170,7 @@ class AgentConfig(Strict):
     agent: AgentSection
     sinks: list[SinkSection] = Field(default_factory=list)
     analytics: AnalyticsSection = Field(default_factory=AnalyticsSection)
+    kpis: KpiSection = Field(default_factory=KpiSection)
     profile_dirs: list[str] = Field(default_factory=list, description="relative to agent.yaml")
     devices: Annotated[list[Device], Field(min_length=1)]
 
@@ -281,6 +283,24 @@ def _check_device(doc: YamlDocument, i: int, dev: Device, profiles: dict[str, Pr
     return problems
 
 
+def _check_kpis(doc: YamlDocument, config: AgentConfig, profiles: dict[str, Profile]) -> list[str]:
+    """Scope and energy meters name devices (and signals) that exist."""
+    devices = {d.name: d for d in config.devices}
+    problems = [
+        doc.problem(("kpis", "scope", j), f"no device {name!r} (devices: {', '.join(devices)})")
+        for j, name in enumerate(config.kpis.scope or [])
+        if name not in devices
+    ]
+    for j, key in enumerate(config.kpis.energy_meters):
+        device_name, _, signal = key.partition(".")
+        device = devices.get(device_name)
+        known = set(signal_names(profiles[device.profile])) if device and device.profile in profiles else set()
+        if signal not in known:
+            where = f"device {device_name!r} has no signal {signal!r}" if device else f"no device {device_name!r}"
+            problems.append(doc.problem(("kpis", "energy_meters", j), f"{where}: write device.signal"))
+    return problems
+
+
 def load_config(path: Path) -> LoadedConfig:
     """Validate ``agent.yaml`` and the profiles it uses; raise ConfigError listing every problem."""
     doc = load_yaml(path)
@@ -322,6 +342,7 @@ def load_config(path: Path) -> LoadedConfig:
                     f"{where}: keys are device.signal, e.g. {config.devices[0].name}.<signal>",
                 )
             )
+    problems += _check_kpis(doc, config, profiles)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(path, config, profiles)

@@ -12,11 +12,12 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_agent.buffer import Buffer
+from edge_agent.buffer import Buffer, Chunk
 from edge_agent.sinks.base import RejectedPoints, Sink, SinkUnavailable
 from edge_agent.sinks.line_protocol import SeriesTable
 
@@ -36,7 +37,14 @@ class SinkHealth:
 
 
 class Forwarder:
-    def __init__(self, buffer: Buffer, sink: Sink, series: SeriesTable, rejected_file: Path) -> None:
+    def __init__(
+        self,
+        buffer: Buffer,
+        sink: Sink,
+        series: SeriesTable,
+        rejected_file: Path,
+        on_ack: Callable[[list[Chunk], int], None] | None = None,
+    ) -> None:
         self.buffer, self.sink, self.series, self.rejected_file = (
             buffer,
             sink,
@@ -44,6 +52,8 @@ class Forwarder:
             rejected_file,
         )
         self.health = SinkHealth(sink.name)
+        #: Called (in the sender's thread) with the chunks the database acknowledged and when (ns).
+        self.on_ack = on_ack
         self.cursor = buffer.cursor(sink.name)
         self._sender = ThreadPoolExecutor(max_workers=sink.concurrency, thread_name_prefix=f"send-{sink.name}")
         self._reject_lock = threading.Lock()
@@ -100,6 +110,8 @@ class Forwarder:
                 self.cursor = chunks[done].id
                 self.buffer.ack(self.sink.name, self.cursor)
                 self._latency(max(int(c.batch.ts.max()) for c in chunks[: done + 1] if len(c.batch)))
+                if self.on_ack is not None:
+                    self.on_ack(chunks[: done + 1], self.health.last_ack_ns)
         sent = sum(len(c.batch) for c in chunks[: done + 1])
         self.health.written += sent
         return sent

@@ -60,6 +60,8 @@ class Pipeline:
         base = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
         raw_keys: list[tuple[str, str]] = []
         self.device_tables: list[NDArray[np.int32]] = []
+        #: Device index of each OEE machine.
+        self.machine_device: list[int] = []
         self.devices: list[Device] = cfg.devices
         machine_cfgs: list[MachineOeeConfig] = []
         self.machines: list[MachineView] = []
@@ -84,6 +86,7 @@ class Pipeline:
                 oee = dev.oee
                 machine_cfgs.append(machine_config(oee))
                 self.machines.append(MachineView(dev.machine_name, dev.line))
+                self.machine_device.append(len(self.device_tables))
                 machine_tags.append({k: v for k, v in tags.items() if k != "device"})
                 roles.append((first + names.index(oee.state.signal), machine, ROLE_STATE))
                 roles += [
@@ -141,6 +144,8 @@ class Pipeline:
         self.totals = np.zeros((n_m, NCOL))
         self.ideal_cycle_s = np.array([c.ideal_cycle_s for c in machine_cfgs])
         self._incoming: list[Batch] = []
+        #: The raw readings of the latest tick (for the workshop KPIs).
+        self.last_raw = Batch.empty()
         self._held = Batch.empty()
 
     # -- input -------------------------------------------------------------------------------
@@ -154,6 +159,7 @@ class Pipeline:
         """Everything produced since the last tick: raw points, scores, closed OEE windows."""
         raw = Batch.concat(self._incoming)
         self._incoming = []
+        self.last_raw = raw
         out = [raw, self._score(raw)]
         out.append(self._oee(raw, now_ns, final))
         return Batch.concat(out)

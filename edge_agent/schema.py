@@ -7,6 +7,7 @@ OEE = "oee"
 ANOMALY = "anomaly"
 ALARM = "alarm"
 AGENT = "agent"
+KPI = "kpi"
 
 #: Fields of an ``oee`` point, in output order, with their units.
 OEE_FIELDS: dict[str, str] = {
@@ -44,4 +45,38 @@ AGENT_FIELDS: dict[str, str] = {
     "buffer_points": "count",
     "buffer_oldest_age_s": "s",
     "dropped_points": "count",
+}
+
+#: Fields of a ``kpi`` point (one per workshop and reporting interval; docs/kpis.md).
+KPI_FIELDS: dict[str, str] = {
+    "devices_in_scope": "count",
+    "devices_seen": "count (a valid reading within T)",
+    "networking_rate": "ratio 0..1",
+    "samples_expected": "count",
+    "samples_valid": "count",
+    "collection_completeness": "ratio 0..1",
+    "devices_on_cloud": "count (a database-acknowledged point within T)",
+    "device_on_cloud_ratio": "ratio 0..1",
+    "points_produced": "count",
+    "points_acked": "count (by the first sink's database)",
+    "cloud_completeness": "ratio (acknowledged / produced)",
+    "continuous_cloud_days": "days",
+    "upload_latency_p50_s": "s (local store to database acknowledgement)",
+    "upload_latency_p95_s": "s",
+    "backlog_points": "count",
+    "backlog_oldest_age_s": "s",
+    "produced": "count",
+    "good": "count",
+    "reject": "count",
+    "actual_production_s": "s",
+    "energy_kwh": "kWh (machines' energy counters and the workshop's meters)",
+    "energy_per_good_kwh": "kWh per good unit",
+    "defect_rate": "ratio 0..1 (reject / produced)",
+    "throughput_per_h": "units per hour of actual production time",
+    "baseline_energy_per_good_kwh": "kWh per good unit",
+    "baseline_defect_rate": "ratio 0..1",
+    "baseline_throughput_per_h": "units per hour",
+    "energy_reduction": "ratio (1 - current / baseline)",
+    "defect_reduction": "ratio (1 - current / baseline)",
+    "throughput_gain": "ratio (current / baseline - 1)",
 }

@@ -85,6 +85,8 @@ def demo_config(
             # 40 s): learn them for 200 samples before scoring, as an integrator would set it.
             "anomaly": {"signals": {f"{name}.spindle_temp": {"level": {"grace": 200}} for name in plant.machines}},
         },
+        # Shop-floor and cloud KPIs each plant minute; devices count as seen within 5 plant minutes.
+        "kpis": {"every": "60s", "seen_within": "5m", "energy_meters": ["energy-meter.energy"]},
         "devices": devices,
     }
 

@@ -208,3 +208,33 @@ def test_schema_doc_lists_every_oee_field() -> None:
     doc = (REPO / "docs" / "schema.md").read_text(encoding="utf-8")
     for name in OEE_FIELDS:
         assert re.search(rf"`{name}`", doc), f"docs/schema.md does not describe oee field {name}"
+
+
+def test_workshop_kpis_reach_influxdb(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
+    (series,) = influxdb.query(
+        'SELECT sum("devices_seen") / sum("devices_in_scope"), sum("samples_valid") / sum("samples_expected"), '
+        'sum("devices_on_cloud") / sum("devices_in_scope"), sum("points_acked") / sum("points_produced"), '
+        'last("continuous_cloud_days"), sum("good"), sum("energy_kwh"), count("devices_in_scope"), '
+        'max("upload_latency_p95_s"), last("devices_in_scope") FROM "kpi"',
+        DB,
+    )
+    networking, completeness, on_cloud, cloud, days, good, energy, reports, p95, in_scope = series["values"][0][1:]
+    figures = dict(
+        zip(
+            ("networking", "completeness", "on_cloud", "cloud", "days", "good", "energy", "reports", "p95"),
+            series["values"][0][1:],
+            strict=False,
+        )
+    )
+    # Every device answers: each interval sees all 7 (the first interval may start before some answered).
+    assert in_scope == 7 and networking >= 0.9, figures
+    assert 0.8 <= completeness <= 1.0, figures
+    # The database acknowledged points of every device, except in the first interval.
+    assert on_cloud >= 0.5, figures
+    # Points are acknowledged within the run (the last drain comes after the last report).
+    assert 0.5 <= cloud <= 1.0, figures
+    assert days == 1 and 0 < p95 < 10, figures
+    # The KPI production counts are the machines' closed OEE windows, summed: the same parts.
+    (oee,) = influxdb.query('SELECT sum("good") FROM "oee" WHERE "window" = \'1m\'', DB)
+    assert good == oee["values"][0][1]
+    assert energy > 0 and reports >= 5, figures

@@ -202,12 +202,15 @@ def test_committed_dashboard_json_is_current() -> None:
     ), "run 'python dashboards/build.py' and commit the JSON"
 
 
-def test_schema_doc_lists_every_oee_field() -> None:
-    from edge_agent.schema import OEE_FIELDS  # noqa: PLC0415
+def test_schema_doc_lists_every_oee_and_kpi_field() -> None:
+    from edge_agent.schema import KPI_FIELDS, OEE_FIELDS  # noqa: PLC0415
 
     doc = (REPO / "docs" / "schema.md").read_text(encoding="utf-8")
     for name in OEE_FIELDS:
         assert re.search(rf"`{name}`", doc), f"docs/schema.md does not describe oee field {name}"
+    kpis = doc[doc.index("## `kpi`") :]
+    for name in KPI_FIELDS:
+        assert re.search(rf"`{name}`", kpis), f"docs/schema.md does not describe kpi field {name}"
 
 
 def test_workshop_kpis_reach_influxdb(workshop: WorkshopRun, influxdb: InfluxServer) -> None:

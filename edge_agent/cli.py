@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
 
             logging.getLogger().setLevel(logging.WARNING if args.log_level == "INFO" else args.log_level)
             prepare_workdir(args.workdir)
-            console = Console() if sys.stdout.isatty() else Console(width=110)
+            console = Console() if sys.stdout.isatty() else Console(width=132)
             return asyncio.run(run_demo(args.duration, args.seed, args.speed, args.workdir, console))
         if args.command == "plant":
             from edge_agent.demo.runner import run_plant  # noqa: PLC0415

@@ -59,6 +59,8 @@ def machine_table(agent: Agent, servers: DemoServers, plant: Plant, with_truth: 
         "perf.",
         "qual.",
         "OEE",
+        "micro",
+        "fail",
         "anomaly",
     ):
         table.add_column(col, justify="left" if col in ("line", "machine", "state") else "right")
@@ -78,6 +80,8 @@ def machine_table(agent: Agent, servers: DemoServers, plant: Plant, with_truth: 
             _pct(row["performance"]),
             _pct(row["quality"]),
             _pct(row["oee"]),
+            f"{float(row['microstop_s']):.0f} s",
+            f"{float(row['failures']):.0f}",
             _alarm_cell(agent, i, float(row["anomaly"])),
         ]
         if with_truth:
@@ -92,9 +96,17 @@ def machine_table(agent: Agent, servers: DemoServers, plant: Plant, with_truth: 
         f"{f.sink.name} {'ok' if f.health.ok else 'DOWN'} ({f.health.written} sent)" for f in agent.forwarders
     )
     sinks = sinks or "none (embedded store only)"
+    k = agent.kpis.latest
+    kpis = (
+        f"workshop (last {agent.loaded.config.kpis.every:g} s): networking {_pct(k.get('networking_rate'))} · "
+        f"collection {_pct(k.get('collection_completeness'))} · on cloud {_pct(k.get('device_on_cloud_ratio'))} · "
+        f"kWh per good {k.get('energy_per_good_kwh', math.nan):.4f}"
+        if k
+        else "workshop KPIs: after the first minute"
+    )
     table.caption = (
         "since start; anomaly = signals in alarm, else the latest combined score (1 = threshold)\n"
-        f"local store: {pending} points · sinks: {sinks}"
+        f"{kpis}\nlocal store: {pending} points · sinks: {sinks}"
     )
     return table
 

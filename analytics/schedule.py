@@ -61,6 +61,20 @@ def daily_spans(day: dt.date, start: dt.time, end: dt.time, zone: ZoneInfo) -> t
     return local_ns(day, start, zone), local_ns(end_day, end, zone)
 
 
+def days_to_cover(
+    lo: int, hi: int, zone: ZoneInfo, margin: int, known: tuple[dt.date, dt.date] | None
+) -> tuple[dt.date, dt.date] | None:
+    """Local days (with ``margin`` days either side) to resolve so ``[lo, hi]`` (ns) is covered;
+    None when the ``known`` days already cover it. Grows the known range, never shrinks it."""
+    first = dt.datetime.fromtimestamp(lo // NS, zone).date() - dt.timedelta(days=margin)
+    last = dt.datetime.fromtimestamp(hi // NS, zone).date() + dt.timedelta(days=margin)
+    if known is not None and known[0] <= first and last <= known[1]:
+        return None
+    if known is not None:
+        first, last = min(first, known[0]), max(last, known[1])
+    return first, last
+
+
 class WorkSchedule:
     """Classifies time as WORK, BREAK or OFF; vectorised, resolved day by day in the zone."""
 
@@ -75,12 +89,10 @@ class WorkSchedule:
         return self.shifts is None and not self.breaks
 
     def _cover(self, lo: int, hi: int) -> None:
-        first = dt.datetime.fromtimestamp(lo // NS, self.zone).date() - dt.timedelta(days=2)
-        last = dt.datetime.fromtimestamp(hi // NS, self.zone).date() + dt.timedelta(days=2)
-        if self._days is not None and self._days[0] <= first and last <= self._days[1]:
+        days = days_to_cover(lo, hi, self.zone, 2, self._days)
+        if days is None:
             return
-        if self._days is not None:
-            first, last = min(first, self._days[0]), max(last, self._days[1])
+        first, last = days
         shift_spans: list[tuple[int, int]] = []
         break_spans: list[tuple[int, int]] = []
         day = first

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.schedule import Shift, daily_spans
+from analytics.schedule import Shift, daily_spans, days_to_cover
 
 NS = 1_000_000_000
 __all__ = ["NS", "FixedWindows", "Shift", "ShiftWindows", "WindowGrid", "day_windows", "hour_windows"]
@@ -70,12 +70,10 @@ class ShiftWindows:
         self._days: tuple[dt.date, dt.date] | None = None
 
     def _cover(self, lo: int, hi: int) -> None:
-        first = dt.datetime.fromtimestamp(lo // NS, self.zone).date() - dt.timedelta(days=1)
-        last = dt.datetime.fromtimestamp(hi // NS, self.zone).date() + dt.timedelta(days=1)
-        if self._days is not None and self._days[0] <= first and last <= self._days[1]:
+        days = days_to_cover(lo, hi, self.zone, 1, self._days)
+        if days is None:
             return
-        if self._days is not None:
-            first, last = min(first, self._days[0]), max(last, self._days[1])
+        first, last = days
         spans: list[tuple[int, int, str]] = []
         day = first
         while day <= last:

@@ -266,6 +266,14 @@ def _check_device(doc: YamlDocument, i: int, dev: Device, profiles: dict[str, Pr
                 "the agent's shifts are set once, under analytics.shifts (per-machine schedules: replay files only)",
             )
         )
+    if dev.oee is not None and dev.oee.stale_after <= dev.poll_interval:
+        problems.append(
+            doc.problem(
+                (*at, "oee", "stale_after"),
+                f"stale_after ({dev.oee.stale_after:g} s) must be longer than poll_interval "
+                f"({dev.poll_interval:g} s), or every state turns unknown between two polls",
+            )
+        )
     if dev.oee is not None:
         roles.append(((*at, "oee", "state", "signal"), dev.oee.state.signal))
         roles += [((*at, "oee", "counters", k, "signal"), c.signal) for k, c in dev.oee.counters.items()]

@@ -134,3 +134,25 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     builtin = sorted((Path(__file__).parents[2] / "collectors" / "profiles").glob("*.yaml"))
     assert main(["profile", "check", *map(str, builtin)]) == 0
     assert main(["config", "check", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_oee_settings_that_cannot_work_are_reported(tmp_path: Path) -> None:
+    text = GOOD.replace("      ideal_cycle_time: 2s", "      ideal_cycle_time: 2s\n      stale_after: 5s").replace(
+        "    line: line-b", "    line: line-b\n    poll_interval: 10s"
+    )
+    (msg,) = problems(write(tmp_path, text))
+    assert "devices[0].oee.stale_after: stale_after (5 s) must be longer than poll_interval (10 s)" in msg
+    text = GOOD.replace(
+        "      ideal_cycle_time: 2s",
+        "      ideal_cycle_time: 2s\n      microstop_threshold: 2m\n"
+        "      shifts: {timezone: Asia/Shanghai, schedule: [{name: day, start: '08:00', end: '20:00'}]}",
+    )
+    (msg,) = problems(write(tmp_path, text))
+    assert "devices[0].oee.shifts: the agent's shifts are set once, under analytics.shifts" in msg
+    text = GOOD + (
+        "analytics:\n  shifts:\n    timezone: Asia/Shangai\n    schedule: [{name: day, start: '08:00', end: '20:00'}]\n"
+        "    breaks: [{start: '12:00', end: 'noon'}]\n"
+    )
+    found = problems(write(tmp_path, text))
+    assert any(":21: analytics.shifts.timezone: unknown time zone 'Asia/Shangai'" in p for p in found), found
+    assert any(":23: analytics.shifts.breaks[0].end" in p for p in found), found

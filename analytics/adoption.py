@@ -36,7 +36,7 @@ def _ratio(num: float, den: float) -> float:
 
 
 class ShopFloor:
-    """Counters for the shop-floor and cloud KPIs; thread-safe (sink threads acknowledge)."""
+    """Counters for the shop-floor and cloud KPIs; thread-safe (pollers, the tick thread and sink threads)."""
 
     def __init__(self, expected_per_s: NDArray[np.float64], in_scope: NDArray[np.bool_], seen_within_ns: int) -> None:
         n = expected_per_s.shape[0]
@@ -52,12 +52,14 @@ class ShopFloor:
     def received(self, device: int, newest_ts: int, valid: int) -> None:
         """A device delivered ``valid`` good-quality samples, the newest at ``newest_ts`` (ns)."""
         if valid > 0:
-            self._valid[device] += valid
-            self.last_seen[device] = max(self.last_seen[device], newest_ts)
+            with self._lock:
+                self._valid[device] += valid
+                self.last_seen[device] = max(self.last_seen[device], newest_ts)
 
     def produced(self, points: int) -> None:
         """Points the edge produced (handed to the local store)."""
-        self._produced_points += points
+        with self._lock:
+            self._produced_points += points
 
     def acknowledged(self, devices: NDArray[np.intp], ack_ns: int, points: int, latencies_s: list[float]) -> None:
         """The database acknowledged ``points`` points, some of ``devices``, at ``ack_ns``."""
@@ -71,11 +73,11 @@ class ShopFloor:
         with self._lock:
             latencies, self._latencies = self._latencies, []
             acked, self._acked_points = self._acked_points, 0
-        produced, self._produced_points = self._produced_points, 0
+            received, self._valid = self._valid, np.zeros_like(self._valid)
+            produced, self._produced_points = self._produced_points, 0
         scope = self.in_scope
         expected = self.expected_per_s * every_s
-        valid = np.minimum(self._valid, expected)
-        self._valid[:] = 0
+        valid = np.minimum(received, expected)
         since = now_ns - self.seen_within_ns
         in_scope = float(scope.sum())
         seen = float((scope & (self.last_seen >= 0) & (self.last_seen >= since)).sum())

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from analytics.schedule import Shift, daily_spans, days_to_cover
 
 NS = 1_000_000_000
-__all__ = ["NS", "FixedWindows", "Shift", "ShiftWindows", "WindowGrid", "day_windows", "hour_windows"]
+__all__ = ["NS", "FixedWindows", "Shift", "ShiftWindows", "WindowGrid", "day_windows", "local_windows"]
 
 
 class WindowGrid(Protocol):
@@ -109,9 +109,8 @@ def day_windows(timezone: str) -> ShiftWindows:
     return grid
 
 
-def hour_windows(timezone: str, at_ns: int) -> FixedWindows:
-    """Hours aligned to the zone's local hours, using its UTC offset at ``at_ns``."""
-    zone = ZoneInfo(timezone)
-    offset = dt.datetime.fromtimestamp(at_ns // NS, zone).utcoffset() or dt.timedelta(0)
-    origin = -int(offset.total_seconds()) * NS % (3600 * NS)
-    return FixedWindows(3600 * NS, origin, "1h")
+def local_windows(width_ns: int, timezone: str, at_ns: int, name: str = "") -> FixedWindows:
+    """Windows of ``width_ns`` (dividing a day) aligned to local clock time in ``timezone``,
+    using its UTC offset at ``at_ns`` (so 1-hour windows start on the local hour)."""
+    offset = dt.datetime.fromtimestamp(at_ns // NS, ZoneInfo(timezone)).utcoffset() or dt.timedelta(0)
+    return FixedWindows(width_ns, -int(offset.total_seconds()) * NS % width_ns, name)

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from analytics.oee import OeeEngine, WindowRows
 from analytics.oee_kpis import RATIOS, SUMMABLE, ratios, roll_up, summable
 from analytics.schedule import Shift
-from analytics.windows import NS, FixedWindows, ShiftWindows, WindowGrid, day_windows
+from analytics.windows import NS, ShiftWindows, WindowGrid, day_windows, local_windows
 from edge_agent.config_types import parse_duration
 from edge_agent.oee_config import COUNTER_KIND, OeeSection, ShiftEntry, load_machine_oee, machine_config, work_schedule
 from edge_agent.signals_csv import SignalTable, read_signals
@@ -78,8 +78,7 @@ def window_grid(spec: str, section: OeeSection, at_ns: int) -> WindowGrid:
         raise ConfigError([f"--window {spec!r}: {exc}; use 1h, shift or 1d"]) from None
     if width <= 0 or 86400 * NS % width:
         raise ConfigError([f"--window {spec!r}: a window must divide a day (e.g. 15m, 1h, 8h), or be shift or 1d"])
-    offset = dt.datetime.fromtimestamp(at_ns // NS, ZoneInfo(zone)).utcoffset() or dt.timedelta(0)
-    return FixedWindows(width, -int(offset.total_seconds()) * NS % width, spec)
+    return local_windows(width, zone, at_ns, spec)
 
 
 def _shift(entry: ShiftEntry) -> Shift:

@@ -29,37 +29,18 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.episodes import (
-    C_BREAK,
-    C_DELAY,
-    C_DOWN,
-    C_ENERGY,
-    C_FAILURES,
-    C_GOOD,
-    C_MICROSTOP,
-    C_PLANNED_STOP,
-    C_REJECT,
-    C_RUNNING,
-    C_SETUP,
-    C_TOTAL,
-    C_UNKNOWN,
-)
+from analytics.episodes import C_ENERGY, C_FAILURES, C_GOOD, C_REJECT, C_TOTAL, C_UNKNOWN, COLUMNS
 
 Columns = dict[str, NDArray[np.float64]]
 # Counter kinds, as in analytics.oee.
 _TOTAL, _GOOD, _REJECT, _ENERGY = range(4)
 #: Columns of :func:`summable`, in output order.
+#: Scheduled time is made of the engine's time columns up to unknown (running ... unknown).
+TIME_ELEMENTS = COLUMNS[: C_UNKNOWN + 1]
 SUMMABLE = (
     "scheduled_s",
     "planned_busy_s",
-    "running_s",
-    "microstop_s",
-    "delay_s",
-    "down_s",
-    "setup_s",
-    "planned_stop_s",
-    "break_s",
-    "unknown_s",
+    *TIME_ELEMENTS,
     "actual_production_s",
     "produced",
     "good",
@@ -90,16 +71,7 @@ def summable(
 ) -> Columns:
     """Columns that add up across windows and machines (s, counts, kWh; energy NaN if not metered)."""
     e = elements
-    time = {
-        "running_s": e[:, C_RUNNING],
-        "microstop_s": e[:, C_MICROSTOP],
-        "delay_s": e[:, C_DELAY],
-        "down_s": e[:, C_DOWN],
-        "setup_s": e[:, C_SETUP],
-        "planned_stop_s": e[:, C_PLANNED_STOP],
-        "break_s": e[:, C_BREAK],
-        "unknown_s": e[:, C_UNKNOWN],
-    }
+    time = {name: e[:, i] for i, name in enumerate(TIME_ELEMENTS)}
     scheduled = sum(time.values(), np.zeros(e.shape[0]))
     produced = np.where(has_counter[:, _TOTAL], e[:, C_TOTAL], e[:, C_GOOD] + e[:, C_REJECT])
     good = np.where(has_counter[:, _GOOD], e[:, C_GOOD], produced - e[:, C_REJECT])

@@ -33,33 +33,7 @@ ENERGY = 3
 #: Rows fed to the engine at a time (the agent feeds what arrived since its last tick).
 BLOCK_ROWS = 4096
 #: The keys every output object has, in this order; more follow (see docs/oee.md).
-KEYS = (
-    "window",
-    "start",
-    "end",
-    "shift",
-    "scheduled_s",
-    "planned_busy_s",
-    "running_s",
-    "microstop_s",
-    "delay_s",
-    "down_s",
-    "setup_s",
-    "planned_stop_s",
-    "break_s",
-    "unknown_s",
-    "actual_production_s",
-    "produced",
-    "good",
-    "reject",
-    "availability",
-    "performance",
-    "quality",
-    "oee",
-    "failures",
-    "mtbf_s",
-    "mttr_s",
-)
+KEYS = ("window", "start", "end", "shift", *SUMMABLE[:14], *RATIOS[:4], "failures", *RATIOS[4:6])
 _COUNTS = {"produced", "good", "reject", "failures"}
 
 

@@ -12,6 +12,34 @@ from edge_agent.cli import main
 from tests.e2e.test_cli import cli
 
 CASES = Path(__file__).parents[1] / "testcases" / "oee"
+#: The keys an integrator's tooling reads, in this order (the OEE issue's contract).
+CONTRACT = [
+    "window",
+    "start",
+    "end",
+    "shift",
+    "scheduled_s",
+    "planned_busy_s",
+    "running_s",
+    "microstop_s",
+    "delay_s",
+    "down_s",
+    "setup_s",
+    "planned_stop_s",
+    "break_s",
+    "unknown_s",
+    "actual_production_s",
+    "produced",
+    "good",
+    "reject",
+    "availability",
+    "performance",
+    "quality",
+    "oee",
+    "failures",
+    "mtbf_s",
+    "mttr_s",
+]
 
 
 def test_replay_prints_json_lines_and_a_total() -> None:
@@ -19,6 +47,7 @@ def test_replay_prints_json_lines_and_a_total() -> None:
     run = cli("oee", "replay", str(case / "signals.csv"), "--config", str(case / "machine.yaml"), "--window", "shift")
     assert run.returncode == 0, run.stderr
     rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert all(list(r)[: len(CONTRACT)] == CONTRACT for r in rows)
     assert [r["shift"] for r in rows] == ["day", "night", "day", None]
     assert rows[-1]["window"] == "total" and rows[-1]["produced"] == 2220
     # The same data in hours and in days rolls up to the same total.

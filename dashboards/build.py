@@ -321,6 +321,15 @@ def plant_overview() -> dict[str, Any]:
             [target(kpi_query(IMPROVEMENT))],
         )
     )
+    # Lines roll up their machines: sums of time elements and counts, then the ratios.
+    line_query = (
+        "SELECT "
+        + ", ".join(f'{expr} AS "{name}"' for name, expr in RATIOS.items())
+        + f' FROM "oee" WHERE {OEE_WHERE} GROUP BY "line"'
+    )
+    panels.append(
+        panel(17, "OEE by line 产线OEE", "bargauge", (0, 56, 24, 6), [target(line_query, "table")], "percentunit")
+    )
     return {
         "uid": "edge-plant-overview",
         "title": "Plant overview 工厂总览",

@@ -188,6 +188,15 @@ def test_dashboard_ratios_agree_with_the_agent(workshop: WorkshopRun, influxdb: 
     ideal_good = sum(float(r["ideal_good_s"]) for r in summary)
     pbt = sum(float(r["planned_busy_s"]) for r in summary)
     assert plant_oee == pytest.approx(ideal_good / pbt, rel=1e-9)
+    # Each line: its machines' time elements summed, then divided (never an average of ratios).
+    (by_line,) = [p for p in dashboard()["panels"] if p["title"].startswith("OEE by line")]
+    for series in influxdb.query(substitute(by_line["targets"][0]["query"], workshop), DB):
+        line = series["tags"]["line"]
+        oee = series["values"][0][series["columns"].index("oee")]
+        rows = [r for r in summary if r["line"] == line]
+        assert oee == pytest.approx(
+            sum(float(r["ideal_good_s"]) for r in rows) / sum(float(r["planned_busy_s"]) for r in rows), rel=1e-9
+        )
 
 
 def test_committed_dashboard_json_is_current() -> None:

@@ -31,8 +31,11 @@ from numpy.typing import NDArray
 NS = 1_000_000_000
 
 
-def _ratio(num: float, den: float) -> float:
-    return round(num / den, 6) if den > 0 else float("nan")
+def _ratio(num: float, den: float, digits: int | None = 6) -> float:
+    """``num / den`` (rounded to ``digits`` unless None), NaN when ``den`` is not positive."""
+    if den <= 0:
+        return float("nan")
+    return num / den if digits is None else round(num / den, digits)
 
 
 class ShopFloor:
@@ -98,6 +101,23 @@ class ShopFloor:
             "upload_latency_p50_s": p50,
             "upload_latency_p95_s": p95,
         }
+
+
+def production_figures(sums: dict[str, float]) -> dict[str, float]:
+    """Energy per good unit (kWh; absent without energy), defect rate (0..1) and throughput
+    (units per hour of actual production time) from summed kWh, GQ, reject, PQ and APT (s).
+
+    >>> production_figures({"energy_kwh": 6.0, "good": 300.0, "reject": 6.0, "produced": 306.0,
+    ...                     "actual_production_s": 3600.0})["energy_per_good_kwh"]
+    0.02
+    """
+    return {
+        "energy_per_good_kwh": _ratio(sums["energy_kwh"], sums["good"], None)
+        if sums["energy_kwh"] > 0
+        else float("nan"),
+        "defect_rate": _ratio(sums["reject"], sums["produced"], None),
+        "throughput_per_h": _ratio(sums["produced"] * 3600.0, sums["actual_production_s"], None),
+    }
 
 
 def continuous_days(days: set[dt.date], today: dt.date) -> int:

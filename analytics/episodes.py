@@ -61,7 +61,7 @@ _COLUMN_OF = np.array([C_RUNNING, C_DELAY, C_DOWN, C_SETUP, C_PLANNED_STOP, C_UN
 
 @dataclass(frozen=True, slots=True)
 class Classified:
-    """Intervals with their time column; ``fails``: the interval belongs to a failure, by id."""
+    """Intervals with their time column; ``failure``: the id of the failure the interval belongs to."""
 
     m: NDArray[np.intp]
     a: NDArray[np.int64]

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from analytics.adoption import ShopFloor, change, continuous_days
+from analytics.adoption import ShopFloor, change, continuous_days, production_figures
 from analytics.oee_kpis import summable
 from collectors.batch import QUALITY_GOOD, Batch
 from collectors.profile import signal_names
@@ -163,7 +163,7 @@ class KpiStage:
         }
         sums = self._production()
         out |= sums
-        current = _figures(sums)
+        current = production_figures(sums)
         out |= current
         self._add_to_baseline(start, now, sums)
         base = self.baseline()
@@ -194,22 +194,9 @@ class KpiStage:
         b = self.section.baseline
         window = self._window()
         frozen = window is not None and self.now_ns() >= window[1] and bool(self.baseline_sums)
-        measured = _figures({k: self.baseline_sums.get(k, 0.0) for k in _SUMS}) if frozen else {}
+        measured = production_figures({k: self.baseline_sums.get(k, 0.0) for k in _SUMS}) if frozen else {}
         out = {}
         for name in ("energy_per_good_kwh", "defect_rate", "throughput_per_h"):
             fixed = getattr(b, name) if b is not None else None
             out[name] = float(fixed) if fixed is not None else measured.get(name, float("nan"))
         return out
-
-
-def _figures(sums: dict[str, float]) -> dict[str, float]:
-    """Energy per good unit (kWh), defect rate (0..1) and throughput (units per hour of APT)."""
-
-    def ratio(num: float, den: float) -> float:
-        return num / den if den > 0 else float("nan")
-
-    return {
-        "energy_per_good_kwh": ratio(sums["energy_kwh"], sums["good"]) if sums["energy_kwh"] > 0 else float("nan"),
-        "defect_rate": ratio(sums["reject"], sums["produced"]),
-        "throughput_per_h": ratio(sums["produced"] * 3600.0, sums["actual_production_s"]),
-    }

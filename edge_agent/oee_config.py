@@ -27,6 +27,7 @@ from analytics.oee import (
     MachineOeeConfig,
 )
 from analytics.schedule import Break, Shift, WorkSchedule
+from analytics.windows import ShiftWindows
 from edge_agent.config_types import Duration, StateName, Strict, TagValue
 from edge_agent.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
 
@@ -96,12 +97,22 @@ def machine_config(section: OeeSection) -> MachineOeeConfig:
     )
 
 
+def shift_list(shifts: ShiftSchedule) -> list[Shift]:
+    """The configured shifts, as the analytics take them."""
+    return [Shift(s.name, s.start, s.end) for s in shifts.schedule]
+
+
+def shift_windows(shifts: ShiftSchedule) -> ShiftWindows:
+    """One window per shift instance, in the schedule's time zone."""
+    return ShiftWindows(shift_list(shifts), shifts.timezone)
+
+
 def work_schedule(shifts: ShiftSchedule | None) -> WorkSchedule:
     """Shifts and breaks; without a schedule every instant is scheduled (UTC)."""
     if shifts is None:
         return WorkSchedule(None, [])
     return WorkSchedule(
-        [Shift(s.name, s.start, s.end) for s in shifts.schedule],
+        shift_list(shifts),
         [Break(b.start, b.end) for b in shifts.breaks],
         shifts.timezone,
     )

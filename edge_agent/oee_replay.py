@@ -22,10 +22,16 @@ from numpy.typing import NDArray
 
 from analytics.oee import OeeEngine, WindowRows
 from analytics.oee_kpis import RATIOS, SUMMABLE, ratios, roll_up, summable
-from analytics.schedule import Shift
 from analytics.windows import NS, ShiftWindows, WindowGrid, day_windows, local_windows
 from edge_agent.config_types import parse_duration
-from edge_agent.oee_config import COUNTER_KIND, OeeSection, ShiftEntry, load_machine_oee, machine_config, work_schedule
+from edge_agent.oee_config import (
+    COUNTER_KIND,
+    OeeSection,
+    load_machine_oee,
+    machine_config,
+    shift_windows,
+    work_schedule,
+)
 from edge_agent.signals_csv import SignalTable, read_signals
 from edge_agent.yaml_source import ConfigError, YamlDocument
 
@@ -43,7 +49,7 @@ def window_grid(spec: str, section: OeeSection, at_ns: int) -> WindowGrid:
     if spec == "shift":
         if section.shifts is None:
             raise ConfigError(["--window shift needs a shifts: section (timezone, schedule) in the oee: config"])
-        return ShiftWindows([_shift(s) for s in section.shifts.schedule], zone)
+        return shift_windows(section.shifts)
     if spec == "1d":
         return day_windows(zone)
     try:
@@ -53,10 +59,6 @@ def window_grid(spec: str, section: OeeSection, at_ns: int) -> WindowGrid:
     if width <= 0 or 86400 * NS % width:
         raise ConfigError([f"--window {spec!r}: a window must divide a day (e.g. 15m, 1h, 8h), or be shift or 1d"])
     return local_windows(width, zone, at_ns, spec)
-
-
-def _shift(entry: ShiftEntry) -> Shift:
-    return Shift(entry.name, entry.start, entry.end)
 
 
 def _columns(table: SignalTable, section: OeeSection, doc: YamlDocument) -> tuple[int, list[tuple[int, int]]]:
@@ -98,7 +100,7 @@ def replay_rows(table: SignalTable, section: OeeSection, doc: YamlDocument, wind
     closed.append(engine.close(final=True))
     rows = WindowRows(*(np.concatenate([getattr(r, f) for r in closed]) for f in WindowRows.__slots__))
     cols = summable(rows.elements, engine.ideal_cycle_s[rows.machine], engine.has_counter[rows.machine])
-    labels = ShiftWindows([_shift(s) for s in section.shifts.schedule], zone.key) if section.shifts else None
+    labels = shift_windows(section.shifts) if section.shifts else None
     for i in range(len(rows)):
         shift = _shift_name(grid, labels, int(rows.key[i]), int(rows.end[i]))
         yield _record(

@@ -15,13 +15,13 @@ from numpy.typing import NDArray
 
 from analytics.oee import ENERGY_KIND, NCOL, MachineOeeConfig, OeeEngine, WindowRows
 from analytics.oee_kpis import kpis
-from analytics.windows import NS, FixedWindows, Shift, ShiftWindows
+from analytics.windows import NS, FixedWindows, ShiftWindows
 from collectors.batch import QUALITY_GOOD, Batch
 from collectors.profile import ModbusField, ModbusProfile, OpcUaNode, OpcUaProfile, signal_names
 from edge_agent.anomaly_stage import AnalogSignal, AnomalyStage
 from edge_agent.buffer import Buffer
 from edge_agent.config import Device, LoadedConfig
-from edge_agent.oee_config import COUNTER_KIND, machine_config, work_schedule
+from edge_agent.oee_config import COUNTER_KIND, machine_config, shift_windows, work_schedule
 from edge_agent.schema import OEE, OEE_FIELDS, RAW
 from edge_agent.sinks.line_protocol import series_key
 
@@ -113,8 +113,7 @@ class Pipeline:
             ),
         }
         if cfg.analytics.shifts is not None:
-            sh = cfg.analytics.shifts
-            self.grids["shift"] = ShiftWindows([Shift(s.name, s.start, s.end) for s in sh.schedule], sh.timezone)
+            self.grids["shift"] = shift_windows(cfg.analytics.shifts)
         oee_keys = [
             (series_key(OEE, {**t, "window": w}), f) for w in self.grids for t in machine_tags for f in OEE_FIELDS
         ]

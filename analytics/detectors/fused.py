@@ -1,0 +1,447 @@
+"""The default set fused: level, spike, CUSUM and stuck in one pass, in float32, by periods.
+
+:class:`~analytics.detectors.DetectorSet` scores every sample of the default set here (with
+``fused=False`` it steps each detector's own ``step`` instead: the reference, in float64). The
+formulas are those of :mod:`~analytics.detectors.level`, :mod:`~analytics.detectors.spike`,
+:mod:`~analytics.detectors.cusum` and :mod:`~analytics.detectors.stuck`, computed per *period*
+of ``PERIOD`` (8) samples of the row clock, which brings the cost down to about 40 element
+operations per sample:
+
+* the level's mean ``m`` and scale ``s``, the spike's step scale and with it CUSUM's noise are
+  frozen for the period. Residuals ``x - m`` are taken against the mean as the period began;
+  at its end the mean takes the period's winsorised residuals, ``m += alpha * sum(clip(x - m))``,
+  the variance the same EWMA as the detector (in closed form, per valid sample), and the step
+  scale ``alpha * sum(step - scale)`` over its learnable steps;
+* warm-up, per signal: while a signal warms up its level and CUSUM score 0 and its mean and
+  variance are running statistics of whole periods (short memory: rate at least 0.1); its spike
+  scores 0 and its step scale is the plain mean of the non-zero steps. A signal starts scoring
+  at the first period boundary after ``grace`` samples;
+* arithmetic runs in float32 on ``x - ref``, where ``ref`` (float64) is the level's mean at the
+  period start, so a reading of 1e6 kWh keeps the resolution of its distance to the mean, not
+  float32's 0.06 kWh at 1e6. Steps are taken in that frame: a change smaller than about 1e-7 of
+  the distance to the mean counts as no change.
+
+Gaps (NaN) are handled per sample as in the detectors: a gap scores NaN and leaves every state
+unchanged; the step after it is taken from the last sample. Scores do not depend on how the
+stream is cut into blocks, nor on other signals' gaps or resets (the tests check both). They
+follow the per-detector path closely but not exactly: a scale frozen for 8 samples does not
+react within the period to the sample it scores.
+
+Examples
+--------
+>>> import numpy as np
+>>> from analytics.detectors import DetectorSet, DetectorSettings
+>>> x = np.random.default_rng(4).normal(20.0, 1.0, size=(400, 3))
+>>> x[300, 1] += 15.0
+>>> fused, _ = DetectorSet(3).update(x)
+>>> reference, _ = DetectorSet(3, DetectorSettings(fused=False)).update(x)
+>>> bool(fused[300, 1] > 1.0), bool(reference[300, 1] > 1.0), bool(fused[100:300].max() < 1.0)
+(True, True, True)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from analytics.detectors.base import RowDetector
+from analytics.detectors.cusum import _DIFF_TO_SIGMA, Cusum
+from analytics.detectors.level import _CLIP, EwmaLevel
+from analytics.detectors.limits import OutOfRange
+from analytics.detectors.spike import _GAUSS, Spike
+from analytics.detectors.stuck import Stuck
+
+PERIOD = 8
+_F = np.float32
+F32 = NDArray[np.float32]
+Mask = NDArray[np.bool_]
+
+
+def _f32(value: object, n: int) -> F32:
+    """A parameter (scalar or one value per signal) as a float32 array of ``n`` values."""
+    return np.broadcast_to(np.asarray(value, _F), (n,)).copy()
+
+
+def _f64(value: object, n: int) -> NDArray[np.float64]:
+    return np.broadcast_to(np.asarray(value, np.float64), (n,)).copy()
+
+
+class FusedDefault:
+    """Scores every sample for a set made of level, spike, CUSUM and stuck (and range, if any)."""
+
+    def __init__(
+        self, names: list[str], level: EwmaLevel, spike: Spike, cusum: Cusum, stuck: Stuck, limits: OutOfRange | None
+    ) -> None:
+        self.level, self.spike, self.cusum, self.stuck, self.limits = level, spike, cusum, stuck, limits
+        n = self.n_signals = level.n_signals
+        p = PERIOD
+        #: Each detector's normalised scores, in the set's order (for naming the detector that fired).
+        self.names = names
+        self.parts = np.empty((len(names), p, n), _F)
+        self._part = {name: self.parts[i] for i, name in enumerate(names)}
+        self._z = np.empty((p + 1, n), _F)  # x - ref; row 0 is the last sample before the chunk
+        self._step = np.empty((p, n), _F)  # |x_t - x_(t-1)|
+        self._clipped = np.empty((p, n), _F)
+        self._r = np.empty((p, n), _F)
+        self._learn, self._moved = np.empty((p, n), bool), np.empty((p, n), bool)
+        self._same = np.empty((p, n), _F)  # 1.0 where the step is within the stuck tolerance
+        # CUSUM steps and sums side by side, up | down | spread, so a row is two calls, not six:
+        # steps r - k | -r - k | r^2 - 1 - k_var; row 0 of the sums is carried from the last row.
+        self._steps = np.empty((p, 3 * n), _F)
+        self._sums = np.zeros((p + 1, 3 * n), _F)
+        self._zeros3 = np.zeros(3 * n, _F)  # max(x, array) is several times faster than max(x, 0.0)
+        self._run = np.zeros((p + 1, n), _F)  # stuck run lengths (samples); row 0 carried
+        self._combined = np.empty((p, n), _F)
+        self._range = np.empty((p, n)) if limits is not None else None
+        self._tmp = np.empty(n, _F)
+        # Level: the mean at the period start (float64) and the period's sums.
+        self._ref = np.array(level.mean, np.float64)
+        #: Signals without a sample yet: their first sample becomes ``ref`` (float32 then keeps
+        #: the digits of a 1e6 kWh reading from the first period on).
+        self._unanchored = level.count == 0
+        self._pending, self._pending_sq, self._pending_n = np.zeros(n, _F), np.zeros(n, _F), np.zeros(n, _F)
+        self._var_start = np.zeros(n)
+        self._last = np.array(spike.prev, np.float64)  # type: ignore[attr-defined]  # last valid sample
+        np.subtract(self._last, self._ref, out=self._z[0], casting="same_kind")
+        self._z0_nan = bool(np.isnan(self._z[0]).any())
+        # Spike: the step scale; for warming signals the period's non-zero steps.
+        self._scale = np.array(spike.scale, _F)  # type: ignore[attr-defined]
+        self._step_sum, self._step_n = np.zeros(n, _F), np.zeros(n, _F)
+        # Scales frozen for the period: clip bounds and inverse scales, thresholds folded in.
+        self._hi, self._lo = np.empty(n, _F), np.empty(n, _F)
+        self._inv_level, self._inv_spike, self._inv_noise = np.empty(n, _F), np.empty(n, _F), np.empty(n, _F)
+        self._frozen_scale, self._floor = np.empty(n, _F), np.empty(n)
+        self._params()
+        self._warm_masks()
+
+    def _params(self) -> None:
+        n, p = self.n_signals, PERIOD
+        lv, cu = self.level, self.cusum
+        self._alpha = _f32(lv.alpha, n)
+        self._alpha64, self._grace = _f64(lv.alpha, n), _f64(lv.grace, n)
+        self._b = _f64(lv.var_alpha, n)
+        self._spike_alpha, self._spike_grace = _f32(self.spike.alpha, n), _f64(self.spike.grace, n)
+        b = np.asarray(lv.var_alpha, np.float64)
+        q = 1.0 - b
+        # The level's variance, v <- (1 - b)(v + b c^2) per sample, over the last j samples of a
+        # period: v q^j + sum_t b q^(j - t + 1) c_t^2. Row t of a period gets weight b q^(p - t).
+        powers = np.arange(p, 0, -1, dtype=np.float64)
+        if b.ndim == 0:
+            self._var_weights = (b * q**powers).astype(_F)
+        else:
+            self._var_weights = (b[None, :] * q[None, :] ** powers[:, None]).astype(_F)
+        self._var_keep = q
+        k = _f32(cu.k, n)
+        self._k, self._minus_k = k, -k
+        self._c = _f32(1.0 + np.asarray(cu.k_var, np.float64), n)
+        self._inv_h = _f32(1.0 / np.asarray(cu.threshold, np.float64), n)
+        self._cap = np.tile(_f32(cu._cap, n), 3)
+        self._tolerance = _f32(self.stuck.tolerance, n)
+        self._inv_samples = _f32(1.0 / np.asarray(self.stuck.samples, np.float64), n)
+        self._rel_floor = _f64(lv.rel_floor, n)
+        self._level_over = _f32(1.0 / np.asarray(lv.threshold, np.float64), n)
+        self._spike_over = _f32(1.0 / (_GAUSS * np.asarray(self.spike.threshold, np.float64)), n)
+        self._noise_over = np.full(n, 1.0 / _DIFF_TO_SIGMA, _F)
+
+    def _warm_masks(self) -> None:
+        """Which signals have finished their warm-up (decided at period boundaries)."""
+        self._level_warm = self.level.count >= self._grace
+        self._spike_warm = self.spike.count >= self._spike_grace  # type: ignore[attr-defined]
+        self._level_warming = not bool(self._level_warm.all())
+        self._spike_warming = not bool(self._spike_warm.all())
+        if self._level_warming:
+            self._var_start[:] = self.level.var
+
+    def reset(self, signals: NDArray[np.intp]) -> None:
+        """Start ``signals`` afresh (the detectors' own state was reset by the set)."""
+        n = self.n_signals
+        self._unanchored[signals] = True
+        self._pending[signals] = self._pending_sq[signals] = self._pending_n[signals] = 0.0
+        self._last[signals] = np.nan
+        self._z[0, signals] = np.nan
+        self._z0_nan = True
+        self._scale[signals] = self.spike.scale[signals]  # type: ignore[attr-defined]
+        self._step_sum[signals] = self._step_n[signals] = 0.0
+        for block in range(3):
+            self._sums[0, block * n + signals] = 0.0
+        self._run[0, signals] = 0.0
+        # Frozen scales of a warming signal: no clipping, level, spike and CUSUM score 0.
+        self._level_warm[signals] = self._spike_warm[signals] = False
+        self._level_warming = self._spike_warming = True
+        self._var_start[signals] = 0.0
+        self._hi[signals], self._lo[signals] = np.inf, -np.inf
+        self._inv_level[signals] = self._inv_spike[signals] = self._inv_noise[signals] = 0.0
+
+    def store(self) -> None:
+        """Write the state back into the detectors (for a look at them; this path keeps its own)."""
+        lv, n, carried = self.level, self.n_signals, self._sums[0]
+        np.multiply(self._pending, self._alpha, out=self._tmp)
+        np.add(self._ref, np.where(self._level_warm, self._tmp, 0.0), out=lv.mean)
+        self.spike.scale[:] = self._scale  # type: ignore[attr-defined]
+        self.spike.prev[:] = self._last  # type: ignore[attr-defined]
+        self.cusum.up[:] = carried[:n]  # type: ignore[attr-defined]
+        self.cusum.down[:] = carried[n : 2 * n]  # type: ignore[attr-defined]
+        self.cusum.spread[:] = carried[2 * n :]  # type: ignore[attr-defined]
+        self.stuck.run[:] = self._run[0]  # type: ignore[attr-defined]
+
+    def run(
+        self, block: NDArray[np.float64], out: NDArray[np.float64], on: float, gap_rows: Mask
+    ) -> dict[tuple[int, int], str]:
+        """Score ``block`` into ``out``; where a score reaches ``on``, name the detector.
+
+        ``gap_rows`` marks the rows that may hold a NaN (a row without is scored without masks).
+        """
+        fired: dict[tuple[int, int], str] = {}
+        i, n = 0, block.shape[0]
+        while i < n:
+            clock = self.cusum._rows
+            if clock % PERIOD == 0:
+                self._rebase()
+                self._refresh()
+            rows = min(PERIOD - clock % PERIOD, n - i)
+            gappy = self._z0_nan or bool(gap_rows[i : i + rows].any())
+            self._chunk(block[i : i + rows], out[i : i + rows], (clock + rows) % PERIOD == 0, gappy)
+            self.cusum._rows += rows
+            if np.fmax.reduce(self._combined[:rows], axis=None) >= on:
+                self._name(fired, rows, on, i)
+            i += rows
+        self.store()
+        return fired
+
+    def _rebase(self) -> None:
+        """The period ended: the level's mean and the spike's scale take its samples; ``ref``
+        becomes the new mean, so residuals are ``z`` itself and float32 keeps their digits."""
+        delta = np.multiply(self._pending, self._alpha, dtype=np.float64)
+        if self._level_warming:
+            self._warm_up_level(delta)
+        self._ref += delta
+        np.subtract(self._last, self._ref, out=self._z[0], casting="same_kind")
+        self._pending[:] = 0.0
+        if self._spike_warming:
+            cols = np.flatnonzero(~self._spike_warm)
+            count = self.spike.count  # type: ignore[attr-defined]
+            seen = count[cols] + self._step_n[cols]
+            mean = (self._scale[cols] * count[cols] + self._step_sum[cols]) / np.maximum(seen, 1.0)
+            self._scale[cols] = np.where(seen > 0, mean, self._scale[cols])
+            count[cols] = seen
+            self._step_sum[:] = self._step_n[:] = 0.0
+        self._warm_masks()
+
+    def _warm_up_level(self, delta: NDArray[np.float64]) -> None:
+        """Running mean and variance of whole periods for warming signals (rate at least 0.1)."""
+        cols = np.flatnonzero(~self._level_warm)
+        count, var = self.level.count, self.level.var
+        c, n = count[cols], self._pending_n[cols].astype(np.float64)
+        mean = self._pending[cols] / np.maximum(n, 1.0)
+        spread = np.maximum(self._pending_sq[cols] / np.maximum(n, 1.0) - mean * mean, 0.0)
+        share = n / np.maximum(c + n, 1.0)
+        w_mean = np.where(n > 0, np.maximum(share, 1.0 - (1.0 - np.maximum(self._alpha64[cols], 0.1)) ** n), 0.0)
+        w_var = np.where(n > 0, np.maximum(share, 1.0 - (1.0 - self._b[cols]) ** n), 0.0)
+        delta[cols] = w_mean * mean
+        var[cols] = (1.0 - w_var) * self._var_start[cols] + w_var * spread + w_var * (1.0 - w_var) * mean * mean
+        count[cols] = c + n
+        self._pending_sq[:] = self._pending_n[:] = 0.0
+
+    def _refresh(self) -> None:
+        """Freeze the scales for the period; warming signals get no clipping and score 0."""
+        s = self._hi
+        floor = self._floor
+        np.multiply(self._ref, self._rel_floor, out=floor)
+        floor *= floor
+        floor += 1e-18  # s = sqrt(max(v, (rel_floor m)^2 + 1e-18)), as the level detector
+        np.maximum(self.level.var, floor, out=floor)
+        np.sqrt(floor, out=s, casting="same_kind")
+        np.divide(self._level_over, s, out=self._inv_level)
+        s *= _CLIP
+        np.negative(s, out=self._lo)
+        scale = self._scale
+        np.maximum(scale, 1e-9, out=scale)
+        self._frozen_scale[:] = scale
+        np.divide(self._spike_over, scale, out=self._inv_spike)
+        np.divide(self._noise_over, scale, out=self._inv_noise)
+        if self._level_warming:
+            cold = ~self._level_warm
+            self._hi[cold], self._lo[cold] = np.inf, -np.inf
+            self._inv_level[cold] = self._inv_noise[cold] = 0.0
+        if self._spike_warming:
+            self._inv_spike[~self._spike_warm] = 0.0
+
+    def _chunk(self, x: NDArray[np.float64], out: NDArray[np.float64], ends_period: bool, gappy: bool) -> None:
+        """Rows ``x``, all within one period; ``ends_period`` when the last of them ends it."""
+        n, z = x.shape[0], self._z
+        if gappy and self._unanchored.any():
+            self._anchor(x)
+        np.subtract(x, self._ref, out=z[1 : n + 1], casting="same_kind")
+        valid: Mask | None = None
+        if gappy:
+            valid = ~np.isnan(z[1 : n + 1])
+            d = z[1 : n + 1].copy()  # residuals, NaN at gaps
+            for t in range(n):  # carry the last sample over gaps: a step is from the last sample
+                gap = ~valid[t]
+                np.copyto(z[t + 1], z[t], where=gap)
+                np.copyto(self._last, x[t], where=valid[t])
+        else:
+            d = z[1 : n + 1]
+            self._last[:] = x[n - 1]
+        step = self._step[:n]
+        np.subtract(z[1 : n + 1], z[:n], out=step)  # NaN where no sample came before
+        np.abs(step, out=step)
+        z[0] = z[n]
+        if gappy:
+            self._z0_nan = bool(np.isnan(z[0]).any())
+        self._spike(step, n, gappy)
+        self._stuck(step, n, valid)
+        self._level(d, n, valid)
+        self._cusum(d, n, ends_period, valid)
+        part = self._part
+        combined = self._combined[:n]
+        np.maximum(part["level"][:n], part["spike"][:n], out=combined)
+        np.maximum(combined, part["cusum"][:n], out=combined)
+        np.maximum(combined, part["stuck"][:n], out=combined)
+        if self.limits is not None and self._range is not None:
+            self.limits.step(x, None, self._range[:n])
+            range_n = part["range"][:n]
+            range_n[:] = self._range[:n]
+            np.fmax(combined, range_n, out=combined)
+        if valid is not None:
+            combined[~valid] = np.nan
+        out[:] = combined
+
+    def _anchor(self, x: NDArray[np.float64]) -> None:
+        """``ref`` of a signal without a sample yet: its first sample in ``x``, if any."""
+        cols = np.flatnonzero(self._unanchored)
+        seen = ~np.isnan(x[:, cols])
+        has = seen.any(axis=0)
+        first = np.argmax(seen, axis=0)
+        self._ref[cols[has]] = x[first[has], cols[has]]
+        self._unanchored[cols[has]] = False
+
+    def _spike(self, step: F32, n: int, gappy: bool) -> None:
+        """Scores against the frozen step scale; the scale learns from the non-zero steps that
+        scored below the threshold (warming signals: plain mean of the non-zero steps)."""
+        spike_n, diff, learn, moved = self._part["spike"][:n], self._r[:n], self._learn[:n], self._moved[:n]
+        np.multiply(step, self._inv_spike, out=spike_n)
+        np.less(spike_n, 1.0, out=learn)
+        np.greater(step, 0.0, out=moved)
+        learn &= moved
+        if self._spike_warming:
+            learn &= self._spike_warm
+            self._step_sum += np.add.reduce(np.where(moved, step, 0.0), axis=0)
+            self._step_n += np.add.reduce(moved, axis=0)
+        np.subtract(step, self._frozen_scale, out=diff)  # the scale as frozen: cut-independent
+        diff *= learn
+        if gappy:
+            np.nan_to_num(diff, copy=False)
+            np.nan_to_num(spike_n, copy=False)  # no sample before: no step, score 0
+        tmp = self._tmp
+        np.add.reduce(diff, axis=0, out=tmp)
+        tmp *= self._spike_alpha
+        self._scale += tmp
+
+    def _stuck(self, step: F32, n: int, valid: Mask | None) -> None:
+        """Runs of steps within the tolerance; a gap neither extends nor breaks a run."""
+        run, same, within = self._run, self._same[:n], self._learn[:n]
+        np.less_equal(step, self._tolerance, out=within)  # False without a step before
+        np.copyto(same, within)
+        if valid is None:
+            for t in range(n):
+                np.add(run[t], 1.0, out=run[t + 1])
+                np.multiply(run[t + 1], same[t], out=run[t + 1])
+        else:
+            same[~valid] = 1.0
+            counted = valid.astype(_F)
+            for t in range(n):
+                np.add(run[t], counted[t], out=run[t + 1])
+                np.multiply(run[t + 1], same[t], out=run[t + 1])
+        np.multiply(run[1 : n + 1], self._inv_samples, out=self._part["stuck"][:n])
+        run[0] = run[n]
+
+    def _level(self, d: F32, n: int, valid: Mask | None) -> None:
+        """Scores ``|x - m| / s``; the period's winsorised residuals (and, for warming signals,
+        their squares and count) for the mean at the period end; the variance per sample."""
+        clipped = self._clipped[:n]
+        np.minimum(d, self._hi, out=clipped)
+        np.maximum(clipped, self._lo, out=clipped)
+        if valid is not None:
+            clipped[~valid] = 0.0
+        self._pending += np.add.reduce(clipped, axis=0)
+        level_n = self._part["level"][:n]
+        np.abs(d, out=level_n)
+        level_n *= self._inv_level
+        clipped *= clipped
+        if self._level_warming:
+            self._pending_sq += np.add.reduce(clipped, axis=0)
+            self._pending_n += n if valid is None else np.add.reduce(valid, axis=0)
+        var = self.level.var
+        if valid is None:
+            var *= self._var_keep**n
+            weights = self._var_weights[PERIOD - n :]
+            if weights.ndim == 1:
+                var += np.dot(weights, clipped)
+            else:
+                clipped *= weights
+                var += clipped.sum(axis=0)
+        else:
+            # Per valid sample: a sample's weight decays with the valid samples after it.
+            later = np.cumsum(valid[::-1], axis=0)[::-1]
+            keep = np.broadcast_to(self._var_keep, (self.n_signals,))
+            clipped *= self._b * keep**later
+            var *= keep ** later[0]
+            var += clipped.sum(axis=0)
+
+    def _cusum(self, d: F32, n: int, ends_period: bool, valid: Mask | None) -> None:
+        """CUSUM sums on the residual in noise units; capped at 2 h when a period ends."""
+        m, r = self.n_signals, self._r[:n]
+        steps, sums = self._steps[:n], self._sums
+        np.multiply(d, self._inv_noise, out=r)
+        np.clip(r, -12.0, 12.0, out=r)
+        if valid is not None:
+            r[~valid] = 0.0
+        np.subtract(r, self._k, out=steps[:, :m])
+        np.subtract(self._minus_k, r, out=steps[:, m : 2 * m])
+        spreads = steps[:, 2 * m :]
+        np.multiply(r, r, out=spreads)
+        spreads -= self._c
+        if valid is not None:
+            steps.reshape(n, 3, m)[...] *= valid[:, None, :]  # a gap leaves the sums as they are
+        zeros = self._zeros3
+        for t in range(n):
+            row = sums[t + 1]
+            np.add(sums[t], steps[t], out=row)
+            np.maximum(row, zeros, out=row)
+        if ends_period:
+            np.minimum(sums[n], self._cap, out=sums[n])
+        cusum_n = self._part["cusum"][:n]
+        np.maximum(sums[1 : n + 1, :m], sums[1 : n + 1, m : 2 * m], out=cusum_n)
+        np.maximum(cusum_n, sums[1 : n + 1, 2 * m :], out=cusum_n)
+        cusum_n *= self._inv_h
+        sums[0] = sums[n]
+
+    def _name(self, fired: dict[tuple[int, int], str], n: int, on: float, first_row: int) -> None:
+        """The detector with the highest score at each sample scoring ``on`` or more."""
+        hits = self._learn[:n]
+        np.greater_equal(self._combined[:n], on, out=hits)
+        rows, cols = np.divmod(np.flatnonzero(hits), self.n_signals)  # 2-D nonzero is ~15 times slower
+        best = np.argmax(np.nan_to_num(self.parts[:, rows, cols], nan=-1.0), axis=0)
+        for row, col, b in zip(rows.tolist(), cols.tolist(), best.tolist(), strict=True):
+            fired[(first_row + row, col)] = self.names[b]
+
+
+def fused_set(detectors: list[RowDetector]) -> FusedDefault | None:
+    """The fused path for a set's ``detectors`` when they are the default set, else None."""
+    by_kind = {type(d): d for d in detectors}
+    if len(by_kind) != len(detectors) or set(by_kind) - {OutOfRange} != {Cusum, EwmaLevel, Spike, Stuck}:
+        return None
+    cusum, level, spike, stuck = by_kind[Cusum], by_kind[EwmaLevel], by_kind[Spike], by_kind[Stuck]
+    limits = by_kind.get(OutOfRange)
+    assert isinstance(cusum, Cusum)
+    assert isinstance(level, EwmaLevel)
+    assert isinstance(spike, Spike)
+    assert isinstance(stuck, Stuck)
+    assert limits is None or isinstance(limits, OutOfRange)
+    if cusum.level is not level or cusum.noise_from is not spike or stuck.steps_from is not spike:
+        return None
+    return FusedDefault([d.name for d in detectors], level, spike, cusum, stuck, limits)
+
+
+__all__ = ["PERIOD", "FusedDefault", "fused_set"]

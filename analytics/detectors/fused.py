@@ -93,7 +93,12 @@ class FusedDefault:
         self._run = np.zeros((p + 1, n), _F)  # stuck run lengths (samples); row 0 carried
         self._combined = np.empty((p, n), _F)
         self._range = np.empty((p, n)) if limits is not None else None
-        self._tmp = np.empty(n, _F)
+        self._tmp, self._update = np.empty(n, _F), np.empty(n, _F)
+        self._ones = np.ones(p, _F)
+        self._no_columns = np.empty(0, np.intp)
+        self._stuck_cols: NDArray[np.intp] | None = None
+        self._stuck_scores = np.empty((0, 0), _F)
+        self._r_bound = np.empty(n, _F)
         # Level: the mean at the period start (float64) and the period's sums.
         self._ref = np.array(level.mean, np.float64)
         #: Signals without a sample yet: their first sample becomes ``ref`` (float32 then keeps
@@ -110,7 +115,7 @@ class FusedDefault:
         # Scales frozen for the period: clip bounds and inverse scales, thresholds folded in.
         self._hi, self._lo = np.empty(n, _F), np.empty(n, _F)
         self._inv_level, self._inv_spike, self._inv_noise = np.empty(n, _F), np.empty(n, _F), np.empty(n, _F)
-        self._frozen_scale, self._floor = np.empty(n, _F), np.empty(n)
+        self._frozen_scale, self._floor, self._squared = np.empty(n, _F), np.zeros(n), np.empty(n)
         self._params()
         self._warm_masks()
 
@@ -137,14 +142,18 @@ class FusedDefault:
         self._inv_h = _f32(1.0 / np.asarray(cu.threshold, np.float64), n)
         self._cap = np.tile(_f32(cu._cap, n), 3)
         self._tolerance = _f32(self.stuck.tolerance, n)
+        self._max_tolerance = float(self._tolerance.max(initial=0.0))
         self._inv_samples = _f32(1.0 / np.asarray(self.stuck.samples, np.float64), n)
         self._rel_floor = _f64(lv.rel_floor, n)
         self._level_over = _f32(1.0 / np.asarray(lv.threshold, np.float64), n)
+        # A level score above 3 / threshold is a residual beyond 3 s (a little below: rounding).
+        self._clip_bound = self._level_over * _F(_CLIP * 0.999)
         self._spike_over = _f32(1.0 / (_GAUSS * np.asarray(self.spike.threshold, np.float64)), n)
         self._noise_over = np.full(n, 1.0 / _DIFF_TO_SIGMA, _F)
 
     def _warm_masks(self) -> None:
-        """Which signals have finished their warm-up (decided at period boundaries)."""
+        """Which signals have finished their warm-up (decided at period boundaries; once all
+        have, only a reset changes that)."""
         self._level_warm = self.level.count >= self._grace
         self._spike_warm = self.spike.count >= self._spike_grace  # type: ignore[attr-defined]
         self._level_warming = not bool(self._level_warm.all())
@@ -202,8 +211,9 @@ class FusedDefault:
             gappy = self._z0_nan or bool(gap_rows[i : i + rows].any())
             self._chunk(block[i : i + rows], out[i : i + rows], (clock + rows) % PERIOD == 0, gappy)
             self.cusum._rows += rows
-            if np.fmax.reduce(self._combined[:rows], axis=None) >= on:
-                self._name(fired, rows, on, i)
+            row_max = np.fmax.reduce(self._combined[:rows], axis=1)
+            if (row_max >= on).any():
+                self._name(fired, np.flatnonzero(row_max >= on), on, i)
             i += rows
         self.store()
         return fired
@@ -225,7 +235,8 @@ class FusedDefault:
             self._scale[cols] = np.where(seen > 0, mean, self._scale[cols])
             count[cols] = seen
             self._step_sum[:] = self._step_n[:] = 0.0
-        self._warm_masks()
+        if self._level_warming or self._spike_warming:
+            self._warm_masks()
 
     def _warm_up_level(self, delta: NDArray[np.float64]) -> None:
         """Running mean and variance of whole periods for warming signals (rate at least 0.1)."""
@@ -244,13 +255,15 @@ class FusedDefault:
 
     def _refresh(self) -> None:
         """Freeze the scales for the period; warming signals get no clipping and score 0."""
-        s = self._hi
-        floor = self._floor
-        np.multiply(self._ref, self._rel_floor, out=floor)
-        floor *= floor
-        floor += 1e-18  # s = sqrt(max(v, (rel_floor m)^2 + 1e-18)), as the level detector
-        np.maximum(self.level.var, floor, out=floor)
-        np.sqrt(floor, out=s, casting="same_kind")
+        s, floor, squared = self._hi, self._floor, self._squared
+        if self.cusum._rows % (8 * PERIOD) == 0 or self._level_warming:
+            # s = sqrt(max(v, (rel_floor m)^2 + 1e-18)), as the level detector; the floor follows
+            # the mean slowly: every 64 samples is plenty (the detector refreshes it as often).
+            np.multiply(self._ref, self._rel_floor, out=floor)
+            floor *= floor
+            floor += 1e-18
+        np.maximum(self.level.var, floor, out=squared)
+        np.sqrt(squared, out=s, casting="same_kind")
         np.divide(self._level_over, s, out=self._inv_level)
         s *= _CLIP
         np.negative(s, out=self._lo)
@@ -259,6 +272,9 @@ class FusedDefault:
         self._frozen_scale[:] = scale
         np.divide(self._spike_over, scale, out=self._inv_spike)
         np.divide(self._noise_over, scale, out=self._inv_noise)
+        # |r| = level score * inv_noise / inv_level: beyond 12 where the level score exceeds this.
+        np.multiply(self._inv_level, 12.0 * 0.999, out=self._r_bound)
+        np.divide(self._r_bound, np.maximum(self._inv_noise, 1e-30), out=self._r_bound)
         if self._level_warming:
             cold = ~self._level_warm
             self._hi[cold], self._lo[cold] = np.inf, -np.inf
@@ -289,15 +305,24 @@ class FusedDefault:
         z[0] = z[n]
         if gappy:
             self._z0_nan = bool(np.isnan(z[0]).any())
-        self._spike(step, n, gappy)
-        self._stuck(step, n, valid)
-        self._level(d, n, valid)
-        self._cusum(d, n, ends_period, valid)
         part = self._part
         combined = self._combined[:n]
-        np.maximum(part["level"][:n], part["spike"][:n], out=combined)
-        np.maximum(combined, part["cusum"][:n], out=combined)
-        np.maximum(combined, part["stuck"][:n], out=combined)
+        if valid is None:
+            repeats = self._spike_clean(step, n)
+            widest = self._level_clean(d, n)
+            self._cusum(d, n, ends_period, None, widest)
+            np.maximum(part["level"][:n], part["spike"][:n], out=combined)
+            np.maximum(combined, part["cusum"][:n], out=combined)
+            self._stuck_clean(step, n, repeats, combined)
+        else:
+            self._spike(step, n, gappy)
+            self._stuck(step, n, valid)
+            self._level(d, n, valid)
+            self._cusum(d, n, ends_period, valid, None)
+            self._stuck_cols = None
+            np.maximum(part["level"][:n], part["spike"][:n], out=combined)
+            np.maximum(combined, part["cusum"][:n], out=combined)
+            np.maximum(combined, part["stuck"][:n], out=combined)
         if self.limits is not None and self._range is not None:
             self.limits.step(x, None, self._range[:n])
             range_n = part["range"][:n]
@@ -315,6 +340,84 @@ class FusedDefault:
         first = np.argmax(seen, axis=0)
         self._ref[cols[has]] = x[first[has], cols[has]]
         self._unanchored[cols[has]] = False
+
+    def _spike_clean(self, step: F32, n: int) -> NDArray[np.intp]:
+        """Spike scores and learning on a chunk without gaps. Most columns move every sample and
+        stay below the threshold: their learnable sum is ``sum(step) - n * scale``; the few with
+        a repeat or a spike are done sample by sample. Returns the columns with a repeat."""
+        spike_n, total, update = self._part["spike"][:n], self._tmp, self._update
+        np.multiply(step, self._inv_spike, out=spike_n)
+        # One pass over the chunk tells whether any column needs a look of its own.
+        repeated = step.min() <= self._max_tolerance
+        spiked = spike_n.max() >= 1.0
+        odd = repeats = self._no_columns
+        if repeated:
+            repeats = np.flatnonzero(np.minimum.reduce(step, axis=0) <= self._tolerance)
+            odd = repeats
+        if spiked:
+            odd = np.flatnonzero(np.maximum.reduce(spike_n, axis=0) >= 1.0)
+            if repeated:
+                odd = np.union1d(odd, repeats)
+        np.dot(self._ones[:n], step, out=total)  # zero steps add nothing
+        np.multiply(self._frozen_scale, n, out=update)
+        np.subtract(total, update, out=update)
+        if odd.size:
+            sub = step[:, odd]
+            moved = sub > 0.0
+            learn = moved & (spike_n[:, odd] < 1.0)
+            update[odd] = np.where(learn, sub - self._frozen_scale[odd], 0.0).sum(axis=0)
+        if self._spike_warming:
+            self._step_sum += total
+            self._step_n += n
+            if odd.size:
+                self._step_n[odd] -= n - moved.sum(axis=0)
+            update[~self._spike_warm] = 0.0
+        update *= self._spike_alpha
+        self._scale += update
+        return repeats
+
+    def _stuck_clean(self, step: F32, n: int, repeats: NDArray[np.intp], combined: F32) -> None:
+        """Stuck runs on a chunk without gaps: a column that moved beyond the tolerance at every
+        step has no run (score 0); only ``repeats`` are counted, sample by sample."""
+        carried = self._run[0]
+        runs = carried[repeats]
+        scores = np.empty((n, repeats.size), _F)
+        if repeats.size:
+            same = step[:, repeats] <= self._tolerance[repeats]
+            for t in range(n):
+                runs += 1.0
+                runs *= same[t]
+                scores[t] = runs
+            scores *= self._inv_samples[repeats]
+            combined[:, repeats] = np.maximum(combined[:, repeats], scores)
+        carried[:] = 0.0
+        carried[repeats] = runs
+        self._stuck_cols, self._stuck_scores = repeats, scores
+
+    def _level_clean(self, d: F32, n: int) -> F32:
+        """Level scores and the period's sums on a chunk without gaps. Returns each column's
+        largest level score (CUSUM clips only the columns where that allows a wide residual)."""
+        level_n, clipped = self._part["level"][:n], self._clipped[:n]
+        np.abs(d, out=level_n)
+        level_n *= self._inv_level
+        widest = np.maximum.reduce(level_n, axis=0)
+        np.minimum(d, self._hi, out=clipped)
+        np.maximum(clipped, self._lo, out=clipped)
+        ones = self._ones[:n]
+        self._pending += np.dot(ones, clipped)
+        clipped *= clipped
+        if self._level_warming:
+            self._pending_sq += np.dot(ones, clipped)
+            self._pending_n += n
+        var = self.level.var
+        var *= self._var_keep**n
+        weights = self._var_weights[PERIOD - n :]
+        if weights.ndim == 1:
+            var += np.dot(weights, clipped)
+        else:
+            clipped *= weights
+            var += clipped.sum(axis=0)
+        return widest
 
     def _spike(self, step: F32, n: int, gappy: bool) -> None:
         """Scores against the frozen step scale; the scale learns from the non-zero steps that
@@ -389,12 +492,20 @@ class FusedDefault:
             var *= keep ** later[0]
             var += clipped.sum(axis=0)
 
-    def _cusum(self, d: F32, n: int, ends_period: bool, valid: Mask | None) -> None:
-        """CUSUM sums on the residual in noise units; capped at 2 h when a period ends."""
+    def _cusum(self, d: F32, n: int, ends_period: bool, valid: Mask | None, widest: F32 | None) -> None:
+        """CUSUM sums on the residual in noise units; capped at 2 h when a period ends.
+
+        ``widest`` (each column's largest level score) tells which columns may hold a residual
+        beyond 12 noise units: only those are clipped."""
         m, r = self.n_signals, self._r[:n]
         steps, sums = self._steps[:n], self._sums
         np.multiply(d, self._inv_noise, out=r)
-        np.clip(r, -12.0, 12.0, out=r)
+        if widest is None:
+            np.clip(r, -12.0, 12.0, out=r)
+        else:
+            wide = np.flatnonzero(widest > self._r_bound)
+            if wide.size:
+                r[:, wide] = np.clip(r[:, wide], -12.0, 12.0)
         if valid is not None:
             r[~valid] = 0.0
         np.subtract(r, self._k, out=steps[:, :m])
@@ -417,14 +528,18 @@ class FusedDefault:
         cusum_n *= self._inv_h
         sums[0] = sums[n]
 
-    def _name(self, fired: dict[tuple[int, int], str], n: int, on: float, first_row: int) -> None:
-        """The detector with the highest score at each sample scoring ``on`` or more."""
-        hits = self._learn[:n]
-        np.greater_equal(self._combined[:n], on, out=hits)
-        rows, cols = np.divmod(np.flatnonzero(hits), self.n_signals)  # 2-D nonzero is ~15 times slower
-        best = np.argmax(np.nan_to_num(self.parts[:, rows, cols], nan=-1.0), axis=0)
-        for row, col, b in zip(rows.tolist(), cols.tolist(), best.tolist(), strict=True):
-            fired[(first_row + row, col)] = self.names[b]
+    def _name(self, fired: dict[tuple[int, int], str], rows: NDArray[np.intp], on: float, first_row: int) -> None:
+        """The detector with the highest score at each sample of ``rows`` scoring ``on`` or more."""
+        if self._stuck_cols is not None:  # a chunk without gaps scored only the columns with repeats
+            stuck_n = self._part["stuck"][: self._stuck_scores.shape[0]]
+            stuck_n[:] = 0.0
+            stuck_n[:, self._stuck_cols] = self._stuck_scores
+        picked, cols = np.divmod(np.flatnonzero(self._combined[rows] >= on), self.n_signals)
+        hit_rows = rows[picked]
+        best = np.argmax(np.nan_to_num(self.parts[:, hit_rows, cols], nan=-1.0), axis=0)
+        names = self.names
+        for row, col, b in zip((hit_rows + first_row).tolist(), cols.tolist(), best.tolist(), strict=True):
+            fired[(row, col)] = names[b]
 
 
 def fused_set(detectors: list[RowDetector]) -> FusedDefault | None:

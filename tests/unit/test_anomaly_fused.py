@@ -57,7 +57,8 @@ def test_a_gap_in_one_signal_changes_no_other() -> None:
     gapped[900, 2] = np.nan
     a, b = DetectorSet(N).update(x)[0], DetectorSet(N).update(gapped)[0]
     others = [i for i in range(N) if i not in (1, 2)]
-    assert np.array_equal(a[:, others], b[:, others], equal_nan=True)
+    # Up to float32 rounding: how many columns need a look of their own picks the arithmetic.
+    np.testing.assert_allclose(b[:, others], a[:, others], rtol=1e-5, atol=1e-5)
     assert np.isnan(b[500:560, 1]).all() and np.isfinite(b[560:, 1]).all()
 
 

@@ -11,7 +11,9 @@ allowance is larger); the score is ``max(S+, S-, Sv)``, higher is more anomalous
 and ``threshold`` is the decision interval ``h``. ``r`` is clipped to +-12 and each sum is
 capped at ``2 h`` (every 8 samples), so an alarm clears soon after the anomaly ends. A level shift or drift keeps
 ``r`` on one side of 0 and the sums grow until the EWMA catches up; noise is absorbed by the
-allowance ``k``. Gaps leave the sums unchanged; while the level detector warms up ``r`` is 0.
+allowance ``k``. Gaps leave the sums unchanged, and so does a repeated value (a device that
+updates slower than it is polled says the same thing again, not something new); while the
+level detector warms up ``r`` is 0.
 
 Examples
 --------
@@ -86,8 +88,14 @@ class Cusum(RowDetector):
     def step(self, x: Row, valid: Mask | None, out: Row) -> None:
         up, down, spread, noise = self.up, self.down, self.spread, self.noise  # type: ignore[attr-defined]
         r, t = self._r, self._t
+        # A repeated value (a device that updates slower than it is polled) is no new evidence,
+        # and a gap none at all: both leave the sums as they are.
+        still = x == self.prev  # type: ignore[attr-defined]
+        skip = still if valid is None else still | ~valid
+        held = (up[skip], down[skip], spread[skip]) if skip.any() else None
         if self.noise_from is not None:
             noise = self.noise_from.scale  # type: ignore[attr-defined]
+            keep(valid, x, self.prev)  # type: ignore[attr-defined]
         else:
             self._learn_noise(x, valid)
         # Residual against the level's mean before this sample, in noise units.
@@ -110,6 +118,8 @@ class Cusum(RowDetector):
         t -= 1.0 + self.k_var
         spread += t
         np.maximum(spread, 0.0, out=spread)
+        if held is not None:
+            up[skip], down[skip], spread[skip] = held
         # Capped at twice the decision interval: after the anomaly the sums come back within tens
         # of samples instead of paying off a huge outlier for thousands.
         self._rows += 1
@@ -121,9 +131,6 @@ class Cusum(RowDetector):
         np.maximum(up, down, out=out)
         np.maximum(out, spread, out=out)
         if valid is not None:
-            up[~valid] += self.k  # a gap: r was 0, so only the allowance was taken off; put it back
-            down[~valid] += self.k
-            spread[~valid] += 1.0 + self.k_var
             out[~valid] = np.nan
         if self.owns_level:
             self.level.step(x, valid, self._scratch)

@@ -308,7 +308,7 @@ class FusedDefault:
         combined = self._combined[:n]
         repeats = self._spike(step, n, gaps)
         widest = self._level(d, n, gaps)
-        self._cusum(d, n, ends_period, gaps, widest)
+        self._cusum(d, n, ends_period, step, repeats, widest)
         np.maximum(part["level"][:n], part["spike"][:n], out=combined)
         np.maximum(combined, part["cusum"][:n], out=combined)
         self._stuck(step, n, repeats, combined, gaps)
@@ -463,7 +463,9 @@ class FusedDefault:
                 var[cols] = before * keep ** later[0] + (clipped[:, cols] * self._b[cols] * keep**later).sum(axis=0)
         return widest
 
-    def _cusum(self, d: F32, n: int, ends_period: bool, gaps: Gaps | None, widest: F32) -> None:
+    def _cusum(
+        self, d: F32, n: int, ends_period: bool, step: F32, repeats: NDArray[np.intp], widest: F32
+    ) -> None:
         """CUSUM sums on the residual in noise units; capped at 2 h when a period ends.
 
         ``widest`` (each column's largest level score) tells which columns may hold a residual
@@ -479,9 +481,13 @@ class FusedDefault:
         spreads = steps[:, 2 * m :]
         np.multiply(r, r, out=spreads)
         spreads -= self._c
-        if gaps is not None:  # a gap leaves the sums as they are
-            cols = np.concatenate([gaps.columns, gaps.columns + m, gaps.columns + 2 * m])
-            steps[:, cols] *= np.tile(gaps.valid, 3)
+        # No step, no new evidence: a gap, a repeated value or a first sample leaves the sums as
+        # they are. Such columns are among the ``repeats`` (a step within the stuck tolerance).
+        if repeats.size * 8 > m:
+            steps.reshape(n, 3, m)[...] *= (step > 0.0)[:, None, :]
+        elif repeats.size:
+            cols = np.concatenate([repeats, repeats + m, repeats + 2 * m])
+            steps[:, cols] *= np.tile(step[:, repeats] > 0.0, 3)
         zeros = self._zeros3
         for t in range(n):
             row = sums[t + 1]

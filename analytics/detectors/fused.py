@@ -100,6 +100,9 @@ class FusedDefault:
         self._r_bound, self._widest = np.empty(n, _F), np.empty(n, _F)
         # Level: the mean at the period start (float64) and the period's sums.
         self._ref = np.array(level.mean, np.float64)
+        self._drift = np.zeros(n, _F)  # the mean's change per sample over the last period
+        self._positions = np.arange(p, dtype=_F)[:, None]
+        self._d = np.empty((p, n), _F)
         #: Signals without a sample yet: their first sample becomes ``ref`` (float32 then keeps
         #: the digits of a 1e6 kWh reading from the first period on).
         self._unanchored = level.count == 0
@@ -209,7 +212,7 @@ class FusedDefault:
                 self._refresh()
             rows = min(PERIOD - clock % PERIOD, n - i)
             gappy = self._z0_nan or bool(gap_rows[i : i + rows].any())
-            self._chunk(block[i : i + rows], out[i : i + rows], (clock + rows) % PERIOD == 0, gappy)
+            self._chunk(block[i : i + rows], out[i : i + rows], clock % PERIOD, gappy)
             self.cusum._rows += rows
             row_max = np.fmax.reduce(self._combined[:rows], axis=1)
             if (row_max >= on).any():
@@ -225,6 +228,9 @@ class FusedDefault:
         if self._level_warming:
             self._warm_up_level(delta)
         self._ref += delta
+        np.multiply(delta, 1.0 / PERIOD, out=self._drift, casting="same_kind")
+        if self._level_warming:
+            self._drift[~self._level_warm] = 0.0
         np.subtract(self._last, self._ref, out=self._z[0], casting="same_kind")
         self._pending[:] = 0.0
         if self._spike_warming:
@@ -284,9 +290,10 @@ class FusedDefault:
         if self._spike_warming:
             self._inv_spike[~self._spike_warm] = 0.0
 
-    def _chunk(self, x: NDArray[np.float64], out: NDArray[np.float64], ends_period: bool, gappy: bool) -> None:
-        """Rows ``x``, all within one period; ``ends_period`` when the last of them ends it."""
+    def _chunk(self, x: NDArray[np.float64], out: NDArray[np.float64], position: int, gappy: bool) -> None:
+        """Rows ``x``, all within one period, the first at ``position`` in it."""
         n, z = x.shape[0], self._z
+        ends_period = position + n == PERIOD
         if gappy and self._unanchored.any():
             self._anchor(x)
         np.subtract(x, self._ref, out=z[1 : n + 1], casting="same_kind")
@@ -297,7 +304,10 @@ class FusedDefault:
         np.subtract(z[1 : n + 1], z[:n], out=step)
         np.abs(step, out=step)
         z[0] = z[n]
-        d = z[1 : n + 1]  # residuals against the mean as the period began
+        # Residuals against the mean as it moves through the period, at its last period's pace.
+        d = self._d[:n]
+        np.multiply(self._positions[position : position + n], self._drift, out=d)
+        np.subtract(z[1 : n + 1], d, out=d)
         if gaps is not None:
             cols = gaps.columns
             self._z0_nan = bool(np.isnan(z[0, cols]).any())
@@ -463,9 +473,7 @@ class FusedDefault:
                 var[cols] = before * keep ** later[0] + (clipped[:, cols] * self._b[cols] * keep**later).sum(axis=0)
         return widest
 
-    def _cusum(
-        self, d: F32, n: int, ends_period: bool, step: F32, repeats: NDArray[np.intp], widest: F32
-    ) -> None:
+    def _cusum(self, d: F32, n: int, ends_period: bool, step: F32, repeats: NDArray[np.intp], widest: F32) -> None:
         """CUSUM sums on the residual in noise units; capped at 2 h when a period ends.
 
         ``widest`` (each column's largest level score) tells which columns may hold a residual

@@ -117,7 +117,7 @@ class FusedDefault:
         # Scales frozen for the period: clip bounds and inverse scales, thresholds folded in.
         self._hi, self._lo = np.empty(n, _F), np.empty(n, _F)
         self._inv_level, self._inv_spike, self._inv_noise = np.empty(n, _F), np.empty(n, _F), np.empty(n, _F)
-        self._frozen_scale, self._floor, self._squared = np.empty(n, _F), np.zeros(n), np.empty(n)
+        self._frozen_scale, self._floor, self._scratch64 = np.empty(n, _F), np.zeros(n), np.empty(n)
         self._params()
         self._warm_masks()
 
@@ -224,14 +224,17 @@ class FusedDefault:
     def _rebase(self) -> None:
         """The period ended: the level's mean and the spike's scale take its samples; ``ref``
         becomes the new mean, so residuals are ``z`` itself and float32 keeps their digits."""
-        delta = np.multiply(self._pending, self._alpha, dtype=np.float64)
+        delta = self._tmp
+        np.multiply(self._pending, self._alpha, out=delta)
         if self._level_warming:
             self._warm_up_level(delta)
         self._ref += delta
-        np.multiply(delta, 1.0 / PERIOD, out=self._drift, casting="same_kind")
+        np.multiply(delta, 1.0 / PERIOD, out=self._drift)
         if self._level_warming:
             self._drift[~self._level_warm] = 0.0
-        np.subtract(self._last, self._ref, out=self._z[0], casting="same_kind")
+        # From the float64 sample, not z - delta: a repeated value must give a step of exactly 0.
+        np.subtract(self._last, self._ref, out=self._scratch64)
+        self._z[0] = self._scratch64
         self._pending[:] = 0.0
         if self._spike_warming:
             cols = np.flatnonzero(~self._spike_warm)
@@ -244,7 +247,7 @@ class FusedDefault:
         if self._level_warming or self._spike_warming:
             self._warm_masks()
 
-    def _warm_up_level(self, delta: NDArray[np.float64]) -> None:
+    def _warm_up_level(self, delta: F32) -> None:
         """Running mean and variance of whole periods for warming signals (rate at least 0.1)."""
         cols = np.flatnonzero(~self._level_warm)
         count, var = self.level.count, self.level.var
@@ -261,7 +264,7 @@ class FusedDefault:
 
     def _refresh(self) -> None:
         """Freeze the scales for the period; warming signals get no clipping and score 0."""
-        s, floor, squared = self._hi, self._floor, self._squared
+        s, floor, squared = self._hi, self._floor, self._scratch64
         if self.cusum._rows % (8 * PERIOD) == 0 or self._level_warming:
             # s = sqrt(max(v, (rel_floor m)^2 + 1e-18)), as the level detector; the floor follows
             # the mean slowly: every 64 samples is plenty (the detector refreshes it as often).
@@ -511,13 +514,16 @@ class FusedDefault:
 
     def _name(self, fired: dict[tuple[int, int], str], rows: NDArray[np.intp], on: float, first_row: int) -> None:
         """The detector with the highest score at each sample of ``rows`` scoring ``on`` or more."""
-        if self._stuck_cols is not None:  # stuck runs were counted for these columns only
-            stuck_n = self._part["stuck"][: self._stuck_scores.shape[0]]
-            stuck_n[:] = 0.0
-            stuck_n[:, self._stuck_cols] = self._stuck_scores
         picked, cols = np.divmod(np.flatnonzero(self._combined[rows] >= on), self.n_signals)
         hit_rows = rows[picked]
-        best = np.argmax(np.nan_to_num(self.parts[:, hit_rows, cols], nan=-1.0), axis=0)
+        scores = [part[hit_rows, cols] for part in self.parts]  # finite: a hit is a valid sample
+        counted = self._stuck_cols
+        if counted is not None:  # stuck runs were counted for these columns only
+            at = np.minimum(np.searchsorted(counted, cols), max(counted.size - 1, 0))
+            found = counted[at] == cols if counted.size else np.zeros(cols.size, bool)
+            stuck = np.where(found, self._stuck_scores[hit_rows, at] if counted.size else 0.0, 0.0)
+            scores[self.names.index("stuck")] = stuck.astype(_F)
+        best = np.argmax(np.stack(scores), axis=0)
         names = self.names
         for row, col, b in zip((hit_rows + first_row).tolist(), cols.tolist(), best.tolist(), strict=True):
             fired[(row, col)] = names[b]

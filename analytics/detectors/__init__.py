@@ -100,6 +100,10 @@ class DetectorSet:
         spares the page faults of a new array on every call.
         """
         block = np.asarray(block, dtype=np.float64)
+        if block.ndim != 2 or block.shape[1] != self.n_signals:
+            raise ValueError(f"expected a [samples, {self.n_signals}] block, got {block.shape}")
+        if out is not None and out.shape != block.shape:
+            raise ValueError(f"out has shape {out.shape}; the block has {block.shape}")
         combined = np.empty_like(block) if out is None else out
         fired: dict[tuple[int, int], str] = {}
         # A row with a NaN sums to NaN (so may one holding +inf and -inf: it is then only looked at

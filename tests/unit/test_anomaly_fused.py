@@ -31,6 +31,13 @@ def test_the_default_set_takes_the_fused_path_and_others_do_not() -> None:
     assert DetectorSet(3, DetectorSettings(detectors=(*DetectorSettings().detectors, "robust")))._fused is None
 
 
+def test_a_block_of_the_wrong_shape_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"\[samples, 3\]"):
+        DetectorSet(3).update(np.zeros((10, 4)))
+    with pytest.raises(ValueError, match="out has shape"):
+        DetectorSet(3).update(np.zeros((10, 3)), out=np.zeros((9, 3)))
+
+
 def test_shape_nan_and_determinism() -> None:
     x = plant()
     a, b = DetectorSet(N).update(x)[0], DetectorSet(N).update(x)[0]

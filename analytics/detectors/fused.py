@@ -142,16 +142,20 @@ class FusedDefault:
         k = _f32(cu.k, n)
         self._k, self._minus_k = k, -k
         self._c = _f32(1.0 + np.asarray(cu.k_var, np.float64), n)
-        self._inv_h = _f32(1.0 / np.asarray(cu.threshold, np.float64), n)
+        # Scores are kept in units of CUSUM's decision interval h until the end of a chunk, where
+        # one multiply by 1 / h writes them to ``out``: the other detectors' thresholds fold h in.
+        h = np.broadcast_to(np.asarray(cu.threshold, np.float64), (n,))
+        self._h, self._inv_h = h.astype(_F), (1.0 / h).astype(_F)
         self._cap = np.tile(_f32(cu._cap, n), 3)
         self._tolerance = _f32(self.stuck.tolerance, n)
         self._max_tolerance = float(self._tolerance.max(initial=0.0))
-        self._inv_samples = _f32(1.0 / np.asarray(self.stuck.samples, np.float64), n)
+        self._inv_samples = _f32(h / np.asarray(self.stuck.samples, np.float64), n)
         self._rel_floor = _f64(lv.rel_floor, n)
-        self._level_over = _f32(1.0 / np.asarray(lv.threshold, np.float64), n)
+        self._level_over = _f32(h / np.asarray(lv.threshold, np.float64), n)
         # A level score above 3 / threshold is a residual beyond 3 s (a little below: rounding).
         self._clip_bound = self._level_over * _F(_CLIP * 0.999)
-        self._spike_over = _f32(1.0 / (_GAUSS * np.asarray(self.spike.threshold, np.float64)), n)
+        self._spike_over = _f32(h / (_GAUSS * np.asarray(self.spike.threshold, np.float64)), n)
+        self._min_h = float(h.min(initial=np.inf))
         self._noise_over = np.full(n, 1.0 / _DIFF_TO_SIGMA, _F)
 
     def _warm_masks(self) -> None:
@@ -214,7 +218,7 @@ class FusedDefault:
             gappy = self._z0_nan or bool(gap_rows[i : i + rows].any())
             self._chunk(block[i : i + rows], out[i : i + rows], clock % PERIOD, gappy)
             self.cusum._rows += rows
-            row_max = np.fmax.reduce(self._combined[:rows], axis=1)
+            row_max = np.fmax.reduce(out[i : i + rows], axis=1)
             if (row_max >= on).any():
                 self._name(fired, np.flatnonzero(row_max >= on), on, i)
             i += rows
@@ -328,11 +332,11 @@ class FusedDefault:
         if self.limits is not None and self._range is not None:
             self.limits.step(x, None, self._range[:n])
             range_n = part["range"][:n]
-            range_n[:] = self._range[:n]
+            np.multiply(self._range[:n], self._h, out=range_n)
             np.fmax(combined, range_n, out=combined)
         if gaps is not None:
             combined[:, gaps.columns] = np.where(gaps.valid, combined[:, gaps.columns], np.nan)
-        out[:] = combined
+        np.multiply(combined, self._inv_h, out=out)
 
     def _anchor(self, x: NDArray[np.float64]) -> None:
         """``ref`` of a signal without a sample yet: its first sample in ``x``, if any."""
@@ -354,20 +358,20 @@ class FusedDefault:
         np.multiply(step, self._inv_spike, out=spike_n)
         # One pass over the chunk tells whether any column needs a look of its own.
         repeated = gaps is not None or step.min() <= self._max_tolerance
-        spiked = spike_n.max() >= 1.0
+        spiked = spike_n.max() >= self._min_h
         odd = repeats = self._no_columns
         if repeated:
             repeats = np.flatnonzero(np.minimum.reduce(step, axis=0) <= self._tolerance)
             odd = repeats
         if spiked:
-            odd = np.flatnonzero(np.maximum.reduce(spike_n, axis=0) >= 1.0)
+            odd = np.flatnonzero(np.maximum.reduce(spike_n, axis=0) >= self._h)
             if repeated:
                 odd = _union(odd, repeats, self.n_signals)
         np.dot(self._ones[:n], step, out=total)  # zero steps add nothing
         moved_n: NDArray[np.float32] | NDArray[np.intp] | int = n
         if odd.size * 8 > self.n_signals:  # many: a mask over the chunk is cheaper than picking columns
             moved = step > 0.0
-            learn = moved & (spike_n < 1.0)
+            learn = moved & (spike_n < self._h)
             diff = np.subtract(step, self._frozen_scale)
             diff *= learn
             np.dot(self._ones[:n], diff, out=update)
@@ -378,7 +382,7 @@ class FusedDefault:
             if odd.size:
                 sub = step[:, odd]
                 moved = sub > 0.0
-                learn = moved & (spike_n[:, odd] < 1.0)
+                learn = moved & (spike_n[:, odd] < self._h[odd])
                 update[odd] = np.where(learn, sub - self._frozen_scale[odd], 0.0).sum(axis=0)
                 if self._spike_warming:
                     moved_n = np.full(self.n_signals, n, np.intp)
@@ -509,12 +513,11 @@ class FusedDefault:
         cusum_n = self._part["cusum"][:n]
         np.maximum(sums[1 : n + 1, :m], sums[1 : n + 1, m : 2 * m], out=cusum_n)
         np.maximum(cusum_n, sums[1 : n + 1, 2 * m :], out=cusum_n)
-        cusum_n *= self._inv_h
         sums[0] = sums[n]
 
     def _name(self, fired: dict[tuple[int, int], str], rows: NDArray[np.intp], on: float, first_row: int) -> None:
         """The detector with the highest score at each sample of ``rows`` scoring ``on`` or more."""
-        picked, cols = np.divmod(np.flatnonzero(self._combined[rows] >= on), self.n_signals)
+        picked, cols = np.divmod(np.flatnonzero(self._combined[rows] >= on * self._h), self.n_signals)
         hit_rows = rows[picked]
         scores = [part[hit_rows, cols] for part in self.parts]  # finite: a hit is a valid sample
         counted = self._stuck_cols

@@ -107,7 +107,8 @@ class FusedDefault:
         #: the digits of a 1e6 kWh reading from the first period on).
         self._unanchored = level.count == 0
         self._pending, self._pending_sq, self._pending_n = np.zeros(n, _F), np.zeros(n, _F), np.zeros(n, _F)
-        self._var_start = np.zeros(n)
+        self._var = np.array(level.var, _F)  # the level's variance (float32 here; stored back)
+        self._var_start = np.zeros(n, _F)
         self._last = np.array(spike.prev, np.float64)  # type: ignore[attr-defined]  # last valid sample
         np.subtract(self._last, self._ref, out=self._z[0], casting="same_kind")
         self._z0_nan = bool(np.isnan(self._z[0]).any())
@@ -117,7 +118,8 @@ class FusedDefault:
         # Scales frozen for the period: clip bounds and inverse scales, thresholds folded in.
         self._hi, self._lo = np.empty(n, _F), np.empty(n, _F)
         self._inv_level, self._inv_spike, self._inv_noise = np.empty(n, _F), np.empty(n, _F), np.empty(n, _F)
-        self._frozen_scale, self._floor, self._scratch64 = np.empty(n, _F), np.zeros(n), np.empty(n)
+        self._frozen_scale, self._floor, self._scratch64 = np.empty(n, _F), np.zeros(n, _F), np.empty(n)
+        self._tiny = np.full(n, 1e-9, _F)
         self._params()
         self._warm_masks()
 
@@ -156,6 +158,7 @@ class FusedDefault:
         self._clip_bound = self._level_over * _F(_CLIP * 0.999)
         self._spike_over = _f32(h / (_GAUSS * np.asarray(self.spike.threshold, np.float64)), n)
         self._min_h = float(h.min(initial=np.inf))
+        self._on, self._on_h = 1.0, self._h.copy()
         self._noise_over = np.full(n, 1.0 / _DIFF_TO_SIGMA, _F)
 
     def _warm_masks(self) -> None:
@@ -166,7 +169,7 @@ class FusedDefault:
         self._level_warming = not bool(self._level_warm.all())
         self._spike_warming = not bool(self._spike_warm.all())
         if self._level_warming:
-            self._var_start[:] = self.level.var
+            self._var_start[:] = self._var
 
     def reset(self, signals: NDArray[np.intp]) -> None:
         """Start ``signals`` afresh (the detectors' own state was reset by the set)."""
@@ -184,7 +187,7 @@ class FusedDefault:
         # Frozen scales of a warming signal: no clipping, level, spike and CUSUM score 0.
         self._level_warm[signals] = self._spike_warm[signals] = False
         self._level_warming = self._spike_warming = True
-        self._var_start[signals] = 0.0
+        self._var_start[signals] = self._var[signals] = 0.0
         self._hi[signals], self._lo[signals] = np.inf, -np.inf
         self._inv_level[signals] = self._inv_spike[signals] = self._inv_noise[signals] = 0.0
 
@@ -193,6 +196,7 @@ class FusedDefault:
         lv, n, carried = self.level, self.n_signals, self._sums[0]
         np.multiply(self._pending, self._alpha, out=self._tmp)
         np.add(self._ref, np.where(self._level_warm, self._tmp, 0.0), out=lv.mean)
+        lv.var[:] = self._var
         self.spike.scale[:] = self._scale  # type: ignore[attr-defined]
         self.spike.prev[:] = self._last  # type: ignore[attr-defined]
         self.cusum.up[:] = carried[:n]  # type: ignore[attr-defined]
@@ -254,7 +258,7 @@ class FusedDefault:
     def _warm_up_level(self, delta: F32) -> None:
         """Running mean and variance of whole periods for warming signals (rate at least 0.1)."""
         cols = np.flatnonzero(~self._level_warm)
-        count, var = self.level.count, self.level.var
+        count, var = self.level.count, self._var
         c, n = count[cols], self._pending_n[cols].astype(np.float64)
         mean = self._pending[cols] / np.maximum(n, 1.0)
         spread = np.maximum(self._pending_sq[cols] / np.maximum(n, 1.0) - mean * mean, 0.0)
@@ -268,21 +272,20 @@ class FusedDefault:
 
     def _refresh(self) -> None:
         """Freeze the scales for the period; warming signals get no clipping and score 0."""
-        s, floor, squared = self._hi, self._floor, self._scratch64
+        s, floor = self._hi, self._floor
         if self.cusum._rows % (8 * PERIOD) == 0 or self._level_warming:
             # s = sqrt(max(v, (rel_floor m)^2 + 1e-18)), as the level detector; the floor follows
             # the mean slowly: every 64 samples is plenty (the detector refreshes it as often).
-            np.multiply(self._ref, self._rel_floor, out=floor)
+            np.multiply(self._ref, self._rel_floor, out=floor, casting="same_kind")
             floor *= floor
-            floor += 1e-18
-        np.maximum(self.level.var, floor, out=squared)
-        np.copyto(s, squared, casting="same_kind")
-        np.sqrt(s, out=s)  # in float32: a third of float64's time
+            floor += _F(1e-18)
+        np.maximum(self._var, floor, out=s)
+        np.sqrt(s, out=s)
         np.divide(self._level_over, s, out=self._inv_level)
         s *= _CLIP
         np.negative(s, out=self._lo)
         scale = self._scale
-        np.maximum(scale, 1e-9, out=scale)
+        np.maximum(scale, self._tiny, out=scale)
         self._frozen_scale[:] = scale
         np.divide(self._spike_over, scale, out=self._inv_spike)
         np.divide(self._noise_over, scale, out=self._inv_noise)
@@ -459,7 +462,7 @@ class FusedDefault:
             self._pending_n += n
             if gaps is not None:
                 self._pending_n[gaps.columns] -= n - gaps.valid.sum(axis=0)
-        var = self.level.var
+        var = self._var
         before = var[gaps.columns] if gaps is not None else None
         var *= self._var_keep**n
         weights = self._var_weights[PERIOD - n :]
@@ -517,18 +520,24 @@ class FusedDefault:
 
     def _name(self, fired: dict[tuple[int, int], str], rows: NDArray[np.intp], on: float, first_row: int) -> None:
         """The detector with the highest score at each sample of ``rows`` scoring ``on`` or more."""
-        picked, cols = np.divmod(np.flatnonzero(self._combined[rows] >= on * self._h), self.n_signals)
-        hit_rows = rows[picked]
-        scores = [part[hit_rows, cols] for part in self.parts]  # finite: a hit is a valid sample
+        if on != self._on:
+            self._on, self._on_h = on, (self._h * on).astype(_F)
+        found = [np.flatnonzero(self._combined[row] >= self._on_h) for row in rows.tolist()]
+        cols = np.concatenate(found)
+        hit_rows = np.repeat(rows, [f.size for f in found])
+        scores = self.parts[:, hit_rows, cols]  # finite: a hit is a valid sample
         counted = self._stuck_cols
-        if counted is not None:  # stuck runs were counted for these columns only
-            at = np.minimum(np.searchsorted(counted, cols), max(counted.size - 1, 0))
-            found = counted[at] == cols if counted.size else np.zeros(cols.size, bool)
-            stuck = np.where(found, self._stuck_scores[hit_rows, at] if counted.size else 0.0, 0.0)
-            scores[self.names.index("stuck")] = stuck.astype(_F)
-        best = np.argmax(np.stack(scores), axis=0)
+        if counted is not None:  # stuck runs were counted for these columns only: 0 elsewhere
+            at = np.searchsorted(counted, cols)
+            inside = at < counted.size
+            inside[inside] = counted[at[inside]] == cols[inside]
+            stuck = scores[self.names.index("stuck")]
+            stuck[:] = 0.0
+            stuck[inside] = self._stuck_scores[hit_rows[inside], at[inside]]
         names = self.names
-        for row, col, b in zip((hit_rows + first_row).tolist(), cols.tolist(), best.tolist(), strict=True):
+        for row, col, b in zip(
+            (hit_rows + first_row).tolist(), cols.tolist(), scores.argmax(axis=0).tolist(), strict=True
+        ):
             fired[(row, col)] = names[b]
 
 

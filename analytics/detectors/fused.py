@@ -155,7 +155,8 @@ class FusedDefault(FusedState):
             diff = np.subtract(step, self._frozen_scale)
             diff *= learn
             np.dot(self._ones[:n], diff, out=update)
-            moved_n = moved.sum(axis=0)
+            if self._spike_warming:  # only a warming signal counts its steps
+                moved_n = moved.sum(axis=0)
         else:
             np.multiply(self._frozen_scale, n, out=update)
             np.subtract(total, update, out=update)

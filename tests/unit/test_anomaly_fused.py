@@ -145,3 +145,48 @@ def test_the_detector_that_fired_is_named() -> None:
     assert fired[(300, 0)] in ("level", "spike", "cusum")
     assert {fired[(i, 2)] for i in range(260, 400)} == {"stuck"}
     assert PERIOD == 8
+
+
+def test_every_parameter_may_differ_per_signal() -> None:
+    """Per-signal overrides (arrays) reach the fused path as they reach the per-detector one: a
+    longer warm-up on signal 1, thresholds ten times higher on signal 3, a stuck tolerance on
+    signal 7; with gaps, repeats and a reset on the way."""
+    n = N
+    per = np.ones(n)
+    tenfold = np.where(np.arange(n) == 3, 10.0, 1.0)
+    params = {
+        "level": {
+            "alpha": 0.02 * per,
+            "var_alpha": 0.004 * per,
+            "grace": np.where(np.arange(n) == 1, 90, 30),
+            "threshold": 6.0 * tenfold,
+            "rel_floor": 1e-4 * per,
+        },
+        "spike": {
+            "alpha": 0.02 * per,
+            "grace": np.where(np.arange(n) == 1, 90, 30),
+            "threshold": 5.0 * tenfold,
+        },
+        "cusum": {"k": 1.0 * per, "threshold": 25.0 * tenfold, "k_var": 3.0 * per},
+        "stuck": {"samples": 60 * per, "tolerance": np.where(np.arange(n) == 7, 0.5, 0.0)},
+    }
+    x = plant(seed=6)
+    x[600, 3] += 12.0  # a spike the raised thresholds on signal 3 let pass, and signal 2 does not
+    x[600, 2] += 12.0
+    x[800:900, 7] = 50.0 + 0.1 * np.sin(np.arange(100))  # moves, but within signal 7's tolerance
+    x[700:720, 9] = x[699, 9]  # a short repeat
+    settings = DetectorSettings(params=params)
+    det = DetectorSet(N, settings)
+    head = det.update(x[:650])[0]
+    det.reset(np.array([10]))
+    scores = np.concatenate([head, det.update(x[650:])[0]])
+    reference = DetectorSet(N, DetectorSettings(params=params, fused=False)).update(x)[0]
+    assert (np.nan_to_num(scores[:88, 1]) == 0).all()  # signal 1 warms up for 90 samples
+    assert scores[600, 2] > 1.0 and scores[600, 3] < 1.0
+    assert reference[600, 2] > 1.0 and reference[600, 3] < 1.0
+    assert scores[860:900, 7].min() > 0.5  # counted as stuck within the tolerance
+    assert (np.nan_to_num(scores[650:680, 10]) == 0).all()  # reset: warming up again
+    same_history = [i for i in range(N) if i != 10]
+    diff = np.abs(scores - reference)[100:, same_history]
+    # Per signal: a parameter applied to the wrong signal would move its scores tenfold.
+    assert (np.nanmedian(diff, axis=0) < 0.02).all()

@@ -66,9 +66,8 @@ class FusedState:
         self._r_bound, self._widest = np.empty(n, _F), np.empty(n, _F)
         # Level: the mean at the period start (float64) and the period's sums.
         self._ref = np.array(level.mean, np.float64)
-        self._drift = np.zeros(n, _F)  # the mean's change per sample over the last period
-        self._positions = np.arange(p, dtype=_F)[:, None]
-        self._d = np.empty((p, n), _F)
+        self._d, self._running, self._shift = np.empty((p, n), _F), np.empty((p, n), _F), np.empty((p, n), _F)
+        self._alpha_warm = np.zeros(n, _F)  # alpha for warm signals, 0 for warming ones
         #: Signals without a sample yet: their first sample becomes ``ref`` (float32 then keeps
         #: the digits of a 1e6 kWh reading from the first period on).
         self._unanchored = level.count == 0
@@ -133,6 +132,7 @@ class FusedState:
         self._level_warm = self.level.count >= self._grace
         self._spike_warm = self.spike.count >= self._spike_grace  # type: ignore[attr-defined]
         self._level_warming = not bool(self._level_warm.all())
+        np.multiply(self._alpha, self._level_warm, out=self._alpha_warm)
         self._spike_warming = not bool(self._spike_warm.all())
         if self._level_warming:
             self._var_start[:] = self._var
@@ -152,6 +152,7 @@ class FusedState:
         self._run[0, signals] = 0.0
         # Frozen scales of a warming signal: no clipping, level, spike and CUSUM score 0.
         self._level_warm[signals] = self._spike_warm[signals] = False
+        self._alpha_warm[signals] = 0.0
         self._level_warming = self._spike_warming = True
         self._var_start[signals] = self._var[signals] = 0.0
         self._hi[signals], self._lo[signals] = np.inf, -np.inf
@@ -178,9 +179,6 @@ class FusedState:
         if self._level_warming:
             self._warm_up_level(delta)
         self._ref += delta
-        np.multiply(delta, 1.0 / PERIOD, out=self._drift)
-        if self._level_warming:
-            self._drift[~self._level_warm] = 0.0
         # From the float64 sample, not z - delta: a repeated value must give a step of exactly 0.
         np.subtract(self._last, self._ref, out=self._scratch64)
         self._z[0] = self._scratch64

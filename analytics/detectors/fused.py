@@ -7,13 +7,13 @@ formulas are those of :mod:`~analytics.detectors.level`, :mod:`~analytics.detect
 of ``PERIOD`` (8) samples of the row clock (CUSUM's row count), which brings the cost down to
 about 40 element operations per sample:
 
-* the level's mean ``m`` and scale ``s``, the spike's step scale and with it CUSUM's noise are
-  frozen for the period. Residuals ``x - m`` are taken against the mean as the period began,
-  moved on at the pace it moved over the last period (``m + j * drift`` for the period's j-th
-  sample). At the period's end the mean takes the period's winsorised residuals,
-  ``m += alpha * sum(clip(x - m))``, the variance the same EWMA as the detector (in closed
-  form, per valid sample), and the step scale ``alpha * sum(step - scale)`` over its learnable
-  steps (:mod:`analytics.detectors.fused_state` does the period boundaries);
+* the level's scale ``s``, the spike's step scale and with it CUSUM's noise are frozen for the
+  period. The mean moves as the EWMA moves it: the j-th sample's residual is taken against
+  ``m_j = m + alpha * sum(clip(x_i - m), i < j)``, ``m`` being the mean as the period began and
+  the clip at 3 s; at the period's end ``m`` takes the whole sum, the variance the same EWMA as
+  the detector (in closed form, per valid sample), and the step scale ``alpha * sum(step -
+  scale)`` over its learnable steps (:mod:`analytics.detectors.fused_state` does the period
+  boundaries);
 * warm-up, per signal: while a signal warms up its level and CUSUM score 0 and its mean and
   variance are running statistics of whole periods (short memory: rate at least 0.1); its spike
   scores 0 and its step scale is the plain mean of the non-zero steps. A signal starts scoring

@@ -5,6 +5,18 @@ carries from one chunk to the next (float32 where it may be, the level's mean in
 does the work of a period boundary: the mean and scale take the period's samples, warming
 signals get their running statistics, and the scales are frozen for the next period. Formulas
 and units: :mod:`analytics.detectors.fused`.
+
+Examples
+--------
+A signal warms up for ``grace`` (30) samples and starts scoring at the next period boundary (32):
+
+>>> import numpy as np
+>>> from analytics.detectors import DetectorSet
+>>> x = np.random.default_rng(0).normal(5.0, 1.0, size=(48, 1))
+>>> detectors = DetectorSet(1)
+>>> scores, _ = detectors.update(x)
+>>> bool((scores[:32] == 0).all()), bool((scores[32:] > 0).all()), detectors.level.count.tolist()
+(True, True, [32.0])
 """
 
 from __future__ import annotations

@@ -100,13 +100,19 @@ class FusedDefault(FusedState):
         np.subtract(z[1 : n + 1], z[:n], out=step)
         np.abs(step, out=step)
         z[0] = z[n]
-        d = self._follow_mean(z[1 : n + 1], n, position, gaps)
+        masks = self._gap_masks(gaps, n) if gaps is not None and self._many(gaps.columns) else None
+        d = self._follow_mean(z[1 : n + 1], n, position, gaps, masks)
         if gaps is not None:
             cols = gaps.columns
-            self._z0_nan = bool(np.isnan(z[0, cols]).any())
-            keep = gaps.valid & ~gaps.no_step
-            step[:, cols] = np.where(keep, step[:, cols], 0.0)  # no step at a gap or a first sample
-            d[:, cols] = np.where(gaps.valid, d[:, cols], 0.0)  # a gap adds nothing to the sums
+            z[0, gaps.never] = np.nan  # still no sample: the next one has no step either
+            self._z0_nan = gaps.never.size > 0
+            if masks is not None:
+                step *= masks[1]
+                d *= masks[0]
+            else:
+                keep = gaps.valid & ~gaps.no_step
+                step[:, cols] = np.where(keep, step[:, cols], 0.0)  # no step at a gap or a first sample
+                d[:, cols] = np.where(gaps.valid, d[:, cols], 0.0)  # a gap adds nothing to the sums
         part = self._part
         combined = self._combined[:n]
         repeats = self._spike(step, n, gaps)
@@ -120,9 +126,28 @@ class FusedDefault(FusedState):
             range_n = part["range"][:n]
             np.multiply(self._range[:n], self._h, out=range_n)
             np.fmax(combined, range_n, out=combined)
-        if gaps is not None:
+        if masks is not None:
+            combined += masks[2]
+        elif gaps is not None:
             combined[:, gaps.columns] = np.where(gaps.valid, combined[:, gaps.columns], np.nan)
         np.multiply(combined, self._inv_h, out=out)
+
+    def _gap_masks(self, gaps: Gaps, n: int) -> tuple[F32, F32, F32]:
+        """Masks over the whole chunk, for when many columns have a gap: 1 where a sample is
+        there (else 0), 1 where it has a step to score, and 0 where it is there (else NaN)."""
+        there, stepped, blank = self._masks[0, :n], self._masks[1, :n], self._masks[2, :n]
+        there[:] = 1.0
+        there[:, gaps.columns] = gaps.valid
+        stepped[:] = 1.0
+        stepped[:, gaps.columns] = gaps.valid & ~gaps.no_step
+        blank[:] = 0.0
+        blank[:, gaps.columns] = np.where(gaps.valid, 0.0, np.nan)
+        return there, stepped, blank
+
+    def _many(self, columns: NDArray[np.intp]) -> bool:
+        """Whether picking ``columns`` out of a chunk costs more than a pass over all of it (a
+        pick costs about 30 times a pass per value: the break-even is near 3% of the columns)."""
+        return columns.size * 32 > self.n_signals
 
     def _spike(self, step: F32, n: int, gaps: Gaps | None) -> NDArray[np.intp]:
         """Spike scores against the frozen step scale; the scale learns from the non-zero steps
@@ -146,7 +171,7 @@ class FusedDefault(FusedState):
                 odd = _union(odd, repeats, self.n_signals)
         np.dot(self._ones[:n], step, out=total)  # zero steps add nothing
         moved_n: NDArray[np.float32] | NDArray[np.intp] | int = n
-        if odd.size * 8 > self.n_signals:  # many: a mask over the chunk is cheaper than picking columns
+        if self._many(odd):  # a mask over the chunk is cheaper than picking the columns
             moved = step > 0.0
             learn = moved & (spike_n < self._h)
             diff = np.subtract(step, self._frozen_scale)
@@ -179,7 +204,7 @@ class FusedDefault(FusedState):
         extends nor breaks a run; a first sample (no step) starts none."""
         cols = repeats if gaps is None else _union(repeats, gaps.columns, self.n_signals)
         carried = self._run[0]
-        if cols.size * 8 > self.n_signals:  # many: count every column, a row at a time
+        if self._many(cols):  # count every column, a row at a time
             same = (step <= self._tolerance).astype(np.float32)
             counted: NDArray[np.float32] | None = None
             if gaps is not None:
@@ -218,7 +243,7 @@ class FusedDefault(FusedState):
         carried[cols] = runs
         self._stuck_cols, self._stuck_scores = cols, scores
 
-    def _follow_mean(self, z: F32, n: int, position: int, gaps: Gaps | None) -> F32:
+    def _follow_mean(self, z: F32, n: int, position: int, gaps: Gaps | None, masks: tuple[F32, F32, F32] | None) -> F32:
         """Residuals against the mean as the EWMA moves it through the period: ``m_j = m +
         alpha * sum(clip(z_i), i < j)`` over the period's earlier samples, with ``z`` (against
         the mean as the period began) winsorised at 3 s. The period's sum of clipped residuals
@@ -226,7 +251,9 @@ class FusedDefault(FusedState):
         clipped, running, d = self._clipped[:n], self._running[:n], self._d[:n]
         np.minimum(z, self._hi, out=clipped)
         np.maximum(clipped, self._lo, out=clipped)
-        if gaps is not None:
+        if masks is not None:
+            clipped *= masks[0]
+        elif gaps is not None:
             clipped[:, gaps.columns] = np.where(gaps.valid, clipped[:, gaps.columns], 0.0)
         running[0] = clipped[0]
         for t in range(1, n):  # np.cumsum along the sample axis is ~20 times slower than this
@@ -299,7 +326,7 @@ class FusedDefault(FusedState):
         spreads -= self._c
         # No step, no new evidence: a gap, a repeated value or a first sample leaves the sums as
         # they are. Such columns are among the ``repeats`` (a step within the stuck tolerance).
-        if repeats.size * 8 > m:
+        if self._many(repeats):
             steps.reshape(n, 3, m)[...] *= (step > 0.0)[:, None, :]
         elif repeats.size:
             cols = np.concatenate([repeats, repeats + m, repeats + 2 * m])

@@ -69,6 +69,7 @@ class FusedState:
         self._zeros3 = np.zeros(3 * n, _F)  # max(x, array) is several times faster than max(x, 0.0)
         self._run = np.zeros((1, n), _F)  # stuck run lengths (samples) after the last chunk
         self._combined = np.empty((p, n), _F)
+        self._masks = np.empty((3, p, n), _F)  # for chunks where many columns have a gap
         self._range = np.empty((p, n)) if limits is not None else None
         self._tmp, self._update = np.empty(n, _F), np.empty(n, _F)
         self._ones = np.ones(p, _F)

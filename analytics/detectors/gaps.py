@@ -33,12 +33,14 @@ class Gaps:
     columns: NDArray[np.intp]
     valid: NDArray[np.bool_]  # a sample is there
     no_step: NDArray[np.bool_]  # a sample is there, but none came before it: no step to score
+    never: NDArray[np.intp]  # columns (of the chunk) without any sample yet, even at its end
 
 
 def find_gaps(z: NDArray[np.float32], x: NDArray[np.float64], last: NDArray[np.float64]) -> Gaps:
     """Find the columns with a gap in ``z[1:]`` (``z[0]`` is the sample before the chunk) and
     carry their last sample over the gaps, in place; ``last`` (float64) takes each column's
-    last sample of ``x`` (the chunk's rows)."""
+    last sample of ``x`` (the chunk's rows). Where a column has had no sample yet, ``z`` is set
+    to 0 (``valid`` and ``no_step`` say so), so that masks can be multiplied in."""
     n = z.shape[0] - 1
     # A column with a NaN sums to NaN: one pass, no [rows, columns] mask for the whole chunk.
     columns = np.flatnonzero(np.isnan(np.add.reduce(z, axis=0)))
@@ -49,7 +51,8 @@ def find_gaps(z: NDArray[np.float32], x: NDArray[np.float64], last: NDArray[np.f
         before, now, here = sub[t], sub[t + 1], valid[t]
         no_step[t] = here & np.isnan(before)
         now[~here] = before[~here]
-    z[1:, columns] = sub[1:]
+    never = columns[np.isnan(sub[n])]
+    z[:, columns] = np.nan_to_num(sub, nan=0.0)
     recent = last[columns]
     last[:] = x[n - 1]
     if columns.size:
@@ -57,4 +60,4 @@ def find_gaps(z: NDArray[np.float32], x: NDArray[np.float64], last: NDArray[np.f
         for t in range(n):
             recent = np.where(valid[t], samples[t], recent)
         last[columns] = recent
-    return Gaps(columns, valid, no_step)
+    return Gaps(columns, valid, no_step, never)

@@ -120,7 +120,7 @@ class FusedDefault(FusedState):
         self._cusum(d, n, ends_period, step, repeats, widest)
         np.maximum(part["level"][:n], part["spike"][:n], out=combined)
         np.maximum(combined, part["cusum"][:n], out=combined)
-        self._stuck(step, n, repeats, combined, gaps)
+        self._stuck(step, n, repeats, combined, gaps, masks)
         if self.limits is not None and self._range is not None:
             self.limits.step(x, None, self._range[:n])
             range_n = part["range"][:n]
@@ -198,20 +198,33 @@ class FusedDefault(FusedState):
         self._scale += update
         return repeats
 
-    def _stuck(self, step: F32, n: int, repeats: NDArray[np.intp], combined: F32, gaps: Gaps | None) -> None:
+    def _stuck(
+        self,
+        step: F32,
+        n: int,
+        repeats: NDArray[np.intp],
+        combined: F32,
+        gaps: Gaps | None,
+        masks: tuple[F32, F32, F32] | None,
+    ) -> None:
         """Stuck runs. A column that moved beyond the tolerance at every step has no run (score
         0); only columns with a repeat or a gap are counted, sample by sample. A gap neither
         extends nor breaks a run; a first sample (no step) starts none."""
         cols = repeats if gaps is None else _union(repeats, gaps.columns, self.n_signals)
         carried = self._run[0]
         if self._many(cols):  # count every column, a row at a time
+            # A gap has no step (0): "same", and not counted; a first sample starts no run.
             same = (step <= self._tolerance).astype(np.float32)
             counted: NDArray[np.float32] | None = None
             if gaps is not None:
                 g = gaps.columns
-                same[:, g] = ((same[:, g] > 0) | ~gaps.valid) & ~gaps.no_step
-                counted = np.ones((n, self.n_signals), np.float32)
-                counted[:, g] = gaps.valid
+                if masks is not None:
+                    counted = masks[0]
+                else:
+                    counted = np.ones((n, self.n_signals), np.float32)
+                    counted[:, g] = gaps.valid
+                if gaps.no_step.any():
+                    same[:, g] *= ~gaps.no_step
             runs_all = np.empty((n, self.n_signals), np.float32)
             previous = carried
             for t in range(n):

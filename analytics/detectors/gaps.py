@@ -52,7 +52,8 @@ def find_gaps(z: NDArray[np.float32], x: NDArray[np.float64], last: NDArray[np.f
         no_step[t] = here & np.isnan(before)
         now[~here] = before[~here]
     never = columns[np.isnan(sub[n])]
-    z[:, columns] = np.nan_to_num(sub, nan=0.0)
+    sub[np.isnan(sub)] = 0.0  # (np.nan_to_num is several times slower)
+    z[:, columns] = sub
     recent = last[columns]
     last[:] = x[n - 1]
     if columns.size:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import RowDetector
+from analytics.detectors.base import RowDetector, per_signal
 from analytics.detectors.cusum import Cusum
 from analytics.detectors.fused import fused_set
 from analytics.detectors.level import EwmaLevel
@@ -82,9 +82,7 @@ class DetectorSet:
         self.detectors.sort(key=lambda d: 0 if isinstance(d, Cusum) else 1)
         self._step_level_only = "level" not in settings.detectors and any(isinstance(d, Cusum) for d in self.detectors)
         self.names = [d.name for d in self.detectors]
-        self._inv = [
-            np.broadcast_to(1.0 / np.asarray(d.threshold, np.float64), (n_signals,)).copy() for d in self.detectors
-        ]
+        self._inv = [per_signal(1.0 / np.asarray(d.threshold, np.float64), n_signals) for d in self.detectors]
         self._rows = [np.empty(n_signals) for _ in self.detectors]
         # Detectors whose threshold is 1 everywhere need no normalising multiply.
         self._scaled = [not np.all(inv == 1.0) for inv in self._inv]

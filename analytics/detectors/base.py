@@ -20,6 +20,11 @@ Row = NDArray[np.float64]
 Mask = NDArray[np.bool_]
 
 
+def per_signal(value: object, n: int, dtype: type[np.floating] = np.float64) -> NDArray[np.floating]:
+    """A parameter given as a scalar or one value per signal, as an array of ``n`` values."""
+    return np.broadcast_to(np.asarray(value, dtype), (n,)).copy()
+
+
 class RowDetector:
     """Base class: subclasses set ``name``, ``threshold``, ``_state`` and implement ``step``."""
 

@@ -48,9 +48,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import RowDetector
+from analytics.detectors.base import Mask, RowDetector
 from analytics.detectors.cusum import Cusum
-from analytics.detectors.fused_state import F32, PERIOD, FusedState, Mask
+from analytics.detectors.fused_state import F32, PERIOD, FusedState
 from analytics.detectors.gaps import Gaps, find_gaps
 from analytics.detectors.level import EwmaLevel
 from analytics.detectors.limits import OutOfRange

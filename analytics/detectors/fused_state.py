@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from analytics.detectors.base import per_signal
 from analytics.detectors.cusum import _DIFF_TO_SIGMA, Cusum
 from analytics.detectors.level import _CLIP, EwmaLevel
 from analytics.detectors.limits import OutOfRange
@@ -33,16 +34,11 @@ from analytics.detectors.stuck import Stuck
 PERIOD = 8
 _F = np.float32
 F32 = NDArray[np.float32]
-Mask = NDArray[np.bool_]
 
 
 def _f32(value: object, n: int) -> F32:
     """A parameter (scalar or one value per signal) as a float32 array of ``n`` values."""
-    return np.broadcast_to(np.asarray(value, _F), (n,)).copy()
-
-
-def _f64(value: object, n: int) -> NDArray[np.float64]:
-    return np.broadcast_to(np.asarray(value, np.float64), (n,)).copy()
+    return per_signal(value, n, _F).astype(_F, copy=False)
 
 
 class FusedState:
@@ -105,9 +101,9 @@ class FusedState:
         n, p = self.n_signals, PERIOD
         lv, cu = self.level, self.cusum
         self._alpha = _f32(lv.alpha, n)
-        self._alpha64, self._grace = _f64(lv.alpha, n), _f64(lv.grace, n)
-        self._b = _f64(lv.var_alpha, n)
-        self._spike_alpha, self._spike_grace = _f32(self.spike.alpha, n), _f64(self.spike.grace, n)
+        self._alpha64, self._grace = per_signal(lv.alpha, n), per_signal(lv.grace, n)
+        self._b = per_signal(lv.var_alpha, n)
+        self._spike_alpha, self._spike_grace = _f32(self.spike.alpha, n), per_signal(self.spike.grace, n)
         b = np.asarray(lv.var_alpha, np.float64)
         q = 1.0 - b
         # The level's variance, v <- (1 - b)(v + b c^2) per sample, over the last j samples of a
@@ -124,13 +120,13 @@ class FusedState:
         self._c = _f32(1.0 + np.asarray(cu.k_var, np.float64), n)
         # Scores are kept in units of CUSUM's decision interval h until the end of a chunk, where
         # one multiply by 1 / h writes them to ``out``: the other detectors' thresholds fold h in.
-        h = np.broadcast_to(np.asarray(cu.threshold, np.float64), (n,))
+        h = per_signal(cu.threshold, n)
         self._h, self._inv_h = h.astype(_F), (1.0 / h).astype(_F)
         self._cap = np.tile(_f32(cu._cap, n), 3)
         self._tolerance = _f32(self.stuck.tolerance, n)
         self._max_tolerance = float(self._tolerance.max(initial=0.0))
         self._inv_samples = _f32(h / np.asarray(self.stuck.samples, np.float64), n)
-        self._rel_floor = _f64(lv.rel_floor, n)
+        self._rel_floor = per_signal(lv.rel_floor, n)
         self._level_over = _f32(h / np.asarray(lv.threshold, np.float64), n)
         # A level score above 3 / threshold is a residual beyond 3 s (a little below: rounding).
         self._clip_bound = self._level_over * _F(_CLIP * 0.999)

@@ -79,9 +79,9 @@ class FusedDefault(FusedState):
             gappy = self._z0_nan or bool(gap_rows[i : i + rows].any())
             self._chunk(block[i : i + rows], out[i : i + rows], clock % PERIOD, gappy)
             self.cusum._rows += rows
-            row_max = np.fmax.reduce(out[i : i + rows], axis=1)
-            if (row_max >= on).any():
-                self._name(fired, np.flatnonzero(row_max >= on), on, i)
+            hit_rows = np.flatnonzero(np.fmax.reduce(out[i : i + rows], axis=1) >= on)
+            if hit_rows.size:
+                self._name(fired, hit_rows, on, i)
             i += rows
         self.store()
         return fired
@@ -312,10 +312,9 @@ class FusedDefault(FusedState):
             later = gaps.valid.astype(np.intp)  # valid samples from each row to the chunk's end
             for t in range(n - 2, -1, -1):  # (np.cumsum along the sample axis is far slower)
                 later[t] += later[t + 1]
-            if self._var_weights.ndim == 1:  # one rate for all: b q^j from a table
+            if self._var_weights.ndim == 1:  # one rate for all: q^j from a table
                 decay = self._decay[later]
-                weights_sub = self._decay[later] * self._b[0]
-                var[cols] = before * decay[0] + (clipped[:, cols] * weights_sub).sum(axis=0)
+                var[cols] = before * decay[0] + (clipped[:, cols] * decay).sum(axis=0) * self._b[0]
             else:
                 keep = self._var_keep[cols]
                 var[cols] = before * keep ** later[0] + (clipped[:, cols] * self._b[cols] * keep**later).sum(axis=0)

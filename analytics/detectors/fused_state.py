@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import per_signal
+from analytics.detectors.base import Mask, per_signal
 from analytics.detectors.cusum import _DIFF_TO_SIGMA, Cusum
 from analytics.detectors.level import _CLIP, EwmaLevel
 from analytics.detectors.limits import OutOfRange
@@ -159,13 +159,11 @@ class FusedState:
         for block in range(3):
             self._sums[0, block * n + signals] = 0.0
         self._run[0, signals] = 0.0
-        # Frozen scales of a warming signal: no clipping, level, spike and CUSUM score 0.
         self._level_warm[signals] = self._spike_warm[signals] = False
         self._alpha_warm[signals] = 0.0
         self._level_warming = self._spike_warming = True
         self._var_start[signals] = self._var[signals] = 0.0
-        self._hi[signals], self._lo[signals] = np.inf, -np.inf
-        self._inv_level[signals] = self._inv_spike[signals] = self._inv_noise[signals] = 0.0
+        self._quiet(signals, signals)  # at once, not only from the next period
 
     def store(self) -> None:
         """Write the state back into the detectors (for a look at them; this path keeps its own)."""
@@ -241,12 +239,15 @@ class FusedState:
         # 12 inv_level / inv_noise = 12 inv_level scale / noise_over (a little below: rounding).
         np.multiply(self._inv_level, scale, out=self._r_bound)
         self._r_bound *= _F(12.0 * 0.999 * _DIFF_TO_SIGMA)
-        if self._level_warming:
-            cold = ~self._level_warm
-            self._hi[cold], self._lo[cold] = np.inf, -np.inf
-            self._inv_level[cold] = self._inv_noise[cold] = 0.0
-        if self._spike_warming:
-            self._inv_spike[~self._spike_warm] = 0.0
+        if self._level_warming or self._spike_warming:
+            self._quiet(~self._level_warm, ~self._spike_warm)
+
+    def _quiet(self, level: NDArray[np.intp] | Mask, spike: NDArray[np.intp] | Mask) -> None:
+        """Frozen scales of warming signals: the level's (and so CUSUM's) signals are not
+        clipped and score 0, the spike's score 0."""
+        self._hi[level], self._lo[level] = np.inf, -np.inf
+        self._inv_level[level] = self._inv_noise[level] = 0.0
+        self._inv_spike[spike] = 0.0
 
     def _anchor(self, x: NDArray[np.float64]) -> None:
         """``ref`` of a signal without a sample yet: its first sample in ``x``, if any."""

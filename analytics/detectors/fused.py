@@ -213,7 +213,8 @@ class FusedDefault(FusedState):
         cols = repeats if gaps is None else _union(repeats, gaps.columns, self.n_signals)
         carried = self._run[0]
         if self._many(cols):  # count every column, a row at a time
-            # A gap has no step (0): "same", and not counted; a first sample starts no run.
+            # A gap has no step (0): "same" (the tolerance is not negative), and not counted; a
+            # first sample starts no run.
             same = (step <= self._tolerance).astype(np.float32)
             counted: NDArray[np.float32] | None = None
             if gaps is not None:
@@ -242,9 +243,9 @@ class FusedDefault(FusedState):
         if cols.size:
             same_sub = step[:, cols] <= self._tolerance[cols]
             counted_sub = np.ones((n, cols.size), np.float32)
-            if gaps is not None:
+            if gaps is not None:  # as above: a gap's step is 0, so it is already "same"
                 where = np.searchsorted(cols, gaps.columns)
-                same_sub[:, where] = (same_sub[:, where] | ~gaps.valid) & ~gaps.no_step
+                same_sub[:, where] &= ~gaps.no_step
                 counted_sub[:, where] = gaps.valid
             for t in range(n):
                 runs += counted_sub[t]

@@ -37,6 +37,8 @@ class Stuck(RowDetector):
         self.steps_from = steps_from
         if np.any(np.asarray(samples) < 2):
             raise ValueError("samples must be at least 2")
+        if np.any(np.asarray(tolerance) < 0):
+            raise ValueError("tolerance is a change in engineering units: it must be 0 or more")
         self.samples, self.tolerance = samples, tolerance
         self._t = np.empty(n_signals)
 

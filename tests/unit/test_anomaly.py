@@ -130,6 +130,13 @@ def test_stuck_counts_repeats_and_a_gap_neither_extends_nor_breaks() -> None:
     assert np.nan_to_num(scores).tolist() == [0.0, 0.0, 0.25, 0.0, 0.5, 0.75, 0.0]
 
 
+def test_stuck_refuses_a_negative_tolerance_or_too_few_samples() -> None:
+    with pytest.raises(ValueError, match="tolerance"):
+        Stuck(2, tolerance=np.array([0.1, -0.1]))
+    with pytest.raises(ValueError, match="at least 2"):
+        Stuck(1, samples=1)
+
+
 def test_out_of_range_from_profile_limits() -> None:
     det = OutOfRange(1, low=np.array([0.0]), high=np.array([10.0]))
     assert det.update(np.array([[5.0], [10.0], [12.0], [-1.0]]))[:, 0].tolist() == [0.0, 0.0, 1.2, 1.1]

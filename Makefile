@@ -11,7 +11,7 @@ DEMO_ARGS := $(if $(DURATION),--duration $(DURATION),)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,demo]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -25,7 +25,7 @@ test: $(STAMP) influxdb
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check collectors analytics edge_agent
+	$(BIN)/ruff format --check collectors analytics edge_agent demo
 	$(BIN)/mypy
 
 bench: $(STAMP) influxdb

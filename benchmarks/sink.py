@@ -31,11 +31,11 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collectors.batch import Batch
-from edge_agent.buffer import Buffer
 from edge_agent.config import InfluxV1Sink
-from edge_agent.forwarder import Forwarder
+from edge_agent.sinks.forwarder import Forwarder
 from edge_agent.sinks.influx_v1 import InfluxV1
 from edge_agent.sinks.line_protocol import SeriesTable, series_key
+from edge_agent.store.buffer import Buffer
 from tests.influx_server import InfluxServer
 
 BATCH = 5_000

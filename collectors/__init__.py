@@ -1,28 +1,38 @@
-"""Protocol adapters: Modbus TCP and OPC UA collectors, decoding, request planning, profiles.
+"""Protocol adapters: one folder per protocol (``modbus/``, ``opcua/``), each registering a plugin.
 
 Collectors turn device replies into columnar :class:`Batch` objects. They never import
-``edge_agent``; the agent owns scheduling, reconnects and backoff.
+``edge_agent``; the agent owns scheduling, reconnects and backoff. The extension point is
+:mod:`collectors.plugin`.
 """
 
 from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, QUALITY_GOOD, Batch
-from collectors.profile import (
-    DeviceProfile,
-    ModbusField,
-    ModbusProfile,
-    OpcUaNode,
-    OpcUaProfile,
-    builtin_profile_dir,
+from collectors.plugin import (
+    Collector,
+    CollectorContext,
+    CollectorPlugin,
+    DeviceOptions,
+    DeviceSpec,
+    DeviceUnreachable,
+    plugins,
+    register,
 )
+from collectors.profile import ProfileBase, SignalSpec, builtin_profile_dir, signal_names
 
 __all__ = [
     "QUALITY_BAD_DECODE",
     "QUALITY_BAD_DEVICE",
     "QUALITY_GOOD",
     "Batch",
-    "DeviceProfile",
-    "ModbusField",
-    "ModbusProfile",
-    "OpcUaNode",
-    "OpcUaProfile",
+    "Collector",
+    "CollectorContext",
+    "CollectorPlugin",
+    "DeviceOptions",
+    "DeviceSpec",
+    "DeviceUnreachable",
+    "ProfileBase",
+    "SignalSpec",
     "builtin_profile_dir",
+    "plugins",
+    "register",
+    "signal_names",
 ]

@@ -77,7 +77,8 @@ class Batch:
         """Replace each signal index ``i`` by ``table[i]`` (collector index to series id)."""
         return Batch(self.ts, table[self.signal], self.value, self.quality)
 
-    def take(self, mask_or_index: NDArray[np.bool_] | NDArray[np.intp]) -> Batch:
+    def take(self, mask_or_index: NDArray[np.bool_] | NDArray[np.intp] | slice) -> Batch:
+        """The readings a boolean mask, an index array or a slice picks."""
         return Batch(
             self.ts[mask_or_index],
             self.signal[mask_or_index],

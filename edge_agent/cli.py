@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.yaml_source import ConfigError
+from edge_agent.config.yaml_source import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,30 +84,37 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
             print("ok")
             return 0
         if args.command == "anomaly":
-            from edge_agent.anomaly_replay import replay  # noqa: PLC0415
+            from edge_agent.tools.anomaly_replay import replay  # noqa: PLC0415
 
             return replay(args.csv, args.config)
         if args.command == "oee":
-            from edge_agent.oee_replay import replay as oee_replay  # noqa: PLC0415
+            from edge_agent.tools.oee_replay import replay as oee_replay  # noqa: PLC0415
 
             return oee_replay(args.csv, args.config, args.window)
         if args.command == "health":
             return _health(args.url)
         if args.command == "run":
-            from edge_agent.agent import run_forever  # noqa: PLC0415
+            from edge_agent.runtime.agent import run_forever  # noqa: PLC0415
 
             return run_forever(load_config(args.config))
         if args.command == "demo":
-            from rich.console import Console  # noqa: PLC0415
+            try:
+                from rich.console import Console  # noqa: PLC0415
 
-            from edge_agent.demo.runner import prepare_workdir, run_demo  # noqa: PLC0415
+                from demo.runner import prepare_workdir, run_demo  # noqa: PLC0415
+            except ImportError as exc:
+                print(
+                    f"error: the demo workshop is not installed ({exc}): pip install 'edge-monitor[demo]'",
+                    file=sys.stderr,
+                )
+                return 2
 
             logging.getLogger().setLevel(logging.WARNING if args.log_level == "INFO" else args.log_level)
             prepare_workdir(args.workdir)
             console = Console() if sys.stdout.isatty() else Console(width=132)
             return asyncio.run(run_demo(args.duration, args.seed, args.speed, args.workdir, console))
         if args.command == "plant":
-            from edge_agent.demo.runner import run_plant  # noqa: PLC0415
+            from demo.runner import run_plant  # noqa: PLC0415
 
             return asyncio.run(run_plant(args.seed, args.speed, args.opcua_port, args.modbus_port, args.host))
     except ConfigError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import RowDetector, per_signal
+from analytics.detectors.base import Param, RowDetector, check_params, per_signal
 from analytics.detectors.cusum import Cusum
 from analytics.detectors.fused import fused_set
 from analytics.detectors.level import EwmaLevel
@@ -26,9 +26,25 @@ from analytics.detectors.robust import RobustLevel
 from analytics.detectors.spike import Spike
 from analytics.detectors.stuck import Stuck
 
-#: Every detector, by name (the contract test runs each of them).
-REGISTRY: dict[str, type[RowDetector]] = {d.name: d for d in (EwmaLevel, Spike, Cusum, Stuck, OutOfRange, RobustLevel)}
+#: Every detector, by name: the one list. Config, replay, defaults and alarm tags derive from it.
+REGISTRY: dict[str, type[RowDetector]] = {}
 DEFAULT_SET = ("level", "spike", "cusum", "stuck", "range")
+
+
+def register(detector: type[RowDetector]) -> type[RowDetector]:
+    """Add a detector class (usable as a class decorator); its ``name`` is its key."""
+    if not detector.name:
+        raise ValueError(f"{detector.__name__} has no name")
+    REGISTRY[detector.name] = detector
+    return detector
+
+
+for _builtin in (EwmaLevel, Spike, Cusum, Stuck, OutOfRange, RobustLevel):
+    register(_builtin)
+
+#: Detectors that read state another detector computes on the same row step after it; those
+#: that read another's state from *before* the row (CUSUM reads the level's mean) step before it.
+_STEP_ORDER = {"cusum": -1, "stuck": 1}
 
 
 @dataclass
@@ -37,13 +53,39 @@ class DetectorSettings:
 
     detectors: tuple[str, ...] = DEFAULT_SET
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Score the default set on the fused float32 path (:mod:`analytics.detectors.fused`); False
-    #: steps each detector's own float64 ``step`` (the reference, several times slower).
+    #: Score the default set on the fused float32 kernel when it supports the settings
+    #: (:mod:`analytics.detectors.fused`); False steps each detector's own float64 ``step``
+    #: (the reference, several times slower).
     fused: bool = True
 
 
+def _build_order(names: tuple[str, ...]) -> list[str]:
+    """``names`` and what they require, each after its requirements."""
+    order: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in order:
+            return
+        if name in path:
+            raise ValueError(f"detectors require each other in a circle: {' -> '.join((*path, name))}")
+        cls = REGISTRY.get(name)
+        if cls is None:
+            raise ValueError(f"unknown detector {name!r}: choose from {sorted(REGISTRY)}")
+        for dep in cls.requires:
+            visit(dep, (*path, name))
+        order.append(name)
+
+    for name in names:
+        visit(name, ())
+    return order
+
+
 class DetectorSet:
-    """Runs detectors over a block in one pass over rows; combines them into one score."""
+    """Runs detectors over a block in one pass over rows; combines them into one score.
+
+    ``kernel`` says how the set is scored: ``"fused"`` (the default set on the float32 kernel)
+    or ``"per-detector"``; ``kernel_reason`` says why the fused kernel is not used.
+    """
 
     def __init__(
         self,
@@ -53,41 +95,41 @@ class DetectorSet:
         high: NDArray[np.float64] | None = None,
     ) -> None:
         settings = settings or DetectorSettings()
-        unknown = set(settings.detectors) - set(REGISTRY)
-        if unknown:
-            raise ValueError(f"unknown detectors {sorted(unknown)}: choose from {sorted(REGISTRY)}")
         self.n_signals = n_signals
         p: Mapping[str, dict[str, Any]] = settings.params
-        self.level = EwmaLevel(n_signals, **p.get("level", {}))
-        self.detectors: list[RowDetector] = []
-        for name in settings.detectors:
-            if name == "level":
-                self.detectors.append(self.level)
-            elif name == "cusum":
-                continue  # built below, once the spike detector (its noise scale) exists
-            elif name == "stuck":
-                continue  # built below, sharing the spike detector's steps when there is one
-            elif name == "range":
-                det = OutOfRange(n_signals, low, high)
-                if det.active:
-                    self.detectors.append(det)
-            else:
-                self.detectors.append(REGISTRY[name](n_signals, **p.get(name, {})))
-        spike = next((d for d in self.detectors if isinstance(d, Spike)), None)
-        if "stuck" in settings.detectors:
-            self.detectors.append(Stuck(n_signals, **p.get("stuck", {}), steps_from=spike))
-        if "cusum" in settings.detectors:
-            self.detectors.append(Cusum(n_signals, self.level, **p.get("cusum", {}), noise_from=spike))
-        # CUSUM reads the level's mean *before* the sample: it steps before the level detector.
-        self.detectors.sort(key=lambda d: 0 if isinstance(d, Cusum) else 1)
-        self._step_level_only = "level" not in settings.detectors and any(isinstance(d, Cusum) for d in self.detectors)
+        built: dict[str, RowDetector] = {}
+        in_set = set(settings.detectors)
+        for name in _build_order(tuple(settings.detectors)):
+            cls = REGISTRY[name]
+            if cls.uses_limits:
+                built[name] = cls(n_signals, low=low, high=high)  # type: ignore[call-arg]
+                continue
+            given = check_params(name, cls.params, p.get(name, {}))
+            deps = {d: det for d, det in built.items() if d in cls.requires or d in in_set}
+            built[name] = cls(n_signals, deps=deps, **{k: v for k, v in given.items() if v is not None})  # type: ignore[call-arg]
+        self.built = built
+        self.detectors: list[RowDetector] = [
+            built[name] for name in settings.detectors if getattr(built[name], "active", True)
+        ]
+        self.detectors.sort(key=lambda d: _STEP_ORDER.get(d.name, 0))
+        #: Built only because another detector reads it: stepped, never scored.
+        self._step_only = [d for name, d in built.items() if name not in in_set]
+        level = built.get("level")
+        self.level = level if isinstance(level, EwmaLevel) else EwmaLevel(n_signals)
         self.names = [d.name for d in self.detectors]
         self._inv = [per_signal(1.0 / np.asarray(d.threshold, np.float64), n_signals) for d in self.detectors]
         self._rows = [np.empty(n_signals) for _ in self.detectors]
         # Detectors whose threshold is 1 everywhere need no normalising multiply.
         self._scaled = [not np.all(inv == 1.0) for inv in self._inv]
         self._scratch = np.empty(n_signals)
-        self._fused = fused_set(self.detectors) if settings.fused else None
+        self._fused = None
+        self.kernel, self.kernel_reason = "per-detector", "fused=False"
+        if settings.fused:
+            self._fused, why = fused_set(self.detectors)
+            if self._fused is not None:
+                self.kernel, self.kernel_reason = "fused", ""
+            else:
+                self.kernel_reason = why
 
     def update(
         self, block: NDArray[np.float64], on: float = 1.0, out: NDArray[np.float64] | None = None
@@ -131,8 +173,8 @@ class DetectorSet:
                 s *= self._inv[j]
             if j:
                 np.fmax(row, s, out=row)
-        if self._step_level_only:
-            self.level.step(x, valid, self._scratch)
+        for det in self._step_only:
+            det.step(x, valid, self._scratch)
         if valid is not None:
             row[~valid] = np.nan
         if np.fmax.reduce(row) >= on:
@@ -152,10 +194,8 @@ class DetectorSet:
                 fired[(i, col)] = name
 
     def reset(self, signals: NDArray[np.intp]) -> None:
-        self.level.reset(signals)
-        for det in self.detectors:
-            if det is not self.level:
-                det.reset(signals)
+        for det in self.built.values():
+            det.reset(signals)
         if self._fused is not None:
             self._fused.reset(np.asarray(signals, np.intp))
 
@@ -168,8 +208,10 @@ __all__ = [
     "DetectorSettings",
     "EwmaLevel",
     "OutOfRange",
+    "Param",
     "RobustLevel",
     "RowDetector",
     "Spike",
     "Stuck",
+    "register",
 ]

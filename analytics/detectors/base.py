@@ -11,7 +11,8 @@ loop over rows faster in numpy than any vectorisation along time.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,15 +21,79 @@ Row = NDArray[np.float64]
 Mask = NDArray[np.bool_]
 
 
+@dataclass(frozen=True)
+class Param:
+    """One tunable parameter of a detector: default, bounds and meaning (with its unit).
+
+    Configuration (``agent.yaml``, replay files), defaults and docs are all derived from these
+    declarations. ``per_signal`` parameters may be given as one value per signal.
+    """
+
+    default: float | int | None
+    doc: str
+    integer: bool = False
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    per_signal: bool = True
+
+    def problem(self, value: object) -> str | None:  # noqa: PLR0911 - one return per kind of problem
+        """What is wrong with ``value`` (a scalar or per-signal array), or None."""
+        arr = np.asarray(value, np.float64)
+        if arr.size and not np.isfinite(arr).all():
+            return "must be a finite number"
+        if self.integer and not np.all(arr == np.round(arr)):
+            return "must be a whole number"
+        if self.gt is not None and np.any(arr <= self.gt):
+            return f"must be greater than {self.gt:g}"
+        if self.ge is not None and np.any(arr < self.ge):
+            return f"must be at least {self.ge:g}"
+        if self.lt is not None and np.any(arr >= self.lt):
+            return f"must be less than {self.lt:g}"
+        if self.le is not None and np.any(arr > self.le):
+            return f"must be at most {self.le:g}"
+        return None
+
+
+def check_params(detector: str, declared: dict[str, Param], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` checked against the declarations, with defaults filled in; raises ValueError."""
+    unknown = set(given) - set(declared)
+    if unknown:
+        raise ValueError(f"{detector}: unknown parameters {sorted(unknown)}; it has {sorted(declared)}")
+    out: dict[str, Any] = {}
+    for name, param in declared.items():
+        value = given.get(name, param.default)
+        if value is None:
+            out[name] = None
+            continue
+        if not param.per_signal and np.ndim(value) > 0:
+            raise ValueError(f"{detector}.{name} is one value for all signals, not one per signal")
+        problem = param.problem(value)
+        if problem is not None:
+            raise ValueError(f"{detector}.{name} {problem} (got {value!r})")
+        out[name] = value
+    return out
+
+
 def per_signal(value: object, n: int, dtype: type[np.floating] = np.float64) -> NDArray[np.floating]:
     """A parameter given as a scalar or one value per signal, as an array of ``n`` values."""
     return np.broadcast_to(np.asarray(value, dtype), (n,)).copy()
 
 
 class RowDetector:
-    """Base class: subclasses set ``name``, ``threshold``, ``_state`` and implement ``step``."""
+    """Base class: subclasses set ``name``, ``threshold``, ``params``, ``_state`` and implement ``step``.
+
+    ``params`` declares the keyword arguments of the constructor (after ``n_signals``).
+    ``requires`` names detectors this one reads from (CUSUM reads the level's mean); a set builds
+    them first and passes them as ``deps``, scoring them only when they are in the set themselves.
+    ``uses_limits`` detectors take the profile's engineering limits (``low``, ``high``).
+    """
 
     name: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+    requires: ClassVar[tuple[str, ...]] = ()
+    uses_limits: ClassVar[bool] = False
     threshold: float = 1.0
     #: State arrays: attribute name -> initial value.
     _state: ClassVar[dict[str, float]] = {}

@@ -29,11 +29,12 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from analytics.detectors.base import Mask, Row, RowDetector, keep
+from analytics.detectors.base import Mask, Param, Row, RowDetector, keep
 from analytics.detectors.level import EwmaLevel
 from analytics.detectors.spike import Spike
 
@@ -43,6 +44,14 @@ _DIFF_TO_SIGMA = math.sqrt(math.pi) / 2
 
 class Cusum(RowDetector):
     name: ClassVar[str] = "cusum"
+    params: ClassVar[dict[str, Param]] = {
+        "k": Param(1.0, "allowance per sample, in noise units", ge=0),
+        "threshold": Param(25.0, "decision interval h, in noise units", gt=0),
+        "alpha": Param(0.02, "EWMA rate of the noise scale when no spike detector runs", gt=0, lt=1),
+        "k_var": Param(3.0, "allowance of the variance sum, in squared noise units", ge=0),
+    }
+    #: The level's mean is the reference; a spike detector in the set lends its noise scale.
+    requires: ClassVar[tuple[str, ...]] = ("level",)
     _state: ClassVar[dict[str, float]] = {
         "up": 0.0,
         "down": 0.0,
@@ -55,14 +64,18 @@ class Cusum(RowDetector):
     def __init__(
         self,
         n_signals: int,
-        level: EwmaLevel | None = None,
+        deps: Mapping[str, RowDetector] | None = None,
         k: float = 1.0,
         threshold: float = 25.0,
         alpha: float = 0.02,
-        noise_from: Spike | None = None,
         k_var: float = 3.0,
     ) -> None:
         super().__init__(n_signals)
+        deps = deps or {}
+        level = deps.get("level")
+        noise_from = deps.get("spike")
+        assert level is None or isinstance(level, EwmaLevel)
+        assert noise_from is None or isinstance(noise_from, Spike)
         #: The level detector whose mean is the reference (stepped after us by a set, by us when alone).
         self.level = level if level is not None else EwmaLevel(n_signals)
         self.owns_level = level is None

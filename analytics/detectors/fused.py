@@ -387,11 +387,22 @@ def _union(a: NDArray[np.intp], b: NDArray[np.intp], n: int) -> NDArray[np.intp]
     return np.flatnonzero(mask)
 
 
-def fused_set(detectors: list[RowDetector]) -> FusedDefault | None:
-    """The fused path for a set's ``detectors`` when they are the default set, else None."""
+def supports(detectors: list[RowDetector]) -> str | None:
+    """Why the fused kernel cannot score ``detectors`` (None when it can: the default set)."""
+    kinds = [type(d) for d in detectors]
+    wanted = {Cusum, EwmaLevel, Spike, Stuck}
+    if len(set(kinds)) != len(kinds) or set(kinds) - {OutOfRange} != wanted:
+        names = sorted(d.name for d in detectors)
+        return f"the set {names} is not the default set (level, spike, cusum, stuck and range)"
+    return None
+
+
+def fused_set(detectors: list[RowDetector]) -> tuple[FusedDefault | None, str]:
+    """The fused kernel for a set's ``detectors``, or None and the reason it does not apply."""
+    why = supports(detectors)
+    if why is not None:
+        return None, why
     by_kind = {type(d): d for d in detectors}
-    if len(by_kind) != len(detectors) or set(by_kind) - {OutOfRange} != {Cusum, EwmaLevel, Spike, Stuck}:
-        return None
     cusum, level, spike, stuck = by_kind[Cusum], by_kind[EwmaLevel], by_kind[Spike], by_kind[Stuck]
     limits = by_kind.get(OutOfRange)
     assert isinstance(cusum, Cusum)
@@ -399,9 +410,7 @@ def fused_set(detectors: list[RowDetector]) -> FusedDefault | None:
     assert isinstance(spike, Spike)
     assert isinstance(stuck, Stuck)
     assert limits is None or isinstance(limits, OutOfRange)
-    if cusum.level is not level or cusum.noise_from is not spike or stuck.steps_from is not spike:
-        return None
-    return FusedDefault([d.name for d in detectors], level, spike, cusum, stuck, limits)
+    return FusedDefault([d.name for d in detectors], level, spike, cusum, stuck, limits), ""
 
 
-__all__ = ["PERIOD", "FusedDefault", "fused_set"]
+__all__ = ["PERIOD", "FusedDefault", "fused_set", "supports"]

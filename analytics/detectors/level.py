@@ -24,17 +24,25 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from analytics.detectors.base import Mask, Row, RowDetector
+from analytics.detectors.base import Mask, Param, Row, RowDetector
 
 _CLIP = 3.0
 
 
 class EwmaLevel(RowDetector):
     name: ClassVar[str] = "level"
+    params: ClassVar[dict[str, Param]] = {
+        "alpha": Param(0.02, "EWMA rate of the mean (per sample)", gt=0, lt=1),
+        "var_alpha": Param(None, "EWMA rate of the variance (per sample); default alpha / 5", gt=0, lt=1),
+        "grace": Param(30, "warm-up, in samples: scores 0 until then", integer=True, ge=1),
+        "threshold": Param(6.0, "score (in standard deviations) at which it calls a sample anomalous", gt=0),
+        "rel_floor": Param(1e-4, "floor of the standard deviation, relative to |mean|", ge=0),
+    }
     _state: ClassVar[dict[str, float]] = {"mean": 0.0, "var": 0.0, "count": 0.0}
     mean: Row
     var: Row
@@ -43,14 +51,13 @@ class EwmaLevel(RowDetector):
     def __init__(
         self,
         n_signals: int,
+        deps: Mapping[str, RowDetector] | None = None,
         alpha: float = 0.02,
         var_alpha: float | None = None,
         grace: int = 30,
         threshold: float = 6.0,
         rel_floor: float = 1e-4,
     ) -> None:
-        if np.any((np.asarray(alpha) <= 0.0) | (np.asarray(alpha) >= 1.0)):
-            raise ValueError("alpha must be in (0, 1)")
         super().__init__(n_signals)
         self.alpha, self.grace, self.threshold, self.rel_floor = alpha, grace, threshold, rel_floor
         self.var_alpha = alpha / 5 if var_alpha is None else var_alpha

@@ -25,6 +25,7 @@ from analytics.detectors.base import Mask, Row, RowDetector
 
 class OutOfRange(RowDetector):
     name: ClassVar[str] = "range"
+    uses_limits: ClassVar[bool] = True
     threshold = 1.0
 
     def __init__(

@@ -20,11 +20,12 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from analytics.detectors.base import Mask, Row, RowDetector
+from analytics.detectors.base import Mask, Param, Row, RowDetector
 
 _MAD_TO_SIGMA = 1.4826
 
@@ -33,7 +34,20 @@ class RobustLevel(RowDetector):
     name: ClassVar[str] = "robust"
     _state: ClassVar[dict[str, float]] = {"median": np.nan, "inv_scale": 0.0}
 
-    def __init__(self, n_signals: int, window: int = 128, every: int = 128, threshold: float = 8.0) -> None:
+    params: ClassVar[dict[str, Param]] = {
+        "window": Param(128, "samples the median and MAD are taken over", integer=True, ge=8, per_signal=False),
+        "every": Param(128, "samples between recomputations", integer=True, ge=1, per_signal=False),
+        "threshold": Param(8.0, "robust z-score that is anomalous", gt=0),
+    }
+
+    def __init__(
+        self,
+        n_signals: int,
+        deps: Mapping[str, RowDetector] | None = None,
+        window: int = 128,
+        every: int = 128,
+        threshold: float = 8.0,
+    ) -> None:
         super().__init__(n_signals)
         self.window, self.every, self.threshold = window, every, threshold
         self.ring = np.full((window, n_signals), np.nan)

@@ -22,20 +22,33 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from analytics.detectors.base import Mask, Row, RowDetector, keep
+from analytics.detectors.base import Mask, Param, Row, RowDetector, keep
 
 _GAUSS = math.sqrt(math.pi / 2)
 
 
 class Spike(RowDetector):
     name: ClassVar[str] = "spike"
+    params: ClassVar[dict[str, Param]] = {
+        "alpha": Param(0.02, "EWMA rate of the step scale (per non-zero step)", gt=0, lt=1),
+        "grace": Param(30, "warm-up, in steps: scores 0 until then", integer=True, ge=1),
+        "threshold": Param(5.0, "score (step in standard deviations of steps) that is a spike", gt=0),
+    }
     _state: ClassVar[dict[str, float]] = {"prev": np.nan, "scale": 1e-9, "count": 0.0}
 
-    def __init__(self, n_signals: int, alpha: float = 0.02, grace: int = 30, threshold: float = 5.0) -> None:
+    def __init__(
+        self,
+        n_signals: int,
+        deps: Mapping[str, RowDetector] | None = None,
+        alpha: float = 0.02,
+        grace: int = 30,
+        threshold: float = 5.0,
+    ) -> None:
         super().__init__(n_signals)
         self.alpha, self.grace, self.threshold = alpha, grace, threshold
         self._alloc(n_signals)

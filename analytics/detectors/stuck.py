@@ -16,23 +16,34 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from analytics.detectors.base import Mask, Row, RowDetector, keep
+from analytics.detectors.base import Mask, Param, Row, RowDetector, keep
 from analytics.detectors.spike import Spike
 
 
 class Stuck(RowDetector):
     name: ClassVar[str] = "stuck"
+    params: ClassVar[dict[str, Param]] = {
+        "samples": Param(60, "run of unchanged samples that counts as stuck", integer=True, ge=2),
+        "tolerance": Param(0.0, "largest change (engineering units) that counts as unchanged", ge=0),
+    }
     threshold = 1.0
     _state: ClassVar[dict[str, float]] = {"prev": np.nan, "run": 0.0}
 
     def __init__(
-        self, n_signals: int, samples: int = 60, tolerance: float = 0.0, steps_from: Spike | None = None
+        self,
+        n_signals: int,
+        deps: Mapping[str, RowDetector] | None = None,
+        samples: int = 60,
+        tolerance: float = 0.0,
     ) -> None:
         super().__init__(n_signals)
+        steps_from = (deps or {}).get("spike")
+        assert steps_from is None or isinstance(steps_from, Spike)
         #: A spike detector stepped before us on the same row: its ``|x - p|`` is ours too.
         self.steps_from = steps_from
         if np.any(np.asarray(samples) < 2):

@@ -20,13 +20,10 @@ from pymodbus.exceptions import ModbusException
 from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, Batch
 from collectors.modbus.decode import decode_fields
 from collectors.modbus.plan import plan_requests
-from collectors.profile import ModbusProfile
+from collectors.modbus.profile import ModbusProfile
+from collectors.plugin import DeviceUnreachable
 
 logging.getLogger("pymodbus").setLevel(logging.WARNING)
-
-
-class DeviceUnreachable(ConnectionError):
-    """The device (or its gateway) cannot be reached; the agent reconnects with backoff."""
 
 
 class ModbusLink:
@@ -134,6 +131,12 @@ class ModbusCollector:
         quality[bad_number] = QUALITY_BAD_DECODE
         self.last_error = "; ".join(errors) or None
         return Batch.of(self.now_ns(), np.arange(n, dtype=np.int32), values, quality)
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "unit_id": self.unit_id,
+            "reads": [f"{r.table} {r.address}..{r.address + r.count - 1} ({r.count})" for r in self.requests],
+        }
 
     async def close(self) -> None:
         self.link.close()

@@ -23,7 +23,7 @@ from asyncua.client.client import Client
 from asyncua.ua.uaerrors import UaError
 
 from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, QUALITY_GOOD, Batch
-from collectors.profile import OpcUaProfile, fill_placeholders
+from collectors.opcua.profile import OpcUaProfile, fill_placeholders
 
 for _name in ("asyncua", "asyncua.client", "asyncua.common", "asyncua.uaprotocol"):
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -155,6 +155,9 @@ class OpcUaCollector:
         polled = Batch.of(self.now_ns(), np.arange(n, dtype=np.int32), values, quality)
         changes = self._changes.drain() if self._changes is not None else Batch.empty()
         return Batch.concat([changes, polled])
+
+    def health(self) -> dict[str, Any]:
+        return {"nodes": len(self.node_ids), "subscribed": sum(n.subscribe for n in self.profile.nodes)}
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -1,6 +1,25 @@
-"""Sinks: where buffered points go. ``write`` returning means acknowledged."""
+"""Sinks: where stored points go. The contract and the registry are in :mod:`edge_agent.sinks.base`."""
 
-from edge_agent.sinks.base import RejectedPoints, Sink, SinkUnavailable
-from edge_agent.sinks.line_protocol import SeriesTable, series_key
+from edge_agent.sinks.base import (
+    RejectedPoints,
+    Sink,
+    SinkConfig,
+    SinkContext,
+    SinkPlugin,
+    SinkUnavailable,
+    make_sink,
+    plugins,
+    register,
+)
 
-__all__ = ["RejectedPoints", "SeriesTable", "Sink", "SinkUnavailable", "series_key"]
+__all__ = [
+    "RejectedPoints",
+    "Sink",
+    "SinkConfig",
+    "SinkContext",
+    "SinkPlugin",
+    "SinkUnavailable",
+    "make_sink",
+    "plugins",
+    "register",
+]

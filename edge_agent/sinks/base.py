@@ -1,15 +1,40 @@
-"""The sink contract.
+"""The sink extension point: the contract, each sink's configuration, and the registry.
 
-``write(lines)`` is called by the forwarder with line protocol for up to ``batch_size`` points.
-Returning means the database acknowledged every line; only then does the buffer let the
-points go. Raise :class:`SinkUnavailable` for anything worth retrying (network, 5xx, auth
-that an operator may fix) and :class:`RejectedPoints` when the database refused the data
-itself (HTTP 400): those lines go to the rejected-points file and are counted, never retried.
+A sink is one module in this folder (or a package exposing the ``edge_monitor.sinks`` entry
+point) that calls :func:`register` with a :class:`SinkPlugin`: its ``type:`` name in
+``agent.yaml``, its configuration model (a :class:`SinkConfig` subclass with
+``type: Literal[...]``) and a factory. Config loading, the agent and the docs read the registry;
+nothing else names a concrete sink.
+
+The contract (Benthos' output contract): the forwarder calls ``write(batch, catalog)`` with up to
+``batch_size`` points of the local store, from up to ``concurrency`` threads at once. The batch is
+columnar (:class:`~collectors.batch.Batch`); the catalog says what each series id means
+(measurement, tags, field); encoding is the sink's business. **Returning means the destination
+acknowledged every point**, and only then may the store let them go. Raise :class:`SinkUnavailable`
+for anything worth retrying (network, 5xx, credentials an operator may fix) and
+:class:`RejectedPoints` when the destination refused the data itself (HTTP 400): the forwarder
+then splits the batch until the bad points stand alone, keeps them in the rejected-points file and
+counts them, never retrying them.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import importlib
+import importlib.metadata
+import pkgutil
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Protocol
+
+from pydantic import Field
+
+from collectors.batch import Batch
+from edge_agent.config.types import Duration, Strict
+from edge_agent.store.catalog import SeriesCatalog
+
+ENTRY_POINT_GROUP = "edge_monitor.sinks"
 
 
 class SinkUnavailable(Exception):
@@ -17,10 +42,10 @@ class SinkUnavailable(Exception):
 
 
 class RejectedPoints(Exception):
-    """The database refused these lines as bad data (HTTP 400); retrying would not help.
+    """The destination refused these points as bad data (HTTP 400); retrying would not help.
 
-    ``dropped`` is how many lines the database says it dropped, when it says (InfluxDB 1.x
-    reports ``dropped=N`` on a partial write); the other lines were written.
+    ``dropped`` is how many points the destination says it dropped, when it says (InfluxDB 1.x
+    reports ``dropped=N`` on a partial write); the other points were written.
     """
 
     def __init__(self, message: str, dropped: int | None = None) -> None:
@@ -29,14 +54,83 @@ class RejectedPoints(Exception):
 
 
 class Sink(Protocol):
-    """``write`` may be called from up to ``concurrency`` threads at once."""
+    """Where points go; ``write`` may be called from up to ``concurrency`` threads at once."""
 
     name: str
     batch_size: int
     concurrency: int
 
-    def write(self, body: bytes, count: int) -> None:
-        """Write ``count`` newline-separated line-protocol points in ``body``."""
+    def write(self, batch: Batch, catalog: SeriesCatalog) -> None:
+        """Write every point of ``batch``; returning means acknowledged."""
         ...
 
     def close(self) -> None: ...
+
+
+class SinkConfig(Strict):
+    """Options every sink has: how the forwarder feeds it. Subclasses add ``type`` and their own."""
+
+    batch_size: Annotated[int, Field(ge=1, le=100_000, description="points per write")] = 5000
+    concurrency: Annotated[int, Field(ge=1, le=8, description="writes in flight at once")] = 2
+    timeout: Duration = 10.0
+    rejected_file: str = Field("var/rejected.lp", description="refused points, relative to agent.yaml")
+
+
+@dataclass(frozen=True)
+class SinkContext:
+    """What the agent lends a sink factory: where relative paths start."""
+
+    base_dir: Path
+
+    def resolve(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else self.base_dir / p
+
+
+#: (config, context) -> sink.
+SinkFactory = Callable[[Any, SinkContext], Sink]
+
+
+@dataclass(frozen=True)
+class SinkPlugin:
+    """One sink type: its ``type:`` name in ``agent.yaml``, its configuration model and its factory."""
+
+    name: str
+    config_model: type[SinkConfig]
+    factory: SinkFactory
+
+
+_REGISTRY: dict[str, SinkPlugin] = {}
+_LOCK = threading.Lock()
+_LOADED = False
+
+
+def register(plugin: SinkPlugin) -> None:
+    """Add a sink type; a second registration of the same type replaces the first."""
+    with _LOCK:
+        _REGISTRY[plugin.name] = plugin
+
+
+def unregister(type_name: str) -> None:
+    with _LOCK:
+        _REGISTRY.pop(type_name, None)
+
+
+def plugins() -> dict[str, SinkPlugin]:
+    """Every registered sink type (this folder's modules and entry points loaded first)."""
+    global _LOADED  # noqa: PLW0603 - the registry is process-wide by design
+    if not _LOADED:
+        _LOADED = True
+        import edge_agent.sinks  # noqa: PLC0415
+
+        for module in pkgutil.iter_modules(edge_agent.sinks.__path__):
+            importlib.import_module(f"edge_agent.sinks.{module.name}")
+        for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            entry.load()
+    with _LOCK:
+        return dict(_REGISTRY)
+
+
+def make_sink(config: SinkConfig, context: SinkContext) -> Sink:
+    type_name: str = getattr(config, "type", "")
+    return plugins()[type_name].factory(config, context)

@@ -1,4 +1,8 @@
-"""InfluxDB 1.x sink: HTTP ``/write`` with gzip, nanosecond precision."""
+"""InfluxDB 1.x sink (``type: influxdb_v1``): HTTP ``/write`` with line protocol, nanosecond precision.
+
+Credentials travel in an HTTP Basic ``Authorization`` header, never in the URL query, so they do
+not appear in proxy logs, error messages or the health report.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,31 @@ import gzip
 import logging
 import re
 import threading
+from typing import Annotated, Any, Literal
 
 import requests
+from pydantic import Field
 
-from edge_agent.config import InfluxV1Sink
-from edge_agent.sinks.base import RejectedPoints, SinkUnavailable
+from collectors.batch import Batch
+from edge_agent.config.types import TagValue
+from edge_agent.sinks.base import RejectedPoints, SinkConfig, SinkContext, SinkPlugin, SinkUnavailable, register
+from edge_agent.sinks.line_protocol import LineProtocol
+from edge_agent.store.catalog import SeriesCatalog
 
 log = logging.getLogger(__name__)
 _DROPPED = re.compile(r"dropped=(\d+)")
+
+
+class InfluxV1Sink(SinkConfig):
+    """``agent.yaml`` options of an InfluxDB 1.x destination."""
+
+    type: Literal["influxdb_v1"]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    database: TagValue
+    retention_policy: str = ""
+    username: str = ""
+    password: str = ""
+    gzip: bool = True
 
 
 class InfluxV1:
@@ -29,9 +50,10 @@ class InfluxV1:
         self._params = {"db": cfg.database, "precision": "ns"}
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy
-        if cfg.username:
-            self._params |= {"u": cfg.username, "p": cfg.password}
+        self._auth = (cfg.username, cfg.password) if cfg.username else None
         self._db_checked = False
+        self._encoder: LineProtocol | None = None
+        self._encoder_lock = threading.Lock()
 
     @property
     def _session(self) -> requests.Session:
@@ -39,36 +61,46 @@ class InfluxV1:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            session.auth = self._auth
             self._local.session = session
             with self._sessions_lock:
                 self._sessions.append(session)
         return session
 
+    def _encode(self, batch: Batch, catalog: SeriesCatalog) -> bytes:
+        with self._encoder_lock:
+            encoder = self._encoder
+            if encoder is None or encoder.catalog is not catalog:
+                encoder = self._encoder = LineProtocol(catalog)
+        return encoder.encode(batch)
+
     def _ensure_database(self) -> None:
-        params = {k: v for k, v in self._params.items() if k in ("u", "p")}
-        params["q"] = f'CREATE DATABASE "{self.cfg.database}"'
         try:
-            reply = self._session.post(f"{self.cfg.url.rstrip('/')}/query", params=params, timeout=self.cfg.timeout)
+            reply = self._session.post(
+                f"{self.cfg.url.rstrip('/')}/query",
+                data={"q": f'CREATE DATABASE "{self.cfg.database}"'},
+                timeout=self.cfg.timeout,
+            )
         except requests.RequestException as exc:
-            raise SinkUnavailable(f"{self.name}: {exc}") from exc
+            raise SinkUnavailable(f"{self.name}: {exc.__class__.__name__}: {exc}") from exc
         if reply.status_code >= 500:
             raise SinkUnavailable(f"{self.name}: CREATE DATABASE answered {reply.status_code}")
         # 4xx here usually means no admin rights: the database may exist anyway; writes will tell.
         self._db_checked = True
 
-    def write(self, body: bytes, count: int) -> None:
+    def write(self, batch: Batch, catalog: SeriesCatalog) -> None:
         if not self._db_checked:
             self._ensure_database()
+        body = self._encode(batch, catalog)
         headers = {"Content-Type": "text/plain; charset=utf-8"}
-        data = body
         if self.cfg.gzip:
-            data = gzip.compress(body, compresslevel=1)
+            body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
             reply = self._session.post(
                 f"{self.cfg.url.rstrip('/')}/write",
                 params=self._params,
-                data=data,
+                data=body,
                 headers=headers,
                 timeout=self.cfg.timeout,
             )
@@ -92,3 +124,11 @@ class InfluxV1:
             for session in self._sessions:
                 session.close()
             self._sessions.clear()
+
+
+def _make(config: Any, context: SinkContext) -> InfluxV1:
+    assert isinstance(config, InfluxV1Sink)
+    return InfluxV1(config)
+
+
+register(SinkPlugin("influxdb_v1", InfluxV1Sink, _make))

@@ -1,20 +1,36 @@
-"""InfluxDB v2 API sink (InfluxDB 2.x, 3.x, and 1.8+ compatibility API) via influxdb-client.
+"""InfluxDB v2 API sink (``type: influxdb_v2``: InfluxDB 2.x, 3.x, and 1.8+) via influxdb-client.
 
 Writes are synchronous: the client's batching mode only logs failures, and we must know.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Annotated, Any, Literal
 
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
+from pydantic import Field
 from urllib3.exceptions import HTTPError
 
-from edge_agent.config import InfluxV2Sink
-from edge_agent.sinks.base import RejectedPoints, SinkUnavailable
+from collectors.batch import Batch
+from edge_agent.config.types import TagValue
+from edge_agent.sinks.base import RejectedPoints, SinkConfig, SinkContext, SinkPlugin, SinkUnavailable, register
+from edge_agent.sinks.line_protocol import LineProtocol
+from edge_agent.store.catalog import SeriesCatalog
+
+
+class InfluxV2Sink(SinkConfig):
+    """``agent.yaml`` options of an InfluxDB v2-API destination."""
+
+    type: Literal["influxdb_v2"]
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    org: str
+    bucket: TagValue
+    token: str = ""
+    gzip: bool = True
 
 
 class InfluxV2:
@@ -31,8 +47,15 @@ class InfluxV2:
             retries=False,
         )
         self._write: Any = self._client.write_api(write_options=SYNCHRONOUS)
+        self._encoder: LineProtocol | None = None
+        self._encoder_lock = threading.Lock()
 
-    def write(self, body: bytes, count: int) -> None:
+    def write(self, batch: Batch, catalog: SeriesCatalog) -> None:
+        with self._encoder_lock:
+            encoder = self._encoder
+            if encoder is None or encoder.catalog is not catalog:
+                encoder = self._encoder = LineProtocol(catalog)
+        body = encoder.encode(batch)
         try:
             self._write.write(
                 bucket=self.cfg.bucket,
@@ -53,3 +76,11 @@ class InfluxV2:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _make(config: Any, context: SinkContext) -> InfluxV2:
+    assert isinstance(config, InfluxV2Sink)
+    return InfluxV2(config)
+
+
+register(SinkPlugin("influxdb_v2", InfluxV2Sink, _make))

@@ -1,85 +1,114 @@
-"""InfluxDB line protocol built from columnar batches.
+"""InfluxDB line protocol, encoded from columnar batches.
 
-Each series id maps to a prefix ``measurement,tag=value,... field=``; a point is that prefix,
-its value and its timestamp (ns). Good points carry the float value; a point whose quality is
-not good carries ``<field>_quality=<code>i`` instead, so a bad reading is visible, never lost.
-Values are written with ``repr`` (shortest round-trip form of a float64).
+Each series id maps to a prefix ``measurement,tag=value,... field=``, built once per catalog
+snapshot. A batch is encoded in bulk: prefixes are picked by fancy indexing, each distinct
+timestamp is formatted once, values are formatted by one C-level ``map`` (integral values as
+integers, which line protocol reads as the same float; others with ``repr``, the shortest form
+that reads back exactly), and one ``join`` makes the body. Good points carry the float value; a
+point whose quality is not good carries ``<field>_quality=<code>i`` instead, so a bad reading is
+visible, never lost.
 
->>> key = series_key("raw", {"machine": "press 1", "signal": "temp"})
->>> key
-'raw,machine=press\\\\ 1,signal=temp'
+>>> from collectors.batch import Batch
+>>> from edge_agent.store.catalog import Series, SeriesCatalog
+>>> catalog = SeriesCatalog({0: Series.of("raw", {"machine": "press 1", "signal": "temp"}, "value")})
+>>> for line in LineProtocol(catalog).lines(Batch.of(10**18, [0, 0], [21.5, 3.0], [0, 1])):
+...     print(line)
+raw,machine=press\\ 1,signal=temp value=21.5 1000000000000000000
+raw,machine=press\\ 1,signal=temp value_quality=1i 1000000000000000000
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from collectors.batch import Batch
+from edge_agent.store.catalog import Series, SeriesCatalog
+
+#: Integral values below this magnitude are written as integers (exact in float64).
+_EXACT_INT = 2.0**53
 
 
-def _escape_tag(text: str) -> str:
+def escape_tag(text: str) -> str:
+    """A tag key, tag value or field key, escaped for line protocol."""
     return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
-def series_key(measurement: str, tags: dict[str, str]) -> str:
-    """``measurement,k=v,...`` with tags sorted by key (what InfluxDB stores anyway)."""
-    name = measurement.replace(",", "\\,").replace(" ", "\\ ")
-    parts = [name] + [f"{_escape_tag(k)}={_escape_tag(v)}" for k, v in sorted(tags.items()) if v]
+def escape_measurement(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ")
+
+
+def series_prefix(series: Series) -> str:
+    """``measurement,k=v,...`` (tags sorted by key, as InfluxDB stores them)."""
+    parts = [escape_measurement(series.measurement)]
+    parts += [f"{escape_tag(k)}={escape_tag(v)}" for k, v in series.tags]
     return ",".join(parts)
 
 
-class SeriesTable:
-    """Prefixes for every series id, refreshed from the buffer's series table."""
+class LineProtocol:
+    """Encodes batches whose series ids are in ``catalog``."""
 
-    def __init__(self, rows: list[tuple[int, str, str]]) -> None:
-        size = max((r[0] for r in rows), default=-1) + 1
-        self.good = np.full(size, "", dtype=object)
-        self.bad = np.full(size, "", dtype=object)
-        for sid, key, field in rows:
-            f = _escape_tag(field)
-            self.good[sid] = f"{key} {f}="
-            self.bad[sid] = f"{key} {f}_quality="
-
-    def __len__(self) -> int:
-        return int(self.good.shape[0])
+    def __init__(self, catalog: SeriesCatalog) -> None:
+        self.catalog = catalog
+        self.good = np.full(catalog.size, "", dtype=object)
+        self.bad = np.full(catalog.size, "", dtype=object)
+        for sid, series in catalog.items():
+            prefix, field = series_prefix(series), escape_tag(series.field)
+            self.good[sid] = f"{prefix} {field}="
+            self.bad[sid] = f"{prefix} {field}_quality="
 
     def lines(self, batch: Batch) -> list[str]:
-        """One line per point, in batch order."""
-        if len(batch) == 0:
-            return []
-        # Readings of one poll share a timestamp: format each distinct time once.
-        unique_ts, where = np.unique(batch.ts, return_inverse=True)
-        suffix = np.array([f" {t}" for t in unique_ts.tolist()], dtype=object)[where]
+        """One line per point, in batch order (for the rejected-points file and splitting)."""
+        return self.encode(batch).decode().split("\n") if len(batch) else []
+
+    def encode(self, batch: Batch) -> bytes:
+        """The body for ``batch``: newline-separated lines, UTF-8."""
+        n = len(batch)
+        if n == 0:
+            return b""
+        parts = np.empty(3 * n, dtype=object)
         ok = batch.quality == 0
-        if ok.all():
-            return [
-                p + repr(v) + t
-                for p, v, t in zip(
-                    self.good[batch.signal].tolist(),
-                    batch.value.tolist(),
-                    suffix.tolist(),
-                    strict=True,
-                )
-            ]
-        out = np.empty(len(batch), dtype=object)
-        good_idx = np.flatnonzero(ok)
-        out[good_idx] = [
-            p + repr(v) + t
-            for p, v, t in zip(
-                self.good[batch.signal[good_idx]].tolist(),
-                batch.value[good_idx].tolist(),
-                suffix[good_idx].tolist(),
-                strict=True,
-            )
-        ]
-        bad_idx = np.flatnonzero(~ok)
-        out[bad_idx] = [
-            f"{p}{q}i{t}"
-            for p, q, t in zip(
-                self.bad[batch.signal[bad_idx]].tolist(),
-                batch.quality[bad_idx].tolist(),
-                suffix[bad_idx].tolist(),
-                strict=True,
-            )
-        ]
-        return list(out.tolist())
+        all_ok = bool(ok.all())
+        signal = batch.signal
+        parts[0::3] = self.good[signal] if all_ok else np.where(ok, self.good[signal], self.bad[signal])
+        parts[1::3] = _format_values(batch.value, batch.quality, all_ok)
+        parts[2::3] = _format_times(batch.ts)
+        parts[-1] = parts[-1][:-1]  # no newline after the last line
+        return "".join(parts.tolist()).encode()
+
+
+def _format_times(ts: NDArray[np.int64]) -> NDArray[np.object_]:
+    """`` <ts>\\n`` per point, each distinct timestamp formatted once (a poll shares one)."""
+    change = np.empty(ts.shape[0], bool)
+    change[0] = True
+    np.not_equal(ts[1:], ts[:-1], out=change[1:])
+    if int(np.count_nonzero(change)) * 4 > ts.shape[0]:
+        unique, where = np.unique(ts, return_inverse=True)
+        texts = np.array([f" {t}\n" for t in unique.tolist()], dtype=object)
+        by_point: NDArray[np.object_] = texts[where]
+        return by_point
+    starts = np.flatnonzero(change)
+    texts = np.array([f" {t}\n" for t in ts[starts].tolist()], dtype=object)
+    run = np.cumsum(change) - 1
+    by_run: NDArray[np.object_] = texts[run]
+    return by_run
+
+
+def _format_values(value: NDArray[np.float64], quality: NDArray[np.uint8], all_ok: bool) -> list[str]:
+    out: list[str]
+    with np.errstate(invalid="ignore"):
+        as_int = value.astype(np.int64)
+        integral = (as_int == value) & (np.abs(value) < _EXACT_INT)
+    if all_ok and bool(integral.all()):
+        return list(map(str, as_int.tolist()))
+    texts = np.empty(value.shape[0], dtype=object)
+    if integral.any():
+        texts[integral] = list(map(str, as_int[integral].tolist()))
+    rest = ~integral
+    if rest.any():
+        texts[rest] = list(map(repr, value[rest].tolist()))
+    if not all_ok:
+        bad = quality != 0
+        texts[bad] = [f"{q}i" for q in quality[bad].tolist()]
+    out = texts.tolist()
+    return out

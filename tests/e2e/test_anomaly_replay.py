@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.anomaly_replay import replay
 from edge_agent.cli import main
-from edge_agent.yaml_source import ConfigError
+from edge_agent.config.yaml_source import ConfigError
+from edge_agent.tools.anomaly_replay import replay
 
 
 def signals_csv(tmp_path: Path, rows: int = 300) -> Path:

@@ -11,12 +11,14 @@ import pytest
 
 from collectors.batch import QUALITY_GOOD
 from collectors.modbus.client import DeviceUnreachable, ModbusCollector, ModbusLink
+from collectors.modbus.profile import ModbusProfile
 from collectors.opcua.client import OpcUaCollector
-from collectors.profile import ModbusProfile, OpcUaProfile, builtin_profile_dir
-from edge_agent.clock import ScaledClock
+from collectors.opcua.profile import OpcUaProfile
+from collectors.profile import builtin_profile_dir
+from demo.plant import Plant
+from demo.servers import DemoServers
 from edge_agent.config import load_profiles
-from edge_agent.demo.plant import Plant
-from edge_agent.demo.servers import DemoServers
+from edge_agent.runtime.clock import ScaledClock
 
 PROFILES = load_profiles([builtin_profile_dir()])
 

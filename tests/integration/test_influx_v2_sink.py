@@ -12,13 +12,17 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pytest
 import requests
 
-from edge_agent.config import InfluxV2Sink
+from collectors.batch import Batch
 from edge_agent.sinks.base import RejectedPoints, SinkUnavailable
-from edge_agent.sinks.influx_v2 import InfluxV2
+from edge_agent.sinks.influx_v2 import InfluxV2, InfluxV2Sink
+from edge_agent.store.catalog import Series, SeriesCatalog
 from tests.conftest import InfluxServer
+
+CATALOG = SeriesCatalog({0: Series.of("m", {}, "v")})
 
 
 def sink(url: str, bucket: str) -> InfluxV2:
@@ -27,7 +31,7 @@ def sink(url: str, bucket: str) -> InfluxV2:
 
 def test_v2_api_missing_on_influxdb_16_is_explained(influxdb: InfluxServer) -> None:
     with pytest.raises(SinkUnavailable, match=r"404.*no v2 write API"):
-        sink(influxdb.url, "edge").write(b"m v=1 1", 1)
+        sink(influxdb.url, "edge").write(Batch.of(1, [0], [1.0]), CATALOG)
 
 
 @pytest.fixture
@@ -67,15 +71,18 @@ def v2_shim(influxdb: InfluxServer) -> Iterator[str]:
 
 def test_v2_sink_writes_gzip_line_protocol_that_lands(influxdb: InfluxServer, v2_shim: str) -> None:
     influxdb.create_database("v2bucket")
-    lines = "\n".join(
-        f"raw,machine=m{i % 3},signal=temp value={20 + i * 0.5} {1_700_000_000_000_000_000 + i}" for i in range(1000)
-    )
-    sink(v2_shim, "v2bucket").write(lines.encode(), 1000)
+    catalog = SeriesCatalog({m: Series.of("raw", {"machine": f"m{m}", "signal": "temp"}, "value") for m in range(3)})
+    i = np.arange(1000)
+    batch = Batch.of(1_700_000_000_000_000_000 + i, (i % 3).astype(np.int32), 20 + i * 0.5)
+    sink(v2_shim, "v2bucket").write(batch, catalog)
     (series,) = influxdb.query('SELECT count("value"), sum("value") FROM "raw"', "v2bucket")
     assert series["values"][0][1:] == [1000, pytest.approx(sum(20 + i * 0.5 for i in range(1000)))]
 
 
 def test_v2_sink_reports_bad_data_as_rejected(influxdb: InfluxServer, v2_shim: str) -> None:
     influxdb.create_database("v2bad")
+    # A string field first, then a float in the same field: the second is a type conflict.
+    requests.post(f"{influxdb.url}/write", params={"db": "v2bad"}, data='raw value="x" 1', timeout=10)
+    catalog = SeriesCatalog({0: Series.of("raw", {}, "value")})
     with pytest.raises(RejectedPoints, match="400"):
-        sink(v2_shim, "v2bad").write(b'raw value=1 1\nraw value="x" 2', 2)
+        sink(v2_shim, "v2bad").write(Batch.of(2, [0], [1.0]), catalog)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent.demo.workshop import MICROSTOP_S
+from demo.workshop import MICROSTOP_S
 from tests.conftest import InfluxServer
 from tests.integration.workshop import WorkshopRun, count_points, influx_sink, run_workshop
 

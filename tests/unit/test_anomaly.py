@@ -158,10 +158,9 @@ def test_set_names_the_detector_that_fired() -> None:
 
 
 def test_per_signal_overrides_from_the_configuration() -> None:
-    from edge_agent.anomaly_settings import anomaly_settings  # noqa: PLC0415
-    from edge_agent.config import AnomalySection  # noqa: PLC0415
+    from edge_agent.config.anomaly import anomaly_section_model, anomaly_settings  # noqa: PLC0415
 
-    section = AnomalySection.model_validate(
+    section = anomaly_section_model().model_validate(
         {"stuck": {"samples": 300}, "signals": {"m1.temp": {"stuck": {"samples": 20}}}}
     )
     settings = anomaly_settings(section, ["m1.temp", "m2.temp"])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from collectors.batch import Batch
-from edge_agent.buffer import Buffer
+from edge_agent.store.buffer import Buffer
+from edge_agent.store.catalog import Series
 
 
 def batch(n: int, start: int = 0) -> Batch:
@@ -62,7 +63,23 @@ def test_full_store_drops_oldest_and_counts_them(tmp_path: Path, caplog: pytest.
 
 def test_series_ids_are_stable_across_restarts(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite3"
-    first = Buffer(path).register([("raw,machine=a", "value"), ("raw,machine=b", "value")])
-    again = Buffer(path).register([("raw,machine=c", "value"), ("raw,machine=b", "value")])
+    a, b, c = (Series.of("raw", {"machine": m}, "value") for m in "abc")
+    first = Buffer(path).register([a, b])
+    again = Buffer(path).register([c, b])
     assert again[1] == first[1]
     assert again[0] not in first.tolist()
+
+
+def test_a_store_from_before_the_catalog_keeps_its_series_ids(tmp_path: Path) -> None:
+    """Stores written by 0.1 kept series as line-protocol keys; they open with the same ids."""
+    import sqlite3  # noqa: PLC0415
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE series (id INTEGER PRIMARY KEY, key TEXT, field TEXT, UNIQUE (key, field))")
+    db.execute("INSERT INTO series VALUES (7, 'raw,machine=press\\ 1,signal=a\\,b', 'value')")
+    db.commit()
+    db.close()
+    buffer = Buffer(path)
+    assert buffer.catalog()[7] == Series.of("raw", {"machine": "press 1", "signal": "a,b"}, "value")
+    assert buffer.register([Series.of("raw", {"machine": "press 1", "signal": "a,b"}, "value")]).tolist() == [7]

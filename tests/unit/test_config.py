@@ -8,7 +8,7 @@ import pytest
 
 from edge_agent.cli import main
 from edge_agent.config import load_config, load_profile, parse_duration
-from edge_agent.yaml_source import ConfigError
+from edge_agent.config.yaml_source import ConfigError
 
 GOOD = """\
 agent:

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from collectors.batch import Batch
-from edge_agent.agent import Agent
-from edge_agent.buffer import Buffer
+from demo.plant import Plant
+from demo.workshop import demo_config, write_config
 from edge_agent.config import load_config
-from edge_agent.demo.plant import Plant
-from edge_agent.demo.workshop import demo_config, write_config
-from edge_agent.forwarder import Forwarder
-from edge_agent.sinks.line_protocol import SeriesTable
+from edge_agent.runtime.agent import Agent
+from edge_agent.sinks.forwarder import Forwarder
+from edge_agent.store.buffer import Buffer
+from edge_agent.store.catalog import Series, SeriesCatalog
 
 
 def agent_without_devices_running(tmp_path: Path) -> Agent:
@@ -57,11 +57,11 @@ class BrokenOnce:
         self.calls, self.received, self.expect = 0, 0, expect
         self.all_received = threading.Event()
 
-    def write(self, body: bytes, count: int) -> None:
+    def write(self, batch: Batch, catalog: SeriesCatalog) -> None:
         self.calls += 1
         if self.calls == 1:
             raise KeyError("surprise")
-        self.received += count
+        self.received += len(batch)
         if self.received >= self.expect:
             self.all_received.set()
 
@@ -71,9 +71,9 @@ class BrokenOnce:
 
 def test_a_sink_that_raises_something_unexpected_is_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     buffer = Buffer(tmp_path / "s.sqlite3")
-    (sid,) = buffer.register([("m", "v")]).tolist()
+    (sid,) = buffer.register([Series.of("m", {}, "v")]).tolist()
     sink = BrokenOnce(expect=250)
-    forwarder = Forwarder(buffer, sink, SeriesTable(buffer.series_table()), tmp_path / "rejected.lp")
+    forwarder = Forwarder(buffer, sink, tmp_path / "rejected.lp")
     buffer.append(Batch.of(np.arange(250, dtype=np.int64), np.full(250, sid, np.int32), np.ones(250)))
 
     async def run() -> None:

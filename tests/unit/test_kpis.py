@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from collectors.batch import Batch
-from edge_agent.buffer import Buffer, Chunk
 from edge_agent.config import LoadedConfig, load_config
-from edge_agent.kpi_stage import KpiStage
-from edge_agent.pipeline import Pipeline
-from edge_agent.yaml_source import ConfigError
+from edge_agent.config.yaml_source import ConfigError
+from edge_agent.runtime.kpi_stage import KpiStage
+from edge_agent.runtime.pipeline import Pipeline
+from edge_agent.store.buffer import Buffer, Chunk
 
 NS = 1_000_000_000
 T0 = int(dt.datetime(2026, 3, 2, 8, tzinfo=dt.UTC).timestamp())
@@ -119,6 +119,7 @@ def test_baseline_window_freezes_and_survives_a_restart(tmp_path: Path) -> None:
     frozen = last["baseline_energy_per_good_kwh"]
     # A restart on the same store keeps the baseline sums and the days with acknowledged writes.
     shop.stage.acknowledged([], shop.now)
+    shop.stage.take_acknowledgements()
     shop.buffer.close()
     again = Shop(tmp_path, kpis)
     again.now = shop.now

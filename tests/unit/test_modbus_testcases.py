@@ -11,9 +11,9 @@ import pytest
 
 from collectors.modbus.decode import decode_fields
 from collectors.modbus.plan import plan_requests
-from collectors.profile import ModbusProfile
+from collectors.modbus.profile import ModbusProfile
 from edge_agent.config import load_profile
-from edge_agent.yaml_source import ConfigError
+from edge_agent.config.yaml_source import ConfigError
 
 CASES = sorted((Path(__file__).parents[2] / "collectors" / "modbus" / "testcases").iterdir())
 

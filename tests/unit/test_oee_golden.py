@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent.oee_replay import KEYS, replay
+from edge_agent.tools.oee_replay import KEYS, replay
 
 CASES = Path(__file__).parents[1] / "testcases" / "oee"
 NAMES = sorted(p.name for p in CASES.iterdir() if p.is_dir())

@@ -23,8 +23,7 @@ from numpy.typing import NDArray
 from analytics.oee import OeeEngine, WindowRows
 from analytics.oee_kpis import RATIOS, SUMMABLE, ratios, roll_up, summable
 from analytics.windows import NS, ShiftWindows, WindowGrid, day_windows, local_windows
-from edge_agent.config_types import parse_duration
-from edge_agent.oee_config import (
+from edge_agent.config.oee import (
     COUNTER_KIND,
     OeeSection,
     load_machine_oee,
@@ -32,8 +31,9 @@ from edge_agent.oee_config import (
     shift_windows,
     work_schedule,
 )
-from edge_agent.signals_csv import SignalTable, read_signals
-from edge_agent.yaml_source import ConfigError, YamlDocument
+from edge_agent.config.types import parse_duration
+from edge_agent.config.yaml_source import ConfigError, YamlDocument
+from edge_agent.tools.signals_csv import SignalTable, read_signals
 
 ENERGY = 3
 #: Rows fed to the engine at a time (the agent feeds what arrived since its last tick).

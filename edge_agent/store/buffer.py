@@ -7,11 +7,13 @@ store keeps everything up to ``max_points``. When full, the oldest chunks are dr
 under the reason ``buffer_full``: nothing leaves silently.
 
 Series (measurement, tags and field of a point) are registered here too, so the integer ids
-stored in chunks mean the same thing after a restart.
+stored in chunks mean the same thing after a restart; :meth:`Buffer.catalog` hands sinks an
+immutable snapshot of them (:mod:`edge_agent.store.catalog`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -22,12 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from collectors.batch import Batch
+from edge_agent.store.catalog import Series, SeriesCatalog, parse_line_protocol_key
 
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, key TEXT NOT NULL, field TEXT NOT NULL,
-                                   UNIQUE (key, field));
+CREATE TABLE IF NOT EXISTS catalog (id INTEGER PRIMARY KEY, measurement TEXT NOT NULL, tags TEXT NOT NULL,
+                                    field TEXT NOT NULL, UNIQUE (measurement, tags, field));
 CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, created_ns INTEGER NOT NULL,
                                    n INTEGER NOT NULL, oldest_ts INTEGER NOT NULL,
                                    ts BLOB NOT NULL, signal BLOB NOT NULL, value BLOB NOT NULL,
@@ -66,21 +69,48 @@ class Buffer:
         # NORMAL in WAL mode survives a process crash; only an OS crash may lose the last commits.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._migrate_series_keys()
         self._points = int(self._db.execute("SELECT COALESCE(SUM(n), 0) FROM chunks").fetchone()[0])
+        self._catalog = self._read_catalog()
+
+    def _migrate_series_keys(self) -> None:
+        """Stores written before 0.2 keep series as line-protocol keys: move them to the catalog, ids kept."""
+        old = self._db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='series'").fetchone()
+        if old is None:
+            return
+        rows = []
+        for sid, key, field in self._db.execute("SELECT id, key, field FROM series"):
+            measurement, tags = parse_line_protocol_key(key)
+            rows.append((sid, measurement, Series.of(measurement, tags, field).tags_json(), field))
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.executemany("INSERT OR IGNORE INTO catalog (id, measurement, tags, field) VALUES (?, ?, ?, ?)", rows)
+        self._db.execute("DROP TABLE series")
+        self._db.execute("COMMIT")
+        log.info("local store %s: %d series moved to the structured catalog", self.path, len(rows))
+
+    def _read_catalog(self) -> SeriesCatalog:
+        entries = {
+            int(sid): Series(measurement, tuple(sorted(json.loads(tags).items())), field)
+            for sid, measurement, tags, field in self._db.execute("SELECT id, measurement, tags, field FROM catalog")
+        }
+        return SeriesCatalog(entries)
 
     # -- series ------------------------------------------------------------------------------
-    def register(self, series: list[tuple[str, str]]) -> np.ndarray:
-        """Ids (int32) of ``(series_key, field)`` pairs, creating those not yet known."""
+    def register(self, series: list[Series]) -> np.ndarray:
+        """Ids (int32) of ``series``, creating those not yet known (the catalog snapshot is renewed)."""
+        rows = [(s.measurement, s.tags_json(), s.field) for s in series]
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR IGNORE INTO series (key, field) VALUES (?, ?)", series)
+            self._db.executemany("INSERT OR IGNORE INTO catalog (measurement, tags, field) VALUES (?, ?, ?)", rows)
             self._db.execute("COMMIT")
-            ids = {(k, f): i for i, k, f in self._db.execute("SELECT id, key, field FROM series")}
-        return np.array([ids[s] for s in series], np.int32)
+            ids = {(m, t, f): i for i, m, t, f in self._db.execute("SELECT id, measurement, tags, field FROM catalog")}
+            self._catalog = self._read_catalog()
+        return np.array([ids[r] for r in rows], np.int32)
 
-    def series_table(self) -> list[tuple[int, str, str]]:
+    def catalog(self) -> SeriesCatalog:
+        """The series known so far (an immutable snapshot: safe to hand to another thread)."""
         with self._lock:
-            return list(self._db.execute("SELECT id, key, field FROM series ORDER BY id"))
+            return self._catalog
 
     # -- chunks ------------------------------------------------------------------------------
     def append(self, batch: Batch) -> None:

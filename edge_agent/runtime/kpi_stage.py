@@ -13,20 +13,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import queue
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from numpy.typing import NDArray
 
 from analytics.adoption import ShopFloor, change, continuous_days, production_figures
 from analytics.oee_kpis import summable
 from collectors.batch import QUALITY_GOOD, Batch
-from collectors.profile import signal_names
-from edge_agent.buffer import Buffer, Chunk
 from edge_agent.config import LoadedConfig
-from edge_agent.pipeline import Pipeline
+from edge_agent.runtime.pipeline import Pipeline
 from edge_agent.schema import KPI, KPI_FIELDS
-from edge_agent.sinks.line_protocol import series_key
+from edge_agent.store.buffer import Buffer, Chunk
+from edge_agent.store.catalog import Series
 
 NS = 1_000_000_000
 _DAYS_KEY, _BASELINE_KEY = "kpi.cloud_days", "kpi.baseline_sums"
@@ -34,7 +35,11 @@ _SUMS = ("produced", "good", "reject", "actual_production_s", "energy_kwh")
 
 
 class KpiStage:
-    """Counts for the KPIs between reports; not thread-safe except :meth:`acknowledged`."""
+    """Counts for the KPIs between reports, owned by the tick's thread.
+
+    :meth:`acknowledged` is the one method for other threads (the sinks' senders): it hands the
+    acknowledgement over whole through a queue that :meth:`tick` drains.
+    """
 
     def __init__(self, loaded: LoadedConfig, buffer: Buffer, pipeline: Pipeline, now_ns: Callable[[], int]) -> None:
         cfg = loaded.config
@@ -43,9 +48,7 @@ class KpiStage:
         names = [d.name for d in cfg.devices]
         scope = set(k.scope) if k.scope is not None else set(names)
         in_scope = np.array([n in scope for n in names], bool)
-        expected = np.array(
-            [len(signal_names(loaded.profiles[d.profile])) / d.poll_interval for d in cfg.devices], np.float64
-        )
+        expected = np.array([len(loaded.signals(d)) / d.poll_interval for d in cfg.devices], np.float64)
         self.shop = ShopFloor(expected, in_scope, int(k.seen_within * NS))
         self.every_ns = int(k.every * NS)
         zone = k.timezone or (cfg.analytics.shifts.timezone if cfg.analytics.shifts else "UTC")
@@ -60,7 +63,8 @@ class KpiStage:
         self._meter_ts = np.empty(0, np.int64)
         self._meter_kwh = np.empty(0, np.float64)
         tags = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
-        self.ids = buffer.register([(series_key(KPI, tags), f) for f in KPI_FIELDS])
+        self.ids = buffer.register([Series.of(KPI, tags, f) for f in KPI_FIELDS])
+        self._acks: queue.SimpleQueue[tuple[NDArray[np.int32], list[float], int]] = queue.SimpleQueue()
         self.days = {dt.date.fromisoformat(d) for d in json.loads(buffer.get_state(_DAYS_KEY) or "[]")}
         self.baseline_sums: dict[str, float] = json.loads(buffer.get_state(_BASELINE_KEY) or "{}")
         self._last_totals = pipeline.totals.copy()
@@ -71,22 +75,29 @@ class KpiStage:
     def _raw_id(self, loaded: LoadedConfig, key: str) -> int:
         device_name, _, signal = key.partition(".")
         index = next(i for i, d in enumerate(loaded.config.devices) if d.name == device_name)
-        names = signal_names(loaded.profiles[loaded.config.devices[index].profile])
+        names = [sig.name for sig in loaded.signals(loaded.config.devices[index])]
         return int(self.pipeline.device_tables[index][names.index(signal)])
 
     # -- inputs ------------------------------------------------------------------------------
     def acknowledged(self, chunks: list[Chunk], ack_wall_ns: int) -> None:
         """The first sink's database acknowledged ``chunks`` (called from its sender thread)."""
         signals = np.concatenate([c.batch.signal for c in chunks]) if chunks else np.empty(0, np.int32)
+        latencies = [(ack_wall_ns - c.created_ns) / 1e9 for c in chunks if c.created_ns]
+        self._acks.put((signals, latencies, self.now_ns()))
+
+    def take_acknowledgements(self) -> None:
+        """Book the acknowledgements handed over so far (the tick does; the agent again after the drain)."""
+        while True:
+            try:
+                signals, latencies, now = self._acks.get_nowait()
+            except queue.Empty:
+                return
+            self._acknowledged(signals, latencies, now)
+
+    def _acknowledged(self, signals: NDArray[np.int32], latencies: list[float], now: int) -> None:
         known = signals[signals < self.series_device.shape[0]]
         devices = np.unique(self.series_device[known])
-        now = self.now_ns()
-        self.shop.acknowledged(
-            devices[devices >= 0],
-            now,
-            int(signals.shape[0]),
-            [(ack_wall_ns - c.created_ns) / 1e9 for c in chunks if c.created_ns],
-        )
+        self.shop.acknowledged(devices[devices >= 0], now, int(signals.shape[0]), latencies)
         day = dt.datetime.fromtimestamp(now / NS, self.zone).date()
         if day not in self.days:
             self.days.add(day)
@@ -119,6 +130,7 @@ class KpiStage:
         """Take this tick's raw readings; a ``kpi`` point when a reporting interval has ended
         (or, with ``final``, for the part of the interval so far)."""
         self.shop.produced(produced_points)
+        self.take_acknowledgements()
         self._meters(self.pipeline.last_raw)
         if self._interval_start is None:
             self._interval_start = now // self.every_ns * self.every_ns
@@ -153,6 +165,7 @@ class KpiStage:
 
     def report(self, start: int, now: int) -> dict[str, float]:
         """The interval ``[start, now)``: every field of :data:`KPI_FIELDS` (NaN = absent)."""
+        self.take_acknowledgements()
         out = self.shop.report(now, (now - start) / NS)
         stats = self.buffer.stats()
         today = dt.datetime.fromtimestamp(now / NS, self.zone).date()

@@ -90,11 +90,17 @@ _HINTS = {
 }
 
 
-def validation_problems(doc: YamlDocument, exc: ValidationError, prefix: Loc = ()) -> list[str]:
-    """One message per pydantic error, located in the YAML file."""
+def validation_problems(
+    doc: YamlDocument, exc: ValidationError, prefix: Loc = (), union_tags: set[str] | None = None
+) -> list[str]:
+    """One message per pydantic error, located in the YAML file.
+
+    ``union_tags`` are the names of tagged-union members (protocols, sink types) that pydantic
+    puts into error locations; the YAML file has no such level.
+    """
     problems = []
     for err in exc.errors(include_url=False):
-        loc = prefix + _strip_union_tags(tuple(err["loc"]))
+        loc = prefix + _strip_union_tags(tuple(err["loc"]), union_tags or set())
         hint = _HINTS.get(err["type"], err["msg"].removeprefix("Value error, "))
         shown = repr(err.get("input"))
         if err["type"] not in _HINTS and not isinstance(err.get("input"), dict | list) and shown not in hint:
@@ -103,16 +109,12 @@ def validation_problems(doc: YamlDocument, exc: ValidationError, prefix: Loc = (
     return problems
 
 
-# pydantic puts the chosen member of a tagged union into error locations, right after the
-# list index (or at the top); the YAML file has no such level.
-_UNION_TAGS = {"modbus", "opcua", "influxdb_v1", "influxdb_v2"}
-
-
-def _strip_union_tags(loc: Loc) -> Loc:
+def _strip_union_tags(loc: Loc, tags: set[str]) -> Loc:
+    """pydantic puts the chosen member of a tagged union right after the list index (or at the top)."""
     out: list[str | int] = []
     for part in loc:
         after_index = not out or isinstance(out[-1], int)
-        if isinstance(part, str) and part in _UNION_TAGS and after_index:
+        if isinstance(part, str) and part in tags and after_index:
             continue
         out.append(part)
     return tuple(out)

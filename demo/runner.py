@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from edge_agent.agent import Agent
-from edge_agent.clock import ScaledClock
+from demo.plant import STATE_CODES, Plant
+from demo.servers import DemoServers
+from demo.workshop import MICROSTOP_S, sinks_from_env, write_config
 from edge_agent.config import load_config
-from edge_agent.demo.plant import STATE_CODES, Plant
-from edge_agent.demo.servers import DemoServers
-from edge_agent.demo.workshop import MICROSTOP_S, sinks_from_env, write_config
+from edge_agent.runtime.agent import Agent
+from edge_agent.runtime.clock import ScaledClock
 
 log = logging.getLogger(__name__)
 _STATE_STYLE = {

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from edge_agent.config_types import Duration, Strict
+from edge_agent.config.types import Duration, Strict
 
 
 class BaselineSection(Strict):

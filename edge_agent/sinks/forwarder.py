@@ -1,8 +1,9 @@
-"""Moves points from the buffer to one sink, acknowledging only what the sink accepted.
+"""Moves points from the local store to one sink, acknowledging only what the sink accepted.
 
-Lines a database refuses as bad data (HTTP 400) are found by halving the batch until the bad
-lines stand alone; those go to the rejected-points file with the database's reason and are
-counted under ``rejected``. Everything else is retried with backoff until it is written.
+Points a destination refuses as bad data (HTTP 400) are found by splitting the batch (by
+measurement, then in halves) until the bad points stand alone; those go to the rejected-points
+file (as line protocol, whatever the sink, with the destination's reason) and are counted under
+``rejected``. Everything else is retried with backoff until it is written.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_agent.buffer import Buffer, Chunk
+import numpy as np
+
+from collectors.batch import Batch
 from edge_agent.sinks.base import RejectedPoints, Sink, SinkUnavailable
-from edge_agent.sinks.line_protocol import SeriesTable
+from edge_agent.sinks.line_protocol import LineProtocol
+from edge_agent.store.buffer import Buffer, Chunk
+from edge_agent.store.catalog import SeriesCatalog
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +46,11 @@ class Forwarder:
         self,
         buffer: Buffer,
         sink: Sink,
-        series: SeriesTable,
         rejected_file: Path,
         on_ack: Callable[[list[Chunk], int], None] | None = None,
     ) -> None:
-        self.buffer, self.sink, self.series, self.rejected_file = (
-            buffer,
-            sink,
-            series,
-            rejected_file,
-        )
+        self.buffer, self.sink, self.rejected_file = buffer, sink, rejected_file
+        self._text: LineProtocol | None = None
         self.health = SinkHealth(sink.name)
         #: Called (in the sender's thread) with the chunks the database acknowledged and when (ns).
         self.on_ack = on_ack
@@ -73,6 +73,7 @@ class Forwarder:
         chunks = self.buffer.read(self.cursor, max_points)
         if not chunks:
             return 0
+        catalog = self.buffer.catalog()
         size = self.sink.batch_size
         in_flight: list[tuple[Future[None], int]] = []  # (write, chunk index it completes or -1)
         done = -1  # index of the last chunk whose every batch was written
@@ -86,17 +87,11 @@ class Forwarder:
 
         try:
             for index, chunk in enumerate(chunks):
-                lines = self.series.lines(chunk.batch)
-                starts = range(0, len(lines), size)
+                starts = range(0, len(chunk.batch), size)
                 for lo in starts:
-                    body = "\n".join(lines[lo : lo + size])
+                    part = chunk.batch.take(slice(lo, lo + size))
                     last = lo == starts[-1]
-                    in_flight.append(
-                        (
-                            self._sender.submit(self._write, body, lines[lo : lo + size]),
-                            index if last else -1,
-                        )
-                    )
+                    in_flight.append((self._sender.submit(self._write, part, catalog), index if last else -1))
                     settle(keep=2 * self.sink.concurrency)
             settle(keep=0)
         finally:
@@ -122,17 +117,21 @@ class Forwarder:
         self.health.latencies_s.append((now - newest_ts) / 1e9)
         del self.health.latencies_s[:-1000]
 
-    def _write(self, body: str, lines: list[str]) -> None:
+    def _write(self, batch: Batch, catalog: SeriesCatalog) -> None:
         try:
-            self.sink.write(body.encode(), len(lines))
+            self.sink.write(batch, catalog)
         except RejectedPoints as exc:
-            if len(lines) == 1 or exc.dropped == len(lines):
-                self._reject(lines, str(exc))
+            if len(batch) == 1 or exc.dropped == len(batch):
+                self._reject(batch, catalog, str(exc))
                 return
-            for part in _split(lines):
-                self._write("\n".join(part), part)
+            for part in _split(batch, catalog):
+                self._write(part, catalog)
 
-    def _reject(self, lines: list[str], reason: str) -> None:
+    def _reject(self, batch: Batch, catalog: SeriesCatalog, reason: str) -> None:
+        text = self._text
+        if text is None or text.catalog is not catalog:
+            text = self._text = LineProtocol(catalog)
+        lines = text.lines(batch)
         self.rejected_file.parent.mkdir(parents=True, exist_ok=True)
         with self._reject_lock, self.rejected_file.open("a", encoding="utf-8") as fh:
             fh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {reason}\n")
@@ -178,15 +177,15 @@ class Forwarder:
                 await _wait(stop, idle_s)
 
 
-def _split(lines: list[str]) -> list[list[str]]:
-    """By measurement when the lines hold several (a bad field type is per measurement), else halves."""
-    groups: dict[str, list[str]] = {}
-    for line in lines:
-        groups.setdefault(line.split(",", 1)[0].split(" ", 1)[0], []).append(line)
-    if len(groups) > 1:
-        return list(groups.values())
-    half = len(lines) // 2
-    return [lines[:half], lines[half:]]
+def _split(batch: Batch, catalog: SeriesCatalog) -> list[Batch]:
+    """By measurement when the batch holds several (a bad field type is per measurement), else halves."""
+    names = np.array([catalog[int(s)].measurement for s in np.unique(batch.signal).tolist()], dtype=object)
+    if np.unique(names).shape[0] > 1:
+        by_id = {int(s): m for s, m in zip(np.unique(batch.signal).tolist(), names.tolist(), strict=True)}
+        measurement = np.array([by_id[int(s)] for s in batch.signal.tolist()], dtype=object)
+        return [batch.take(np.flatnonzero(measurement == m)) for m in np.unique(names).tolist()]
+    half = len(batch) // 2
+    return [batch.take(slice(0, half)), batch.take(slice(half, None))]
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

@@ -10,20 +10,21 @@ afresh: vibration and power legitimately jump between running and idle.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from analytics.alarms import AlarmEvent
 from analytics.anomaly import AnomalyScorer
+from analytics.detectors import REGISTRY
 from collectors.batch import QUALITY_GOOD, Batch
-from edge_agent.anomaly_settings import anomaly_settings
-from edge_agent.buffer import Buffer
-from edge_agent.config import AnomalySection
+from edge_agent.config.anomaly import AnomalyBase, anomaly_settings
 from edge_agent.schema import ALARM, ANOMALY
-from edge_agent.sinks.line_protocol import series_key
+from edge_agent.store.buffer import Buffer
+from edge_agent.store.catalog import Series
 
-DETECTOR_TAGS = ("level", "spike", "cusum", "stuck", "range", "robust", "combined")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -37,21 +38,30 @@ class AnalogSignal:
 
 
 class AnomalyStage:
-    def __init__(self, section: AnomalySection, signals: list[AnalogSignal], buffer: Buffer) -> None:
+    def __init__(self, section: AnomalyBase, signals: list[AnalogSignal], buffer: Buffer) -> None:
         self.section, self.signals = section, signals
         n = len(signals)
         low = np.array([np.nan if s.low is None else s.low for s in signals])
         high = np.array([np.nan if s.high is None else s.high for s in signals])
         self.scorer = AnomalyScorer(n, anomaly_settings(section, [s.key for s in signals]), low, high)
-        self.score_ids = buffer.register([(series_key(ANOMALY, s.tags), "score") for s in signals])
+        if n:
+            kernel = self.scorer.detectors
+            if kernel.kernel == "fused":
+                log.info("anomaly: %d signals scored on the fused float32 kernel", n)
+            else:
+                log.info("anomaly: %d signals scored detector by detector (%s)", n, kernel.kernel_reason)
+        self.score_ids = buffer.register([Series.of(ANOMALY, s.tags, "score") for s in signals])
+        #: Alarm tags: the detectors of the set, and ``combined`` when no single one reached the threshold.
+        self.detector_tags = (*[d for d in section.detectors if d in REGISTRY], "combined")
+        tags = self.detector_tags
         alarm_keys = [
-            (series_key(ALARM, {**s.tags, "detector": d}), field)
+            Series.of(ALARM, {**s.tags, "detector": d}, field)
             for s in signals
-            for d in DETECTOR_TAGS
+            for d in tags
             for field in ("active", "duration_s", "peak")
         ]
         self.alarm_ids = (
-            buffer.register(alarm_keys).reshape(n, len(DETECTOR_TAGS), 3) if n else np.empty((0, 7, 3), np.int32)
+            buffer.register(alarm_keys).reshape(n, len(tags), 3) if n else np.empty((0, len(tags), 3), np.int32)
         )
         size = max((s.raw_id for s in signals), default=-1) + 1
         self.column = np.full(size, -1, np.intp)
@@ -125,7 +135,8 @@ class AnomalyStage:
         ids: list[int] = []
         values: list[float] = []
         for e in events:
-            d = DETECTOR_TAGS.index(e.detector) if e.detector in DETECTOR_TAGS else DETECTOR_TAGS.index("combined")
+            tags = self.detector_tags
+            d = tags.index(e.detector) if e.detector in tags else len(tags) - 1
             active, duration, peak = self.alarm_ids[e.signal, d].tolist()
             if e.new:
                 ts.append(e.start_ns)

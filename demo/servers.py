@@ -22,9 +22,9 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from collectors.modbus.decode import encode_value
-from edge_agent.clock import Clock, ScaledClock
-from edge_agent.demo.plant import ENERGY_METER_UNIT, IDLE, RUNNING, Plant
-from edge_agent.demo.workshop import demo_config
+from demo.plant import ENERGY_METER_UNIT, IDLE, RUNNING, Plant
+from demo.workshop import demo_config
+from edge_agent.runtime.clock import Clock, ScaledClock
 
 NAMESPACE = "urn:edge-monitor:demo-plant"
 OPCUA_SIGNALS = ("State", "PartCount", "RejectCount", "SpindleTemp", "Vibration", "Power")

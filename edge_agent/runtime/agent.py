@@ -1,58 +1,48 @@
 """The agent: one poll loop per device, a pipeline tick, one forwarder per sink.
 
-A device that cannot be reached is logged once per change of state and retried with
-exponential backoff; it never stalls the other devices. On stop, polling ends, the pipeline
-closes its open OEE windows, and the forwarders drain the store for up to ``drain_s``.
+Who owns what: the event loop owns the pollers, the device health and the health endpoint;
+the pipeline, its analytics state and the KPI stage belong to the tick, which runs in a worker
+thread (one tick at a time); each forwarder's sender threads own their sink connections.
+Batches cross over whole (:class:`~edge_agent.runtime.pipeline.Inbox`, the local store, queues).
+On stop, polling ends, the pipeline closes its open OEE windows, and the forwarders drain the
+store for up to ``drain_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
-
-from collectors.batch import QUALITY_GOOD, Batch
-from collectors.modbus.client import ModbusCollector, ModbusLink
-from collectors.opcua.client import OpcUaCollector
-from collectors.profile import ModbusProfile, OpcUaProfile
-from edge_agent.buffer import Buffer
-from edge_agent.clock import Clock, WallClock
-from edge_agent.config import InfluxV1Sink, LoadedConfig
-from edge_agent.forwarder import Forwarder
-from edge_agent.kpi_stage import KpiStage
-from edge_agent.pipeline import Pipeline
+from collectors.batch import Batch
+from collectors.plugin import Collector, CollectorContext
+from edge_agent.config import LoadedConfig
+from edge_agent.runtime.clock import Clock, WallClock
+from edge_agent.runtime.health import serve_health
+from edge_agent.runtime.kpi_stage import KpiStage
+from edge_agent.runtime.pipeline import Pipeline
+from edge_agent.runtime.polling import Backoff, DeviceHealth, DevicePoller, good_samples
 from edge_agent.schema import AGENT, AGENT_FIELDS
-from edge_agent.sinks.base import Sink
-from edge_agent.sinks.influx_v1 import InfluxV1
-from edge_agent.sinks.influx_v2 import InfluxV2
-from edge_agent.sinks.line_protocol import SeriesTable, series_key
+from edge_agent.sinks.base import SinkContext, make_sink
+from edge_agent.sinks.forwarder import Forwarder
+from edge_agent.store.buffer import Buffer
+from edge_agent.store.catalog import Series
 
 log = logging.getLogger("edge_agent")
 
-Collector = ModbusCollector | OpcUaCollector
 
-
-@dataclass
-class DeviceHealth:
-    name: str
-    endpoint: str
-    connected: bool = False
-    last_ok_ns: int = 0
-    polls: int = 0
-    failures: int = 0
-    last_error: str = ""
-
-
-def make_sink(cfg: Any) -> Sink:
-    return InfluxV1(cfg) if isinstance(cfg, InfluxV1Sink) else InfluxV2(cfg)
+def redact_url(url: str) -> str:
+    """``url`` without a user name or password (for logs and health)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class Agent:
@@ -63,38 +53,32 @@ class Agent:
         cfg = loaded.config
         self.buffer = Buffer(loaded.resolve(cfg.agent.buffer.path), cfg.agent.buffer.max_points)
         self.pipeline = Pipeline(loaded, self.buffer)
-        agent_key = series_key(AGENT, {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id})
-        self._health_ids = self.buffer.register([(agent_key, f) for f in AGENT_FIELDS])
+        tags = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
+        self._health_ids = self.buffer.register([Series.of(AGENT, tags, f) for f in AGENT_FIELDS])
         self.kpis = KpiStage(loaded, self.buffer, self.pipeline, self.clock.now_ns)
-        self.series = SeriesTable(self.buffer.series_table())
+        sink_context = SinkContext(loaded.path.parent)
         # The first sink is the cloud the adoption KPIs measure.
         self.forwarders = [
             Forwarder(
                 self.buffer,
-                make_sink(s),
-                self.series,
-                loaded.resolve(s.rejected_file),
+                make_sink(s, sink_context),
+                sink_context.resolve(s.rejected_file),
                 self.kpis.acknowledged if i == 0 else None,
             )
             for i, s in enumerate(cfg.sinks)
         ]
         self.buffer.forget_sinks_except([f.sink.name for f in self.forwarders])
-        links: dict[tuple[str, int], ModbusLink] = {}
+        context = CollectorContext(
+            now_ns=self.clock.now_ns,
+            state=self.buffer,
+            data_dir=str(self.buffer.path.parent),
+        )
         self.collectors: list[Collector] = []
         self.health: list[DeviceHealth] = []
         for dev in cfg.devices:
-            profile = loaded.profiles[dev.profile]
-            url = urlsplit(dev.endpoint)
-            host, port = url.hostname or "", url.port or 0
-            collector: Collector
-            if isinstance(profile, ModbusProfile):
-                link = links.setdefault((host, port), ModbusLink(host, port, dev.timeout))
-                collector = ModbusCollector(profile, link, dev.unit_id, self.clock.now_ns)
-            else:
-                assert isinstance(profile, OpcUaProfile)
-                collector = OpcUaCollector(profile, dev.endpoint, dev.params, self.clock.now_ns, dev.timeout)
-            self.collectors.append(collector)
-            self.health.append(DeviceHealth(dev.name, dev.endpoint))
+            plugin = loaded.plugin(dev)
+            self.collectors.append(plugin.factory(loaded.profile(dev), loaded.spec(dev), context))
+            self.health.append(DeviceHealth(dev.name, redact_url(dev.endpoint)))
         self.stop_event = asyncio.Event()
         self.started_ns = 0
         self.final_report: dict[str, Any] | None = None
@@ -107,63 +91,31 @@ class Agent:
         self._store_failing = False
 
     # -- device polling ----------------------------------------------------------------------
-    async def _poll(self, index: int) -> None:
-        dev = self.loaded.config.devices[index]
-        collector, health = self.collectors[index], self.health[index]
-        backoff, reported = 0.5, ""
-        next_due = self.clock.now_ns()
-        while not self.stop_event.is_set():
-            try:
-                if not health.connected:
-                    await asyncio.wait_for(collector.connect(), dev.timeout * 2 + 1)
-                    health.connected = True
-                    log.info("device %s connected (%s)", dev.name, dev.endpoint)
-                    reported, backoff = "", 0.5
-                batch = await asyncio.wait_for(collector.collect(), dev.timeout * 2 + 1)
-            except Exception as exc:  # one device's failure never stops the others
-                health.failures += 1
-                was_connected, health.connected = health.connected, False
-                message = f"{exc.__class__.__name__}: {exc}"
-                health.last_error = message
-                if was_connected or message != reported:
-                    expected = isinstance(exc, ConnectionError | TimeoutError | OSError | LookupError)
-                    log.warning(
-                        "device %s unreachable, retrying with backoff: %s", dev.name, message, exc_info=not expected
-                    )
-                    reported = message
-                with contextlib.suppress(Exception):
-                    await collector.close()
-                await self._sleep_wall(backoff * (0.8 + 0.4 * np.random.random()))
-                backoff = min(backoff * 2, 30.0)
-                next_due = self.clock.now_ns()
-                continue
-            health.polls += 1
-            health.last_ok_ns = self.clock.now_ns()
-            if len(batch):
-                good = int(np.count_nonzero(batch.quality == QUALITY_GOOD))
-                self.kpis.shop.received(index, int(batch.ts.max()), good)
-            if collector.last_error and collector.last_error != health.last_error:
-                log.warning(
-                    "device %s answered with errors (points kept with a bad quality flag): %s",
-                    dev.name,
-                    collector.last_error,
-                )
-            health.last_error = collector.last_error or ""
-            self.pipeline.ingest(index, batch)
-            next_due += int(dev.poll_interval * 1e9)
-            now = self.clock.now_ns()
-            next_due = max(next_due, now)
-            await self._sleep_clock((next_due - now) / 1e9)
+    def _received(self, index: int, batch: Batch) -> None:
+        valid, newest = good_samples(batch)
+        if valid:
+            self.kpis.shop.received(index, newest, valid)
+        self.pipeline.ingest(index, batch)
 
-    async def _sleep_wall(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop_event.wait(), seconds)
-
-    async def _sleep_clock(self, seconds: float) -> None:
-        await self._sleep_wall(seconds / self.clock.speed)
+    def _pollers(self) -> list[DevicePoller]:
+        backoff = Backoff()
+        return [
+            DevicePoller(
+                i,
+                collector,
+                self.health[i],
+                dev.poll_interval,
+                dev.timeout,
+                self.clock,
+                self._received,
+                backoff=backoff,
+            )
+            for i, (collector, dev) in enumerate(zip(self.collectors, self.loaded.config.devices, strict=True))
+        ]
 
     # -- pipeline ----------------------------------------------------------------------------
     def tick(self, final: bool = False) -> int:
+        """One pipeline step (in the tick's thread): analytics, KPIs, then the local store."""
         now = self.clock.now_ns()
         batch = self.pipeline.tick(now, final=final)
         if final or now - self._last_health_ns >= self.health_every_ns:
@@ -195,7 +147,7 @@ class Agent:
 
     async def _ticker(self) -> None:
         while not self.stop_event.is_set():
-            await self._sleep_wall(self.tick_s)
+            await _sleep_or_stop(self.stop_event, self.tick_s)
             await asyncio.to_thread(self.tick)
 
     # -- health ------------------------------------------------------------------------------
@@ -217,10 +169,16 @@ class Agent:
             return self.final_report
         stats = self.buffer.stats()
         now = time.time_ns()
+        devices = []
+        for h, collector in zip(self.health, self.collectors, strict=True):
+            row = {k: v for k, v in vars(h).items() if k != "details"}
+            with contextlib.suppress(Exception):
+                row |= collector.health()
+            devices.append(row)
         return {
             "agent": self.loaded.config.agent.id,
             "uptime_s": (now - self.started_ns) / 1e9 if self.started_ns else 0.0,
-            "devices": [vars(h) for h in self.health],
+            "devices": devices,
             "buffer": {
                 "pending_points": stats.pending_points,
                 "oldest_age_s": (self.clock.now_ns() - stats.oldest_ts) / 1e9 if stats.oldest_ts else 0.0,
@@ -230,24 +188,6 @@ class Agent:
             "kpis": self.kpis.latest,
         }
 
-    async def _serve_health(self, listen: str) -> asyncio.AbstractServer:
-        host, _, port = listen.rpartition(":")
-
-        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(reader.readline(), 5)
-                body = json.dumps(self.health_report()).encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                    + str(len(body)).encode()
-                    + b"\r\nConnection: close\r\n\r\n"
-                    + body
-                )
-                await writer.drain()
-            writer.close()
-
-        return await asyncio.start_server(answer, host or "127.0.0.1", int(port))
-
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self, drain_s: float = 15.0) -> None:
         """Run until :meth:`stop`; then flush OEE windows and drain the sinks."""
@@ -255,19 +195,21 @@ class Agent:
         server = None
         listen = self.loaded.config.agent.health_listen
         if listen:
-            server = await self._serve_health(listen)
+            server = await serve_health(listen, self.health_report)
         sink_stop = asyncio.Event()
-        pollers = [asyncio.create_task(self._poll(i), name=f"poll-{i}") for i in range(len(self.collectors))]
+        pollers = [asyncio.create_task(p.run(), name=f"poll-{p.health.name}") for p in self._pollers()]
         ticker = asyncio.create_task(self._ticker(), name="tick")
         senders = [asyncio.create_task(f.run(sink_stop), name=f"sink-{f.sink.name}") for f in self.forwarders]
         try:
             await self.stop_event.wait()
         finally:
             self.stop_event.set()
+            for task in pollers:
+                task.cancel()
             await asyncio.gather(*pollers, ticker, return_exceptions=True)
             for c in self.collectors:
                 with contextlib.suppress(Exception):
-                    await c.close()
+                    await asyncio.wait_for(c.close(), 5)
             await asyncio.to_thread(self.tick, True)
             sink_stop.set()
             _, pending = await asyncio.wait(senders, timeout=drain_s) if senders else (set(), set())
@@ -281,6 +223,8 @@ class Agent:
                 )
             for f in self.forwarders:
                 f.close()
+            # The senders are done and the tick has run its last: the loop may book the last acks.
+            self.kpis.take_acknowledgements()
             if server is not None:
                 server.close()
             self.final_report = self.health_report()
@@ -288,6 +232,11 @@ class Agent:
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 def run_forever(loaded: LoadedConfig) -> int:
@@ -309,3 +258,6 @@ def run_forever(loaded: LoadedConfig) -> int:
 
     asyncio.run(main())
     return 0
+
+
+__all__ = ["Agent", "redact_url", "run_forever"]

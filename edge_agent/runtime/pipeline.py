@@ -1,13 +1,18 @@
 """From collector batches to stored points: raw values, anomaly scores and OEE windows.
 
 Each device's collector indexes its signals 0..n-1; the pipeline maps them to series ids
-(registered in the buffer), routes OEE roles to the OEE engines and analog signals to the
-anomaly detector, and returns one columnar batch per tick for the buffer. No Python object is
+(registered in the local store), routes OEE roles to the OEE engines and analog signals to the
+anomaly detector, and returns one columnar batch per tick for the store. No Python object is
 made per reading.
+
+Threads: pollers (on the event loop) hand batches over through :class:`Inbox`, whose list is
+appended to and swapped whole under one lock; everything else here belongs to the thread that
+runs :meth:`Pipeline.tick`.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,13 +22,12 @@ from analytics.oee import ENERGY_KIND, NCOL, MachineOeeConfig, OeeEngine, Window
 from analytics.oee_kpis import kpis
 from analytics.windows import NS, FixedWindows, ShiftWindows
 from collectors.batch import QUALITY_GOOD, Batch
-from collectors.profile import ModbusField, ModbusProfile, OpcUaNode, OpcUaProfile, signal_names
-from edge_agent.anomaly_stage import AnalogSignal, AnomalyStage
-from edge_agent.buffer import Buffer
 from edge_agent.config import Device, LoadedConfig
-from edge_agent.oee_config import COUNTER_KIND, machine_config, shift_windows, work_schedule
+from edge_agent.config.oee import COUNTER_KIND, machine_config, shift_windows, work_schedule
+from edge_agent.runtime.anomaly_stage import AnalogSignal, AnomalyStage
 from edge_agent.schema import OEE, OEE_FIELDS, RAW
-from edge_agent.sinks.line_protocol import series_key
+from edge_agent.store.buffer import Buffer
+from edge_agent.store.catalog import Series
 
 #: Role codes per raw series: -1 none, 0 state, 1 + counter kind.
 ROLE_STATE = 0
@@ -40,25 +44,39 @@ class MachineView:
     anomaly: float = 0.0
 
 
-def _signal_item(profile: ModbusProfile | OpcUaProfile, name: str) -> ModbusField | OpcUaNode:
-    items: list[ModbusField] | list[OpcUaNode] = profile.fields if isinstance(profile, ModbusProfile) else profile.nodes
-    return next(item for item in items if item.name == name)
+class Inbox:
+    """Batches handed from the pollers to the tick: appended and taken whole under one lock.
 
+    ``put`` and ``take`` may run on different threads; a batch is in the list or in the hands of
+    the taker, never in between.
+    """
 
-def _signal_kinds(profile: ModbusProfile | OpcUaProfile) -> list[str]:
-    items = profile.fields if isinstance(profile, ModbusProfile) else profile.nodes
-    return [item.kind for item in items]
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batches: list[Batch] = []
+
+    def put(self, batch: Batch) -> None:
+        with self._lock:
+            self._batches.append(batch)
+
+    def take(self) -> list[Batch]:
+        with self._lock:
+            batches, self._batches = self._batches, []
+        return batches
 
 
 class Pipeline:
-    """Holds the analytics state of one agent. Not thread-safe: call from the event loop."""
+    """Holds the analytics state of one agent: owned by the thread that calls :meth:`tick`.
+
+    :meth:`ingest` is the one method for other threads (the pollers' event loop).
+    """
 
     def __init__(self, loaded: LoadedConfig, buffer: Buffer) -> None:  # noqa: PLR0915 - one pass over the devices
         cfg = loaded.config
         self.loaded, self.buffer = loaded, buffer
         self.settle_ns = int(cfg.analytics.settle * NS)
         base = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
-        raw_keys: list[tuple[str, str]] = []
+        raw_keys: list[Series] = []
         self.device_tables: list[NDArray[np.int32]] = []
         #: Device index of each OEE machine.
         self.machine_device: list[int] = []
@@ -69,8 +87,8 @@ class Pipeline:
         roles: list[tuple[int, int, int]] = []  # (raw index, machine, role)
         analog: list[tuple[int, int, str, dict[str, str], float | None, float | None]] = []
         for dev in cfg.devices:
-            profile = loaded.profiles[dev.profile]
-            names = signal_names(profile)
+            signals = loaded.signals(dev)
+            names = [sig.name for sig in signals]
             tags = {
                 **dev.tags,
                 **base,
@@ -79,7 +97,7 @@ class Pipeline:
                 "device": dev.name,
             }
             first = len(raw_keys)
-            raw_keys += [(series_key(RAW, {**tags, "signal": n}), "value") for n in names]
+            raw_keys += [Series.of(RAW, {**tags, "signal": n}, "value") for n in names]
             machine = -1
             if dev.oee is not None:
                 machine = len(machine_cfgs)
@@ -94,16 +112,15 @@ class Pipeline:
                 ]
                 if oee.energy is not None:
                     roles.append((first + names.index(oee.energy.signal), machine, 1 + ENERGY_KIND))
-            kinds = _signal_kinds(profile)
             scored = (
                 dev.anomaly_signals
                 if dev.anomaly_signals is not None
-                else [n for n, k in zip(names, kinds, strict=True) if k == "analog"]
+                else [sig.name for sig in signals if sig.kind == "analog"]
             )
             for n in scored:
-                item = _signal_item(profile, n)
+                sig = signals[names.index(n)]
                 analog.append(
-                    (first + names.index(n), machine, f"{dev.name}.{n}", {**tags, "signal": n}, item.low, item.high)
+                    (first + names.index(n), machine, f"{dev.name}.{n}", {**tags, "signal": n}, sig.low, sig.high)
                 )
             self.device_tables.append(np.arange(first, first + len(names), dtype=np.int32))
         # Series registration: raw, anomaly, then OEE (per machine, per window kind, per field).
@@ -114,9 +131,7 @@ class Pipeline:
         }
         if cfg.analytics.shifts is not None:
             self.grids["shift"] = shift_windows(cfg.analytics.shifts)
-        oee_keys = [
-            (series_key(OEE, {**t, "window": w}), f) for w in self.grids for t in machine_tags for f in OEE_FIELDS
-        ]
+        oee_keys = [Series.of(OEE, {**t, "window": w}, f) for w in self.grids for t in machine_tags for f in OEE_FIELDS]
         ids = buffer.register(raw_keys + oee_keys)
         n_raw = len(raw_keys)
         raw_ids = ids[:n_raw]
@@ -142,22 +157,21 @@ class Pipeline:
         self.engines = {w: OeeEngine(machine_cfgs, g, schedule) for w, g in self.grids.items()}
         self.totals = np.zeros((n_m, NCOL))
         self.ideal_cycle_s = np.array([c.ideal_cycle_s for c in machine_cfgs])
-        self._incoming: list[Batch] = []
+        self.inbox = Inbox()
         #: The raw readings of the latest tick (for the workshop KPIs).
         self.last_raw = Batch.empty()
         self._held = Batch.empty()
 
     # -- input -------------------------------------------------------------------------------
     def ingest(self, device_index: int, batch: Batch) -> None:
-        """Take a collector's batch (signal = index in the device's profile)."""
+        """Take a collector's batch (signal = index in the device's profile); any thread."""
         if len(batch):
-            self._incoming.append(batch.remap(self.device_tables[device_index]))
+            self.inbox.put(batch.remap(self.device_tables[device_index]))
 
     # -- per tick ----------------------------------------------------------------------------
     def tick(self, now_ns: int, final: bool = False) -> Batch:
         """Everything produced since the last tick: raw points, scores, closed OEE windows."""
-        raw = Batch.concat(self._incoming)
-        self._incoming = []
+        raw = Batch.concat(self.inbox.take())
         self.last_raw = raw
         out = [raw, self._score(raw)]
         out.append(self._oee(raw, now_ns, final))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_agent.yaml_source import ConfigError
+from edge_agent.config.yaml_source import ConfigError
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,19 @@ import numpy as np
 from pydantic import ValidationError
 
 from analytics.anomaly import AnomalyScorer
-from edge_agent.anomaly_settings import anomaly_settings, unknown_signal_keys
-from edge_agent.config import AnomalySection
-from edge_agent.signals_csv import read_signals
-from edge_agent.yaml_source import ConfigError, load_yaml, validation_problems
+from edge_agent.config.anomaly import AnomalyBase, anomaly_section_model, anomaly_settings, unknown_signal_keys
+from edge_agent.config.yaml_source import ConfigError, load_yaml, validation_problems
+from edge_agent.tools.signals_csv import read_signals
 
 
-def load_section(path: Path | None) -> AnomalySection:
+def load_section(path: Path | None) -> AnomalyBase:
     """The ``anomaly:`` settings from a file holding that section alone (defaults without one)."""
+    model = anomaly_section_model()
     if path is None:
-        return AnomalySection()
+        return model()
     doc = load_yaml(path)
     try:
-        return AnomalySection.model_validate(doc.data or {})
+        return model.model_validate(doc.data or {})
     except ValidationError as exc:
         raise ConfigError(validation_problems(doc, exc)) from None
 

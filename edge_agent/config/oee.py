@@ -28,8 +28,8 @@ from analytics.oee import (
 )
 from analytics.schedule import Break, Shift, WorkSchedule
 from analytics.windows import ShiftWindows
-from edge_agent.config_types import Duration, StateName, Strict, TagValue
-from edge_agent.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
+from edge_agent.config.types import Duration, StateName, Strict, TagValue
+from edge_agent.config.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
 
 CATEGORY = {"running": RUNNING, "idle": IDLE, "down": DOWN, "setup": SETUP, "planned_stop": PLANNED_STOP}
 COUNTER_KIND = {"total": TOTAL_KIND, "good": GOOD_KIND, "reject": REJECT_KIND}

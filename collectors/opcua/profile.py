@@ -1,0 +1,65 @@
+"""The OPC UA device profile: which variables a model has; node ids may hold ``{placeholders}``."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from collectors.profile import NAME_PATTERN, ProfileBase, SignalKind, SignalSpec, Strict
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class OpcUaNode(Strict):
+    """One OPC UA variable. ``node`` may hold ``{placeholders}`` filled from the instance."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    node: Annotated[str, Field(min_length=3, description="node id, e.g. 'nsu=urn:x;s=M1.Temp' or 'ns=2;i=7'")]
+    subscribe: bool = Field(False, description="deliver every change (exact source timestamps)")
+    unit: str = ""
+    kind: SignalKind = "analog"
+    low: float | None = None
+    high: float | None = None
+
+    @model_validator(mode="after")
+    def _node_form(self) -> OpcUaNode:
+        text = _PLACEHOLDER.sub("x", self.node)
+        if not re.match(r"^(nsu=[^;]+;|ns=\d+;)?[isgb]=.+$", text):
+            raise ValueError(
+                f"node {self.node!r} is not an OPC UA node id: write 'ns=2;s=Name', 'nsu=URI;s=Name' or 'i=2258'"
+            )
+        return self
+
+
+class OpcUaProfile(ProfileBase):
+    """An OPC UA device model."""
+
+    protocol: Literal["opcua"]
+    nodes: Annotated[list[OpcUaNode], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> OpcUaProfile:
+        seen: set[str] = set()
+        for i, n in enumerate(self.nodes):
+            if n.name in seen:
+                raise ValueError(f"nodes[{i}].name {n.name!r} is used twice")
+            seen.add(n.name)
+        return self
+
+    def placeholders(self) -> set[str]:
+        return {m for n in self.nodes for m in _PLACEHOLDER.findall(n.node)}
+
+    def signals(self) -> list[SignalSpec]:
+        return [SignalSpec(n.name, n.kind, n.unit, n.low, n.high) for n in self.nodes]
+
+
+def fill_placeholders(template: str, values: dict[str, str]) -> str:
+    def _sub(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise KeyError(key)
+        return values[key]
+
+    return _PLACEHOLDER.sub(_sub, template)

@@ -1,0 +1,205 @@
+"""The collector extension point: the interface a protocol adapter implements, and the registry.
+
+A protocol adapter is one folder under ``collectors/`` (``collectors/modbus/``, ``collectors/opcua/``)
+whose ``plugin`` module calls :func:`register` once with a :class:`CollectorPlugin`: the protocol's
+name (the ``protocol:`` of its profiles), its profile model, the URL schemes of its endpoints, the
+model of its per-device options in ``agent.yaml`` and a factory. Config loading, the agent and the
+docs read the registry; nothing else names a concrete collector. Packages outside this repository
+register through the ``edge_monitor.collectors`` entry point group (the module is imported, and
+registers itself, when plugins are first listed).
+
+When the agent calls each method of a :class:`Collector`:
+
+* ``connect()`` before the first ``collect()`` and again after any failure (with backoff, owned by
+  the agent: a collector never sleeps or retries on its own);
+* ``collect()`` once per poll interval; it returns one :class:`~collectors.batch.Batch` whose signal
+  indexes follow the profile's :meth:`~collectors.profile.ProfileBase.signals` order. A device that
+  answers with an error for some values returns them with a bad quality; a device that cannot be
+  reached raises (``ConnectionError`` or ``TimeoutError``): its time is then unknown;
+* ``close()`` after a failure and at shutdown; it must not raise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import pkgutil
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from collectors.batch import Batch
+from collectors.profile import ProfileBase, Strict
+
+ENTRY_POINT_GROUP = "edge_monitor.collectors"
+
+T = TypeVar("T")
+
+
+class DeviceUnreachable(ConnectionError):
+    """The device (or its gateway) cannot be reached or does not answer; its time is unknown."""
+
+
+class Collector(Protocol):
+    """One device instance, polled by the agent (see the module docstring for when)."""
+
+    @property
+    def name(self) -> str:
+        """Where the device is, for logs and health: never holds a secret."""
+        ...
+
+    #: What the device answered with an error in the latest poll (values kept with a bad quality).
+    last_error: str | None
+
+    async def connect(self) -> None: ...
+
+    async def collect(self) -> Batch: ...
+
+    async def close(self) -> None: ...
+
+    def health(self) -> dict[str, Any]:
+        """Protocol details for ``/health`` (request plans, unit states, ...); no secrets."""
+        ...
+
+
+class KeyValueStore(Protocol):
+    """Small values a collector keeps across restarts (in the agent's local store)."""
+
+    def get_state(self, key: str) -> str | None: ...
+
+    def put_state(self, key: str, value: str) -> None: ...
+
+
+class _MemoryState:
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+
+    def get_state(self, key: str) -> str | None:
+        return self._values.get(key)
+
+    def put_state(self, key: str, value: str) -> None:
+        self._values[key] = value
+
+
+@dataclass
+class CollectorContext:
+    """What the agent lends a collector factory.
+
+    ``now_ns`` is the agent's clock (UTC ns). ``shared`` lets devices of one protocol share a
+    resource (a gateway connection) through :meth:`shared_resource`. ``state`` keeps small values
+    across restarts; ``data_dir`` is where a collector may keep files (certificates).
+    """
+
+    now_ns: Callable[[], int]
+    state: KeyValueStore = field(default_factory=_MemoryState)
+    data_dir: str = "."
+    _shared: dict[Hashable, Any] = field(default_factory=dict)
+
+    def shared_resource(self, key: Hashable, make: Callable[[], T]) -> T:
+        """The resource under ``key``, made by ``make`` the first time it is asked for."""
+        if key not in self._shared:
+            self._shared[key] = make()
+        value: T = self._shared[key]
+        return value
+
+
+class DeviceOptions(Strict):
+    """Base of a protocol's per-device options in ``agent.yaml`` (unit id, node parameters, ...).
+
+    In ``agent.yaml`` these fields sit beside the common ones (name, endpoint, line, poll_interval,
+    timeout, oee, ...) in one device entry; the agent hands them to the factory as this model.
+    """
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One device instance as a factory receives it: where, how often, and its protocol options.
+
+    ``poll_interval`` and ``timeout`` are in seconds; ``options`` is the plugin's
+    ``device_options`` model, validated.
+    """
+
+    name: str
+    endpoint: str
+    poll_interval: float
+    timeout: float
+    options: Any
+
+
+#: (profile, device, context) -> collector.
+CollectorFactory = Callable[[Any, DeviceSpec, CollectorContext], Collector]
+#: (profile, device) -> problems as (field path inside the device entry, message).
+DeviceCheck = Callable[[Any, DeviceSpec], list[tuple[tuple[str | int, ...], str]]]
+
+
+@dataclass(frozen=True)
+class CollectorPlugin:
+    """Everything the agent needs to know about one protocol."""
+
+    protocol: str
+    profile_model: type[ProfileBase]
+    schemes: tuple[str, ...]
+    device_options: type[DeviceOptions]
+    factory: CollectorFactory
+    #: Checks of a device entry against its profile (placeholders filled, units addressed, ...).
+    check_device: DeviceCheck | None = None
+    #: One line for docs and ``--help``: what the endpoint looks like.
+    endpoint_example: str = ""
+
+
+_REGISTRY: dict[str, CollectorPlugin] = {}
+_LOCK = threading.Lock()
+_LOADED = False
+
+
+def register(plugin: CollectorPlugin) -> None:
+    """Add a protocol; a second registration of the same protocol replaces the first."""
+    with _LOCK:
+        for other in _REGISTRY.values():
+            clash = set(other.schemes) & set(plugin.schemes)
+            if clash and other.protocol != plugin.protocol:
+                raise ValueError(f"URL schemes {sorted(clash)} are already registered by {other.protocol!r}")
+        _REGISTRY[plugin.protocol] = plugin
+
+
+def unregister(protocol: str) -> None:
+    with _LOCK:
+        _REGISTRY.pop(protocol, None)
+
+
+def plugins() -> dict[str, CollectorPlugin]:
+    """Every registered protocol, by name (built-in folders and entry points loaded first)."""
+    _load_builtin_and_entry_points()
+    with _LOCK:
+        return dict(_REGISTRY)
+
+
+def for_scheme(scheme: str) -> CollectorPlugin | None:
+    """The plugin whose endpoints use URL ``scheme`` (``modbus``, ``opc.tcp``, ...)."""
+    return next((p for p in plugins().values() if scheme in p.schemes), None)
+
+
+def _load_builtin_and_entry_points() -> None:
+    global _LOADED  # noqa: PLW0603 - the registry is process-wide by design
+    if _LOADED:
+        return
+    _LOADED = True
+    import collectors  # noqa: PLC0415
+
+    for module in pkgutil.iter_modules(collectors.__path__):
+        if module.ispkg:
+            try:
+                importlib.import_module(f"collectors.{module.name}.plugin")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"collectors.{module.name}.plugin":
+                    raise
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry.load()
+
+
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    """JSON schema of a model (for docs)."""
+    return model.model_json_schema()

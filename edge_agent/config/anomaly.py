@@ -1,0 +1,141 @@
+"""The ``anomaly:`` section, derived from the detector registry, and the scorer settings it gives.
+
+Every registered detector (:data:`analytics.detectors.REGISTRY`) contributes one sub-section
+named after it, whose fields are the detector's declared parameters (:class:`~analytics.detectors.Param`):
+a new detector module needs nothing here. Parameters overridden for some signals become arrays
+with one value per signal; the others stay scalars (or the detector's default when not set).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, Field, create_model, field_validator, model_validator
+
+from analytics.anomaly import AnomalySettings
+from analytics.detectors import DEFAULT_SET, REGISTRY, DetectorSettings, Param
+from edge_agent.config.types import Duration, Strict
+from edge_agent.config.yaml_source import ConfigError
+
+
+class AlarmParams(Strict):
+    """Hysteresis on the combined score (named so: YAML reads a bare ``on:`` as true)."""
+
+    on_above: Annotated[float, Field(gt=0)] = 1.0
+    off_below: Annotated[float, Field(ge=0)] = 0.5
+    on_samples: Annotated[int, Field(ge=1)] = 2
+    off_samples: Annotated[int, Field(ge=1)] = 5
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> AlarmParams:
+        if self.off_below >= self.on_above:
+            raise ValueError("off_below must be lower than on_above (hysteresis)")
+        return self
+
+
+class AnomalyBase(Strict):
+    """The fields of ``anomaly:`` that do not depend on which detectors are registered."""
+
+    detectors: list[str] = Field(default_factory=lambda: list(DEFAULT_SET))
+    alarm: AlarmParams = Field(default_factory=AlarmParams)
+    smoothing: Annotated[float, Field(gt=0, le=1)] | None = None
+    reset_on_state_change: bool = Field(True, description="a machine's signals warm up again when its state changes")
+    score_interval: Annotated[Duration, Field(ge=0)] = Field(
+        1.0,
+        description="write each signal's highest score per interval (s); 0 writes a score for every sample",
+    )
+    signals: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("detectors")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in REGISTRY]
+        if unknown:
+            raise ValueError(f"unknown detectors {unknown}: choose from {', '.join(sorted(REGISTRY))}")
+        return names
+
+    def overrides(self, detector: str) -> dict[str, Any]:
+        """Parameters set for ``detector`` for every signal (unset ones left out)."""
+        section: BaseModel | None = getattr(self, detector, None)
+        return {} if section is None else section.model_dump(exclude_none=True)
+
+    def signal_overrides(self, key: str, detector: str) -> dict[str, Any]:
+        per_signal: BaseModel | None = self.signals.get(key)
+        section: BaseModel | None = getattr(per_signal, detector, None) if per_signal is not None else None
+        return {} if section is None else section.model_dump(exclude_none=True)
+
+
+def _field(param: Param) -> tuple[Any, Any]:
+    base: Any = int if param.integer else float
+    bounds = {k: getattr(param, k) for k in ("gt", "ge", "lt", "le") if getattr(param, k) is not None}
+    return Annotated[base, Field(**bounds)] | None, Field(None, description=param.doc)
+
+
+@lru_cache(maxsize=8)
+def _models(names: tuple[str, ...]) -> tuple[type[BaseModel], type[AnomalyBase]]:
+    per_detector: dict[str, Any] = {}
+    for name in names:
+        params = {p: _field(decl) for p, decl in REGISTRY[name].params.items()}
+        model = create_model(f"{name.title()}Params", __base__=Strict, **params)  # type: ignore[call-overload]
+        per_detector[name] = (model, Field(default_factory=model))
+    overrides: type[BaseModel] = create_model("DetectorOverrides", __base__=Strict, **per_detector)
+    signals_type: Any = dict[str, overrides]
+    section: type[AnomalyBase] = create_model(
+        "AnomalySection",
+        __base__=AnomalyBase,
+        signals=(signals_type, Field(default_factory=dict)),
+        **per_detector,
+    )
+    return overrides, section
+
+
+def anomaly_section_model() -> type[AnomalyBase]:
+    """The ``anomaly:`` model for the detectors registered now."""
+    return _models(tuple(sorted(REGISTRY)))[1]
+
+
+def anomaly_settings(section: AnomalyBase, signal_keys: list[str]) -> AnomalySettings:
+    """Settings for signals ``signal_keys`` (``device.signal``) in column order."""
+    params: dict[str, dict[str, Any]] = {}
+    for name, cls in REGISTRY.items():
+        base: dict[str, Any] = section.overrides(name)
+        per_signal: dict[str, dict[int, Any]] = {}
+        for col, key in enumerate(signal_keys):
+            for param, value in section.signal_overrides(key, name).items():
+                per_signal.setdefault(param, {})[col] = value
+        for param, values in per_signal.items():
+            declared = cls.params[param]
+            if not declared.per_signal:
+                raise ConfigError(
+                    [f"anomaly.signals: {name}.{param} is one value for all signals: set it under anomaly.{name}"]
+                )
+            default = base.get(param, declared.default)
+            if default is None:
+                default = _derived_default(name, param, base)
+            array = np.array(np.broadcast_to(np.asarray(default, np.float64), (len(signal_keys),)))
+            for col, value in values.items():
+                array[col] = value
+            base[param] = array
+        if base:
+            params[name] = base
+    return AnomalySettings(
+        DetectorSettings(tuple(section.detectors), params),
+        section.alarm.on_above,
+        section.alarm.off_below,
+        section.alarm.on_samples,
+        section.alarm.off_samples,
+        section.smoothing,
+    )
+
+
+def _derived_default(detector: str, param: str, given: dict[str, Any]) -> Any:
+    """Defaults that follow from another parameter (the level's variance rate is alpha / 5)."""
+    if (detector, param) == ("level", "var_alpha"):
+        return np.asarray(given.get("alpha", REGISTRY["level"].params["alpha"].default), np.float64) / 5
+    raise ValueError(f"{detector}.{param} has no default")
+
+
+def unknown_signal_keys(section: AnomalyBase, known: set[str]) -> list[str]:
+    return sorted(set(section.signals) - known)

@@ -1,0 +1,160 @@
+"""``agent.yaml``: which devices this agent reads, where results go, and how analytics run.
+
+A device profile describes a device *model*; ``devices`` here lists *instances*: the endpoint,
+the plant tags (site, workshop, line, machine), the OEE roles of its signals and the options of
+its protocol (a Modbus ``unit_id``, OPC UA ``params``, ...). Which options a device entry takes,
+which ``type:`` a sink may have and which detectors ``anomaly:`` configures come from the
+registries (:mod:`collectors.plugin`, :mod:`edge_agent.sinks.base`, :mod:`analytics.detectors`):
+:func:`agent_config_model` builds the model from what is registered.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Union, cast
+
+from pydantic import BaseModel, Discriminator, Field, Tag, create_model
+
+from collectors.plugin import CollectorPlugin, plugins
+from edge_agent.config.anomaly import AnomalyBase, anomaly_section_model
+from edge_agent.config.kpi import KpiSection
+from edge_agent.config.oee import OeeSection, ShiftSchedule
+from edge_agent.config.types import Duration, Strict, TagValue
+
+
+class BufferSection(Strict):
+    path: str = Field("var/edge-buffer.sqlite3", description="SQLite file, relative to agent.yaml")
+    max_points: Annotated[int, Field(ge=10_000)] = 50_000_000
+
+
+class AgentSection(Strict):
+    id: TagValue
+    site: TagValue
+    workshop: TagValue
+    buffer: BufferSection = Field(default_factory=BufferSection)
+    health_listen: str | None = Field(None, description="host:port of the health endpoint")
+
+
+class Device(Strict):
+    """The fields every device entry has, whatever its protocol."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    profile: str
+    endpoint: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://")]
+    line: TagValue
+    machine: TagValue | None = None
+    tags: dict[str, TagValue] = Field(default_factory=dict)
+    poll_interval: Annotated[Duration, Field(gt=0)] = 1.0
+    timeout: Annotated[Duration, Field(gt=0)] = 3.0
+    oee: OeeSection | None = None
+    anomaly_signals: list[str] | None = Field(None, description="default: the profile's analog signals")
+
+    @property
+    def machine_name(self) -> str:
+        return self.machine or self.name
+
+    @property
+    def scheme(self) -> str:
+        return self.endpoint.split("://", 1)[0].lower()
+
+
+class AnalyticsSection(Strict):
+    oee_window: Annotated[Duration, Field(ge=1)] = 60.0
+    shifts: ShiftSchedule | None = None
+    settle: Annotated[Duration, Field(ge=0, description="wait for late readings before OEE")] = 2.0
+    anomaly: AnomalyBase = Field(default_factory=lambda: anomaly_section_model()())  # noqa: PLW0108 - built late
+
+
+class AgentConfig(Strict):
+    """The whole file. Fields typed with base classes hold registry-built subclasses."""
+
+    agent: AgentSection
+    sinks: list[Any] = Field(default_factory=list)
+    analytics: AnalyticsSection = Field(default_factory=AnalyticsSection)
+    kpis: KpiSection = Field(default_factory=KpiSection)
+    profile_dirs: list[str] = Field(default_factory=list, description="relative to agent.yaml")
+    devices: Annotated[list[Device], Field(min_length=1)]
+
+
+def device_model(plugin: CollectorPlugin) -> type[Device]:
+    """A device entry of ``plugin``'s protocol: the common fields and the protocol's options."""
+    return _device_models(tuple(plugins().items())).get(plugin.protocol, Device)
+
+
+def _device_models(registered: tuple[tuple[str, CollectorPlugin], ...]) -> dict[str, type[Device]]:
+    out: dict[str, type[Device]] = {}
+    for protocol, plugin in registered:
+        cached = _DEVICE_MODELS.get((protocol, id(plugin)))
+        if cached is None:
+            bases: Any = (Device, plugin.device_options)
+            cached = cast(type[Device], create_model(f"{protocol.title()}Device", __base__=bases))
+            _DEVICE_MODELS[(protocol, id(plugin))] = cached
+        out[protocol] = cached
+    return out
+
+
+_DEVICE_MODELS: dict[tuple[str, int], type[Device]] = {}
+_CONFIG_MODELS: dict[tuple[Any, ...], type[AgentConfig]] = {}
+
+
+def _scheme_of(value: Any) -> str:
+    endpoint = value.get("endpoint") if isinstance(value, dict) else getattr(value, "endpoint", None)
+    return str(endpoint).split("://", 1)[0].lower() if isinstance(endpoint, str) and "://" in endpoint else ""
+
+
+def _sink_type(value: Any, known: dict[str, Any]) -> str | None:
+    name = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return name if isinstance(name, str) and name in known else None
+
+
+def agent_config_model() -> type[AgentConfig]:
+    """The ``agent.yaml`` model for the protocols, sinks and detectors registered now."""
+    from edge_agent.sinks.base import plugins as sink_plugins  # noqa: PLC0415 - sinks import config types
+
+    collectors, sinks = plugins(), sink_plugins()
+    anomaly = anomaly_section_model()
+    key = (tuple((k, id(v)) for k, v in collectors.items()), tuple((k, id(v)) for k, v in sinks.items()), anomaly)
+    cached = _CONFIG_MODELS.get(key)
+    if cached is not None:
+        return cached
+    devices = _device_models(tuple(collectors.items()))
+    by_scheme = {s: p.protocol for p in collectors.values() for s in p.schemes}
+    schemes = ", ".join(f"{s}://" for s in sorted(by_scheme))
+    examples = "; ".join(p.endpoint_example for p in collectors.values() if p.endpoint_example)
+    device_union: Any = Annotated[
+        Union[tuple(Annotated[m, Tag(name)] for name, m in devices.items())],  # noqa: UP007 - built at run time
+        Discriminator(
+            lambda v: by_scheme.get(_scheme_of(v)),
+            custom_error_type="endpoint_scheme",
+            custom_error_message=f"endpoint needs a known scheme: {schemes} (e.g. {examples})",
+        ),
+    ]
+    sink_types = {name: p.config_model for name, p in sinks.items()}
+    sink_union: Any = Annotated[
+        Union[tuple(Annotated[m, Tag(name)] for name, m in sink_types.items())],  # noqa: UP007 - built at run time
+        Discriminator(
+            lambda v: _sink_type(v, sink_types),
+            custom_error_type="sink_type",
+            custom_error_message=f"type must be one of {', '.join(sorted(sink_types))}",
+        ),
+    ]
+    analytics: type[BaseModel] = create_model(
+        "AnalyticsSection",
+        __base__=AnalyticsSection,
+        anomaly=(anomaly, Field(default_factory=anomaly)),
+    )
+    model: type[AgentConfig] = create_model(
+        "AgentConfig",
+        __base__=AgentConfig,
+        sinks=(list[sink_union], Field(default_factory=list)),
+        devices=(Annotated[list[device_union], Field(min_length=1)], ...),
+        analytics=(analytics, Field(default_factory=analytics)),
+    )
+    _CONFIG_MODELS[key] = model
+    return model
+
+
+def union_tags() -> set[str]:
+    """Names pydantic puts into error locations for the registry-built unions."""
+    from edge_agent.sinks.base import plugins as sink_plugins  # noqa: PLC0415
+
+    return set(plugins()) | set(sink_plugins())

@@ -1,0 +1,152 @@
+"""One poll loop per device: connect, collect on schedule, reconnect with bounded backoff.
+
+A device that cannot be reached is logged once per change of state and retried with exponential
+backoff (``initial`` doubling up to ``max``, with ±20 % jitter); the backoff resets only after a
+successful poll, so a device that accepts connections but fails every read backs off too. One
+device's failure never stalls another: each loop is its own task, and each wait is bounded by
+the device's timeout. Everything here runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from collectors.batch import QUALITY_GOOD, Batch
+from collectors.plugin import Collector
+from edge_agent.runtime.clock import Clock
+
+log = logging.getLogger("edge_agent")
+
+
+@dataclass
+class DeviceHealth:
+    """What ``/health`` shows for one device (clock times in UTC ns)."""
+
+    name: str
+    endpoint: str
+    #: True while the latest poll succeeded (connected and answered).
+    connected: bool = False
+    last_ok_ns: int = 0
+    polls: int = 0
+    failures: int = 0
+    #: Polls that started later than due because the previous one ran past the interval.
+    overruns: int = 0
+    last_error: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnect delays in seconds: ``initial``, doubled per failure up to ``max``."""
+
+    initial: float = 0.5
+    max: float = 4.0
+
+    def after(self, failures: int) -> float:
+        base = min(self.initial * 2.0 ** max(failures - 1, 0), self.max)
+        return base * random.uniform(0.8, 1.2)
+
+
+class DevicePoller:
+    """Polls one device until cancelled; hands every batch to ``deliver``."""
+
+    def __init__(
+        self,
+        index: int,
+        collector: Collector,
+        health: DeviceHealth,
+        poll_interval_s: float,
+        timeout_s: float,
+        clock: Clock,
+        deliver: Callable[[int, Batch], None],
+        on_down: Callable[[int, int], None] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.index, self.collector, self.health = index, collector, health
+        self.interval_ns = int(poll_interval_s * 1e9)
+        self.timeout_s, self.clock, self.deliver, self.on_down = timeout_s, clock, deliver, on_down
+        self.backoff = backoff or Backoff()
+        self._reported = ""
+        self._failures_in_row = 0
+
+    async def run(self) -> None:
+        health, collector = self.health, self.collector
+        limit = self.timeout_s * 2 + 1
+        next_due = self.clock.now_ns()
+        connected = False
+        while True:
+            try:
+                async with asyncio.timeout(limit):
+                    if not connected:
+                        await collector.connect()
+                        connected = True
+                    batch = await collector.collect()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one device's failure never stops the others
+                connected = False
+                await self._failed(exc)
+                next_due = self.clock.now_ns()
+                continue
+            now = self.clock.now_ns()
+            self._succeeded(batch, now)
+            next_due += self.interval_ns
+            if next_due < now:
+                health.overruns += 1
+                next_due = now
+            await asyncio.sleep((next_due - now) / 1e9 / self.clock.speed)
+
+    def _succeeded(self, batch: Batch, now: int) -> None:
+        health = self.health
+        if not health.connected:
+            log.info("device %s connected (%s)", health.name, health.endpoint)
+        health.connected = True
+        health.polls += 1
+        health.last_ok_ns = now
+        self._failures_in_row = 0
+        self._reported = ""
+        error = self.collector.last_error
+        if error and error != health.last_error:
+            log.warning("device %s answered with errors (points kept with a bad quality flag): %s", health.name, error)
+        health.last_error = error or ""
+        if len(batch):
+            self.deliver(self.index, batch)
+
+    async def _failed(self, exc: Exception) -> None:
+        health = self.health
+        was_connected = health.connected
+        health.failures += 1
+        health.connected = False
+        self._failures_in_row += 1
+        message = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
+        if isinstance(exc, TimeoutError) and not str(exc):
+            message = f"no answer within {self.timeout_s * 2 + 1:g} s"
+        health.last_error = message
+        if self.on_down is not None and (was_connected or self._failures_in_row == 1):
+            self.on_down(self.index, self.clock.now_ns())
+        if message != self._reported:
+            expected = isinstance(exc, ConnectionError | TimeoutError | OSError | LookupError)
+            log.warning(
+                "device %s unreachable, retrying with backoff up to %g s: %s",
+                health.name,
+                self.backoff.max,
+                message,
+                exc_info=not expected,
+            )
+            self._reported = message
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.collector.close(), self.timeout_s)
+        await asyncio.sleep(self.backoff.after(self._failures_in_row))
+
+
+def good_samples(batch: Batch) -> tuple[int, int]:
+    """Valid samples in ``batch`` and its newest timestamp (ns)."""
+    return int(np.count_nonzero(batch.quality == QUALITY_GOOD)), int(batch.ts.max()) if len(batch) else 0

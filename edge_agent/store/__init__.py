@@ -1,0 +1,1 @@
+"""The durable local store (SQLite, WAL) and the series catalog."""

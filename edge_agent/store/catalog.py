@@ -1,0 +1,98 @@
+"""The series catalog: what each integer series id in a batch means (measurement, tags, field).
+
+Batches carry a series id per point; a sink asks the catalog what the id stands for and encodes it
+in its own format (InfluxDB line protocol, JSON, ...). A :class:`SeriesCatalog` is an immutable
+snapshot: the store makes a new one whenever series are registered, so a sender thread can keep
+using the one it was handed while the pipeline registers more.
+
+>>> s = Series.of("raw", {"machine": "press 1", "signal": "temp", "empty": ""}, "value")
+>>> s.tags
+(('machine', 'press 1'), ('signal', 'temp'))
+>>> SeriesCatalog({7: s})[7].field
+'value'
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One series' identity: measurement, tags (sorted by key, empty values left out) and field."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    field: str
+
+    @classmethod
+    def of(cls, measurement: str, tags: Mapping[str, str], field: str) -> Series:
+        return cls(measurement, tuple(sorted((k, v) for k, v in tags.items() if v)), field)
+
+    @property
+    def tag_dict(self) -> dict[str, str]:
+        return dict(self.tags)
+
+    def tags_json(self) -> str:
+        """The tags as stored in the local store (a JSON object, keys sorted)."""
+        return json.dumps(dict(self.tags), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+class SeriesCatalog:
+    """An immutable map from series id to :class:`Series`."""
+
+    def __init__(self, entries: Mapping[int, Series] | None = None) -> None:
+        self._entries: dict[int, Series] = dict(entries or {})
+        #: One more than the largest id (arrays indexed by series id have this length).
+        self.size = max(self._entries, default=-1) + 1
+
+    def __getitem__(self, series_id: int) -> Series:
+        return self._entries[series_id]
+
+    def get(self, series_id: int) -> Series | None:
+        return self._entries.get(series_id)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._entries)
+
+    def items(self) -> Iterable[tuple[int, Series]]:
+        return self._entries.items()
+
+    def with_entries(self, more: Mapping[int, Series]) -> SeriesCatalog:
+        """A new snapshot with ``more`` added."""
+        return SeriesCatalog({**self._entries, **more})
+
+
+def parse_line_protocol_key(key: str) -> tuple[str, dict[str, str]]:
+    """Measurement and tags of a line-protocol series key (the local store's format before 0.2).
+
+    >>> parse_line_protocol_key(r"raw,machine=press\\ 1,signal=a\\,b")
+    ('raw', {'machine': 'press 1', 'signal': 'a,b'})
+    """
+    parts: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for ch in key:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ",":
+            parts.append("".join(current))
+            current = []
+        elif ch == "=" and parts:
+            current.append("\x00")  # an unescaped '=' separates a tag's key from its value
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    tags = {}
+    for part in parts[1:]:
+        k, _, v = part.partition("\x00")
+        tags[k] = v
+    return parts[0], tags

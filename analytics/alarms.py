@@ -21,7 +21,6 @@ Examples
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +44,8 @@ class AlarmEvent:
 
 
 class Alarms:
+    """Hysteresis alarms for ``n_signals`` signals; state is a few arrays per signal."""
+
     def __init__(self, n_signals: int, on: float = 1.0, off: float = 0.5, k_on: int = 2, k_off: int = 5) -> None:
         if not off < on:
             raise ValueError("the off-threshold must be below the on-threshold")
@@ -62,56 +63,66 @@ class Alarms:
     def update(
         self, scores: NDArray[np.float64], ts: NDArray[np.int64], fired: dict[tuple[int, int], str]
     ) -> tuple[NDArray[np.uint8], list[AlarmEvent]]:
-        """Alarm flags per sample (1 = in alarm), and the events that started or ended."""
+        """Alarm flags per sample (1 = in alarm), and the events that started or ended.
+
+        Only signals in alarm, or crossing ``on`` somewhere in the block, are stepped; they are
+        stepped row by row, vectorised over those signals.
+        """
         flags = np.zeros(scores.shape, np.uint8)
         with np.errstate(invalid="ignore"):
             crossing = np.asarray((scores >= self.on).any(axis=0))
+        stepped = self.active | crossing
+        # Signals neither in alarm nor crossing: any valid sample here was under ``on``, so a run
+        # of samples at or over ``on`` carried from the last block is broken.
+        carried = np.flatnonzero((self.run_on > 0) & ~stepped)
+        if carried.shape[0]:
+            self.run_on[carried[(~np.isnan(scores[:, carried])).any(axis=0)]] = 0
+        cols = np.flatnonzero(stepped)
+        if cols.shape[0] == 0:
+            return flags, []
+        s = scores[:, cols]
+        t = ts[:, cols]
+        active, run_on, run_off = self.active[cols], self.run_on[cols], self.run_off[cols]
+        start, peak = self.start_ns[cols], self.peak[cols]
+        started_at = np.full(cols.shape[0], -1, np.int64)  # row of the latest start in this block
         events: list[AlarmEvent] = []
-        for col in np.flatnonzero(self.active | crossing).tolist():
-            events += self._walk(col, scores[:, col], ts[:, col], flags[:, col], fired)
-        return flags, events
-
-    def _walk(
-        self,
-        col: int,
-        s: NDArray[np.float64],
-        t: NDArray[np.int64],
-        flag: NDArray[np.uint8],
-        fired: dict[tuple[int, int], str],
-    ) -> list[AlarmEvent]:
-        out: list[AlarmEvent] = []
-        active, run_on, run_off = bool(self.active[col]), int(self.run_on[col]), int(self.run_off[col])
-        for i, score in enumerate(s.tolist()):
-            if math.isnan(score):  # a gap
-                flag[i] = active
-                continue
-            if not active:
-                run_on = run_on + 1 if score >= self.on else 0
-                if run_on >= self.k_on:
-                    active, run_off = True, 0
-                    self.start_ns[col], self.peak[col] = t[i], score
-                    self.detector[col] = fired.get((i, col), "combined")
-                    out.append(AlarmEvent(col, self.detector[col], int(t[i]), None, score))
-            else:
-                self.peak[col] = max(self.peak[col], score)
-                run_off = run_off + 1 if score < self.off else 0
-                if run_off >= self.k_off:
-                    active, run_on = False, 0
-                    out.append(
-                        AlarmEvent(
-                            col, self.detector[col], int(self.start_ns[col]), int(t[i]), float(self.peak[col]), False
+        with np.errstate(invalid="ignore"):
+            for i in range(s.shape[0]):
+                row = s[i]
+                valid = ~np.isnan(row)
+                high, low = row >= self.on, row < self.off
+                # Inactive signals count samples at or over ``on``; active ones samples under ``off``.
+                run_on = np.where(valid & ~active, np.where(high, run_on + 1, 0), run_on)
+                run_off = np.where(valid & active, np.where(low, run_off + 1, 0), run_off)
+                np.fmax(peak, np.where(active & valid, row, np.nan), out=peak)
+                turn_on = ~active & (run_on >= self.k_on)
+                turn_off = active & (run_off >= self.k_off)
+                if turn_on.any():
+                    on = np.flatnonzero(turn_on)
+                    start[on], peak[on], run_off[on], started_at[on] = t[i, on], row[on], 0, i
+                    for j in on.tolist():
+                        col = int(cols[j])
+                        self.detector[col] = fired.get((i, col), "combined")
+                        events.append(AlarmEvent(col, self.detector[col], int(t[i, j]), None, float(row[j])))
+                if turn_off.any():
+                    off = np.flatnonzero(turn_off)
+                    run_on[off] = 0
+                    for j in off.tolist():
+                        col = int(cols[j])
+                        # An alarm that started and ended in this block is one event, not two.
+                        new = bool(started_at[j] >= 0)
+                        if new:
+                            events = [e for e in events if not (e.signal == col and e.end_ns is None)]
+                        started_at[j] = -1
+                        events.append(
+                            AlarmEvent(col, self.detector[col], int(start[j]), int(t[i, j]), float(peak[j]), new)
                         )
-                    )
-            flag[i] = active
-        self.active[col], self.run_on[col], self.run_off[col] = active, run_on, run_off
-        # An alarm that started and ended in this block is one event, not two.
-        merged: list[AlarmEvent] = []
-        for e in out:
-            if e.end_ns is not None and merged and merged[-1].end_ns is None and merged[-1].start_ns == e.start_ns:
-                merged[-1] = AlarmEvent(e.signal, e.detector, e.start_ns, e.end_ns, e.peak, True)
-            else:
-                merged.append(e)
-        return merged
+                active = (active | turn_on) & ~turn_off
+                flags[i, cols] = active
+        self.active[cols], self.run_on[cols], self.run_off[cols] = active, run_on, run_off
+        self.start_ns[cols], self.peak[cols] = start, peak
+        events.sort(key=lambda e: (e.start_ns if e.end_ns is None or e.new else e.end_ns, e.signal))
+        return flags, events
 
     def reset(self, signals: NDArray[np.intp], now_ns: int) -> list[AlarmEvent]:
         """Turn ``signals`` off; alarms still on end at ``now_ns`` (returned as events)."""

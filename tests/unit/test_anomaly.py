@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import math
+
 import numpy as np
 import pytest
 
@@ -182,3 +184,46 @@ def test_alarms_hysteresis_and_k() -> None:
     assert [(e.start_ns, e.end_ns) for e in events] == [(4, 7)]
     with pytest.raises(ValueError, match="below"):
         Alarms(1, on=1.0, off=1.0)
+
+
+def _reference_alarm(scores: list[float], on: float, off: float, k_on: int, k_off: int) -> list[tuple[int, int, float]]:
+    """Hysteresis sample by sample, written plainly: (start index, end index or -1, peak)."""
+    out, active, run_on, run_off, start, peak = [], False, 0, 0, 0, 0.0
+    for i, x in enumerate(scores):
+        if math.isnan(x):
+            continue
+        if not active:
+            run_on = run_on + 1 if x >= on else 0
+            if run_on >= k_on:
+                active, run_off, start, peak = True, 0, i, x
+        else:
+            peak = max(peak, x)
+            run_off = run_off + 1 if x < off else 0
+            if run_off >= k_off:
+                active, run_on = False, 0
+                out.append((start, i, peak))
+    if active:
+        out.append((start, -1, peak))
+    return out
+
+
+def test_vectorised_alarms_follow_the_plain_state_machine() -> None:
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        n, rows = int(rng.integers(1, 6)), int(rng.integers(1, 40))
+        k_on, k_off = int(rng.integers(1, 4)), int(rng.integers(1, 5))
+        alarms = Alarms(n, 1.0, 0.5, k_on, k_off)
+        blocks = [rng.choice([0.1, 0.7, 1.2, 2.0, np.nan], size=(rows, n)) for _ in range(3)]
+        events = []
+        for b, block in enumerate(blocks):
+            ts = np.repeat(np.arange(b * rows, (b + 1) * rows, dtype=np.int64)[:, None], n, axis=1)
+            events += alarms.update(block, ts, {})[1]
+        whole = np.concatenate(blocks)
+        for col in range(n):
+            ended = {(e.start_ns, e.end_ns, e.peak) for e in events if e.signal == col and e.end_ns is not None}
+            still = [e for e in events if e.signal == col and e.end_ns is None]
+            expected = _reference_alarm(whole[:, col].tolist(), 1.0, 0.5, k_on, k_off)
+            assert ended == {(s, e, p) for s, e, p in expected if e >= 0}
+            assert bool(alarms.active[col]) == (bool(expected) and expected[-1][1] == -1)
+            if alarms.active[col]:
+                assert still and still[-1].start_ns == expected[-1][0]

@@ -2,7 +2,8 @@
 
 Samples arrive as a columnar batch with irregular times per signal; they are laid out as a
 time-major block (one column per analog signal, one row per sample of that signal in this tick)
-and scored in one pass. Each score becomes an ``anomaly`` point; each alarm that starts or ends
+and scored in one pass. Each signal's highest score per ``score_interval`` becomes an ``anomaly``
+point (every score when the interval is 0; :mod:`edge_agent.runtime.peaks`); each alarm that starts or ends
 becomes an ``alarm`` point (``active`` 1 at its start; 0, ``duration_s`` and ``peak`` at its end),
 tagged with the detector that fired. When a machine changes state its signals' detectors start
 afresh: vibration and power legitimately jump between running and idle.
@@ -20,6 +21,7 @@ from analytics.anomaly import AnomalyScorer
 from analytics.detectors import REGISTRY
 from collectors.batch import QUALITY_GOOD, Batch
 from edge_agent.config.anomaly import AnomalyBase, anomaly_settings
+from edge_agent.runtime.peaks import PeakPerInterval
 from edge_agent.schema import ALARM, ANOMALY
 from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series
@@ -70,6 +72,7 @@ class AnomalyStage:
         self.machine = np.array([s.machine for s in signals], np.intp)
         #: Latest combined score per signal (for the terminal view and health).
         self.latest = np.zeros(n)
+        self.peaks = PeakPerInterval(n, int(section.score_interval * 1e9))
         self.events: list[AlarmEvent] = []
         self._pending_events: list[AlarmEvent] = []
 
@@ -120,10 +123,17 @@ class AnomalyStage:
         self.latest[cols[tail]] = scores[tail]
         self.events += events
         del self.events[:-1000]
-        points = [Batch(raw.ts[order], self.score_ids[cols], scores, np.zeros(order.shape[0], np.uint8))]
+        p_col, p_ts, p_score = self.peaks.add(cols, raw.ts[order], scores)
+        points = [Batch(p_ts, self.score_ids[p_col], p_score, np.zeros(p_col.shape[0], np.uint8))]
         points.append(self._alarm_points(self._pending_events + events))
         self._pending_events = []
         return Batch.concat(points)
+
+    def flush(self) -> Batch:
+        """At the end of a run: the open intervals' peak scores, and alarm events not yet written."""
+        p_col, p_ts, p_score = self.peaks.flush()
+        peaks = Batch(p_ts, self.score_ids[p_col], p_score, np.zeros(p_col.shape[0], np.uint8))
+        return Batch.concat([peaks, self._flush_pending()])
 
     def _flush_pending(self) -> Batch:
         points = self._alarm_points(self._pending_events)

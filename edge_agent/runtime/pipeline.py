@@ -174,6 +174,8 @@ class Pipeline:
         raw = Batch.concat(self.inbox.take())
         self.last_raw = raw
         out = [raw, self._score(raw)]
+        if final:
+            out.append(self.anomaly.flush())
         out.append(self._oee(raw, now_ns, final))
         return Batch.concat(out)
 

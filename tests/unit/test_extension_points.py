@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import pytest
@@ -86,7 +86,7 @@ class MemorySinkConfig(sinks.SinkConfig):
 class MemorySink:
     """Keeps every point it is handed, by series."""
 
-    received: dict[str, list[float]] = {}
+    received: ClassVar[dict[str, list[float]]] = {}
     lock = threading.Lock()
 
     def __init__(self, config: MemorySinkConfig) -> None:

@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from collectors.modbus.client import ModbusCollector, ModbusLink
+from collectors.modbus.client import ModbusCollector
 from collectors.modbus.profile import ModbusProfile
+from collectors.modbus.tcp import TcpLink
 from collectors.plugin import Collector, CollectorContext, CollectorPlugin, DeviceOptions, DeviceSpec, register
 
 
@@ -30,9 +31,9 @@ def _make(profile: Any, device: DeviceSpec, context: CollectorContext) -> Collec
     url = urlsplit(device.endpoint)
     host, port = url.hostname or "", url.port or 502
     if (options.connection or "own") == "shared":
-        link = context.shared_resource(("modbus", host, port), lambda: ModbusLink(host, port, device.timeout))
+        link = context.shared_resource(("modbus", host, port), lambda: TcpLink(host, port, device.timeout))
     else:
-        link = ModbusLink(host, port, device.timeout)
+        link = TcpLink(host, port, device.timeout)
     return ModbusCollector(profile, link, options.unit_id, context.now_ns)
 
 

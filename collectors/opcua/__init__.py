@@ -1,5 +1,4 @@
-"""OPC UA: batched reads of many nodes and subscriptions with source timestamps."""
+"""OPC UA: batched reads of many nodes and subscriptions with source timestamps (asyncua).
 
-from collectors.opcua.client import OpcUaCollector
-
-__all__ = ["OpcUaCollector"]
+``collectors.opcua.client`` imports asyncua, which is heavy: import it only where it is used.
+"""

@@ -6,7 +6,6 @@ from typing import Any
 
 from pydantic import Field
 
-from collectors.opcua.client import OpcUaCollector
 from collectors.opcua.profile import OpcUaProfile
 from collectors.plugin import Collector, CollectorContext, CollectorPlugin, DeviceOptions, DeviceSpec, register
 
@@ -18,6 +17,9 @@ class OpcUaDeviceOptions(DeviceOptions):
 
 
 def _make(profile: Any, device: DeviceSpec, context: CollectorContext) -> Collector:
+    # asyncua costs ~27 MB of memory: imported only when an OPC UA device is configured.
+    from collectors.opcua.client import OpcUaCollector  # noqa: PLC0415
+
     options = device.options
     assert isinstance(profile, OpcUaProfile)
     assert isinstance(options, OpcUaDeviceOptions)

@@ -55,16 +55,9 @@ class AnomalyStage:
         self.score_ids = buffer.register([Series.of(ANOMALY, s.tags, "score") for s in signals])
         #: Alarm tags: the detectors of the set, and ``combined`` when no single one reached the threshold.
         self.detector_tags = (*[d for d in section.detectors if d in REGISTRY], "combined")
-        tags = self.detector_tags
-        alarm_keys = [
-            Series.of(ALARM, {**s.tags, "detector": d}, field)
-            for s in signals
-            for d in tags
-            for field in ("active", "duration_s", "peak")
-        ]
-        self.alarm_ids = (
-            buffer.register(alarm_keys).reshape(n, len(tags), 3) if n else np.empty((0, len(tags), 3), np.int32)
-        )
+        self.buffer = buffer
+        # Alarm series are registered when a signal first alarms: most signals never do.
+        self._alarm_ids: dict[tuple[int, str], list[int]] = {}
         size = max((s.raw_id for s in signals), default=-1) + 1
         self.column = np.full(size, -1, np.intp)
         for col, s in enumerate(signals):
@@ -140,14 +133,23 @@ class AnomalyStage:
         self._pending_events = []
         return points
 
+    def _alarm_series(self, signal: int, detector: str) -> list[int]:
+        """Series ids of ``active``, ``duration_s`` and ``peak`` for one signal and detector."""
+        ids = self._alarm_ids.get((signal, detector))
+        if ids is None:
+            tags = {**self.signals[signal].tags, "detector": detector}
+            fields = ("active", "duration_s", "peak")
+            ids = self.buffer.register([Series.of(ALARM, tags, f) for f in fields]).tolist()
+            self._alarm_ids[(signal, detector)] = ids
+        return ids
+
     def _alarm_points(self, events: list[AlarmEvent]) -> Batch:
         ts: list[int] = []
         ids: list[int] = []
         values: list[float] = []
         for e in events:
-            tags = self.detector_tags
-            d = tags.index(e.detector) if e.detector in tags else len(tags) - 1
-            active, duration, peak = self.alarm_ids[e.signal, d].tolist()
+            detector = e.detector if e.detector in self.detector_tags else "combined"
+            active, duration, peak = self._alarm_series(e.signal, detector)
             if e.new:
                 ts.append(e.start_ns)
                 ids.append(active)

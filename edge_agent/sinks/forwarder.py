@@ -128,9 +128,7 @@ class Forwarder:
                 self._write(part, catalog)
 
     def _reject(self, batch: Batch, catalog: SeriesCatalog, reason: str) -> None:
-        text = self._text
-        if text is None or text.catalog is not catalog:
-            text = self._text = LineProtocol(catalog)
+        text = self._text = LineProtocol(catalog) if self._text is None else self._text.follow(catalog)
         lines = text.lines(batch)
         self.rejected_file.parent.mkdir(parents=True, exist_ok=True)
         with self._reject_lock, self.rejected_file.open("a", encoding="utf-8") as fh:

@@ -70,8 +70,7 @@ class InfluxV1:
     def _encode(self, batch: Batch, catalog: SeriesCatalog) -> bytes:
         with self._encoder_lock:
             encoder = self._encoder
-            if encoder is None or encoder.catalog is not catalog:
-                encoder = self._encoder = LineProtocol(catalog)
+            encoder = self._encoder = LineProtocol(catalog) if encoder is None else encoder.follow(catalog)
         return encoder.encode(batch)
 
     def _ensure_database(self) -> None:

@@ -48,14 +48,24 @@ def series_prefix(series: Series) -> str:
 class LineProtocol:
     """Encodes batches whose series ids are in ``catalog``."""
 
-    def __init__(self, catalog: SeriesCatalog) -> None:
+    def __init__(self, catalog: SeriesCatalog, previous: LineProtocol | None = None) -> None:
         self.catalog = catalog
         self.good = np.full(catalog.size, "", dtype=object)
         self.bad = np.full(catalog.size, "", dtype=object)
+        # Catalogs only grow: the prefixes of an earlier snapshot stay valid.
+        known = 0 if previous is None else min(previous.good.shape[0], catalog.size)
+        if known:
+            assert previous is not None
+            self.good[:known], self.bad[:known] = previous.good[:known], previous.bad[:known]
         for sid, series in catalog.items():
-            prefix, field = series_prefix(series), escape_tag(series.field)
-            self.good[sid] = f"{prefix} {field}="
-            self.bad[sid] = f"{prefix} {field}_quality="
+            if sid >= known or not self.good[sid]:
+                prefix, field = series_prefix(series), escape_tag(series.field)
+                self.good[sid] = f"{prefix} {field}="
+                self.bad[sid] = f"{prefix} {field}_quality="
+
+    def follow(self, catalog: SeriesCatalog) -> LineProtocol:
+        """This encoder, or one for a newer snapshot of the same catalog."""
+        return self if catalog is self.catalog else LineProtocol(catalog, self)
 
     def lines(self, batch: Batch) -> list[str]:
         """One line per point, in batch order (for the rejected-points file and splitting)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -89,23 +90,46 @@ class Buffer:
         log.info("local store %s: %d series moved to the structured catalog", self.path, len(rows))
 
     def _read_catalog(self) -> SeriesCatalog:
-        entries = {
-            int(sid): Series(measurement, tuple(sorted(json.loads(tags).items())), field)
-            for sid, measurement, tags, field in self._db.execute("SELECT id, measurement, tags, field FROM catalog")
-        }
-        return SeriesCatalog(entries)
+        return self._catalog_after(SeriesCatalog(), -1)
+
+    def _catalog_after(self, known: SeriesCatalog, last_id: int) -> SeriesCatalog:
+        """``known`` extended by the catalog rows with id above ``last_id``.
+
+        Series of one device share their tag set: each distinct tag set is parsed once, and its
+        strings are shared by every series that has it.
+        """
+        parsed: dict[str, tuple[tuple[str, str], ...]] = {}
+        more: dict[int, Series] = {}
+        for sid, measurement, tags, field in self._db.execute(
+            "SELECT id, measurement, tags, field FROM catalog WHERE id > ? ORDER BY id", (last_id,)
+        ):
+            pairs = parsed.get(tags)
+            if pairs is None:
+                pairs = parsed[tags] = tuple(
+                    sorted((sys.intern(k), sys.intern(v)) for k, v in json.loads(tags).items())
+                )
+            more[int(sid)] = Series(sys.intern(measurement), pairs, sys.intern(field))
+        return known.with_entries(more) if more else known
 
     # -- series ------------------------------------------------------------------------------
     def register(self, series: list[Series]) -> np.ndarray:
         """Ids (int32) of ``series``, creating those not yet known (the catalog snapshot is renewed)."""
         rows = [(s.measurement, s.tags_json(), s.field) for s in series]
+        ids: list[int] = []
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR IGNORE INTO catalog (measurement, tags, field) VALUES (?, ?, ?)", rows)
+            for row in rows:
+                found = self._db.execute(
+                    "SELECT id FROM catalog WHERE measurement = ? AND tags = ? AND field = ?", row
+                ).fetchone()
+                if found is None:
+                    found = self._db.execute(
+                        "INSERT INTO catalog (measurement, tags, field) VALUES (?, ?, ?) RETURNING id", row
+                    ).fetchone()
+                ids.append(int(found[0]))
             self._db.execute("COMMIT")
-            ids = {(m, t, f): i for i, m, t, f in self._db.execute("SELECT id, measurement, tags, field FROM catalog")}
-            self._catalog = self._read_catalog()
-        return np.array([ids[r] for r in rows], np.int32)
+            self._catalog = self._catalog_after(self._catalog, self._catalog.size - 1)
+        return np.array(ids, np.int32)
 
     def catalog(self) -> SeriesCatalog:
         """The series known so far (an immutable snapshot: safe to hand to another thread)."""

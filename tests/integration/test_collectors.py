@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from collectors.batch import QUALITY_GOOD
-from collectors.modbus.client import DeviceUnreachable, ModbusCollector, ModbusLink
+from collectors.modbus.client import ModbusCollector, ModbusLink
 from collectors.modbus.profile import ModbusProfile
 from collectors.opcua.client import OpcUaCollector
 from collectors.opcua.profile import OpcUaProfile
+from collectors.plugin import DeviceUnreachable
 from collectors.profile import builtin_profile_dir
 from demo.plant import Plant
 from demo.servers import DemoServers

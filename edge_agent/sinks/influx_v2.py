@@ -68,9 +68,9 @@ class InfluxV2:
             )
         except self._api_exception as exc:
             status: int | None = getattr(exc, "status", None)
-            body: Any = getattr(exc, "body", None)
+            answer: Any = getattr(exc, "body", None)
             reason: Any = getattr(exc, "reason", None)
-            text = (body or reason or "").strip()[:500] if isinstance(body or "", str) else str(reason)
+            text: str = (answer or reason or "").strip()[:500] if isinstance(answer or "", str) else str(reason)
             if status in (400, 422):
                 raise RejectedPoints(f"{self.name}: {status} {text}") from exc
             hint = ": check token and org in agent.yaml" if status in (401, 403) else ""

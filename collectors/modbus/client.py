@@ -13,7 +13,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, Batch
-from collectors.modbus.decode import decode_fields
 from collectors.modbus.plan import plan_requests
 from collectors.modbus.profile import ModbusProfile
 from collectors.modbus.tcp import ReadReply, TcpLink
@@ -73,7 +72,7 @@ class ModbusCollector:
                 quality[index] = QUALITY_BAD_DEVICE
                 errors.append(f"{span}: {reply.words.shape[0]} of {req.count} answered")
                 continue
-            values[index] = decode_fields(reply.words, req.decoders)
+            values[index] = req.plan.decode(reply.words)
         bad_number = ~np.isfinite(values) & (quality == 0)
         quality[bad_number] = QUALITY_BAD_DECODE
         self.last_error = "; ".join(errors) or None

@@ -56,19 +56,43 @@ def decode_group(regs: NDArray[np.uint16], offsets: NDArray[np.intp], type_: str
     return combined.view(_VIEW32[type_]).astype(np.float64)
 
 
+class DecodePlan:
+    """How to decode one register block, worked out once per request and reused every poll.
+
+    Fields are grouped by type and byte order; each group is decoded in one vectorised pass.
+    """
+
+    def __init__(self, fields: Sequence[FieldDecoder]) -> None:
+        self.size = len(fields)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, f in enumerate(fields):
+            groups.setdefault((f.type, f.byte_order), []).append(i)
+        self.groups = [
+            (type_, order, np.asarray(members, np.intp), np.asarray([fields[i].offset for i in members], np.intp))
+            for (type_, order), members in groups.items()
+        ]
+        self.scale = np.fromiter((f.scale for f in fields), np.float64, self.size)
+        self.add = np.fromiter((f.add for f in fields), np.float64, self.size)
+        self.identity = bool(np.all(self.scale == 1.0) and np.all(self.add == 0.0))
+
+    def decode(self, regs: NDArray[np.uint16]) -> NDArray[np.float64]:
+        """Engineering values ``raw * scale + add`` of every field."""
+        if len(self.groups) == 1:
+            type_, order, _, offsets = self.groups[0]
+            out = decode_group(regs, offsets, type_, order)
+        else:
+            out = np.empty(self.size, np.float64)
+            for type_, order, index, offsets in self.groups:
+                out[index] = decode_group(regs, offsets, type_, order)
+        if not self.identity:
+            out *= self.scale
+            out += self.add
+        return out
+
+
 def decode_fields(regs: NDArray[np.uint16], fields: Sequence[FieldDecoder]) -> NDArray[np.float64]:
     """Decode every field of one register block; values are ``raw * scale + add``."""
-    out = np.empty(len(fields), np.float64)
-    groups: dict[tuple[str, str], list[int]] = {}
-    for i, f in enumerate(fields):
-        groups.setdefault((f.type, f.byte_order), []).append(i)
-    for (type_, order), members in groups.items():
-        index = np.asarray(members, np.intp)
-        offsets = np.fromiter((fields[i].offset for i in members), np.intp, len(members))
-        out[index] = decode_group(regs, offsets, type_, order)
-    scale = np.fromiter((f.scale for f in fields), np.float64, len(fields))
-    add = np.fromiter((f.add for f in fields), np.float64, len(fields))
-    return out * scale + add
+    return DecodePlan(fields).decode(regs)
 
 
 def encode_value(value: float, type_: str, order: str = "ABCD") -> list[int]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from collectors.modbus.decode import FieldDecoder
+from collectors.modbus.decode import DecodePlan, FieldDecoder
 from collectors.modbus.profile import ModbusField
 
 #: Protocol limits per read request (Modbus application protocol v1.1b3, 6.1 to 6.4).
@@ -36,6 +36,14 @@ class Request:
     #: Indexes of the profile's fields this request carries, in profile order.
     field_index: list[int] = field(default_factory=list)
     decoders: list[FieldDecoder] = field(default_factory=list)
+    _plan: DecodePlan | None = None
+
+    @property
+    def plan(self) -> DecodePlan:
+        """The decoding of this request's reply, worked out once."""
+        if self._plan is None or self._plan.size != len(self.decoders):
+            self._plan = DecodePlan(self.decoders)
+        return self._plan
 
 
 def plan_requests(fields: Sequence[ModbusField], max_registers: int = MAX_REGISTERS, max_gap: int = 8) -> list[Request]:

@@ -17,7 +17,15 @@ from pydantic import Field
 
 from collectors.batch import Batch
 from edge_agent.config.types import TagValue
-from edge_agent.sinks.base import RejectedPoints, SinkConfig, SinkContext, SinkPlugin, SinkUnavailable, register
+from edge_agent.sinks.base import (
+    RejectedPoints,
+    SinkConfig,
+    SinkContext,
+    SinkPlugin,
+    SinkUnavailable,
+    compress_for,
+    register,
+)
 from edge_agent.sinks.line_protocol import LineProtocol
 from edge_agent.store.catalog import SeriesCatalog
 
@@ -34,7 +42,7 @@ class InfluxV1Sink(SinkConfig):
     retention_policy: str = ""
     username: str = ""
     password: str = ""
-    gzip: bool = True
+    gzip: bool | Literal["auto"] = Field("auto", description="compress bodies; auto: except over loopback")
 
 
 class InfluxV1:
@@ -52,6 +60,7 @@ class InfluxV1:
             self._params["rp"] = cfg.retention_policy
         self._auth = (cfg.username, cfg.password) if cfg.username else None
         self._db_checked = False
+        self._gzip = compress_for(cfg.url, cfg.gzip)
         self._encoder: LineProtocol | None = None
         self._encoder_lock = threading.Lock()
 
@@ -92,7 +101,7 @@ class InfluxV1:
             self._ensure_database()
         body = self._encode(batch, catalog)
         headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if self.cfg.gzip:
+        if self._gzip:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:

@@ -13,7 +13,15 @@ from urllib3.exceptions import HTTPError
 
 from collectors.batch import Batch
 from edge_agent.config.types import TagValue
-from edge_agent.sinks.base import RejectedPoints, SinkConfig, SinkContext, SinkPlugin, SinkUnavailable, register
+from edge_agent.sinks.base import (
+    RejectedPoints,
+    SinkConfig,
+    SinkContext,
+    SinkPlugin,
+    SinkUnavailable,
+    compress_for,
+    register,
+)
 from edge_agent.sinks.line_protocol import LineProtocol
 from edge_agent.store.catalog import SeriesCatalog
 
@@ -26,7 +34,7 @@ class InfluxV2Sink(SinkConfig):
     org: str
     bucket: TagValue
     token: str = ""
-    gzip: bool = True
+    gzip: bool | Literal["auto"] = Field("auto", description="compress bodies; auto: except over loopback")
 
 
 class InfluxV2:
@@ -46,7 +54,7 @@ class InfluxV2:
             url=cfg.url,
             token=cfg.token,
             org=cfg.org,
-            enable_gzip=cfg.gzip,
+            enable_gzip=compress_for(cfg.url, cfg.gzip),
             timeout=int(cfg.timeout * 1000),
             retries=False,
         )

@@ -26,7 +26,9 @@ CATALOG = SeriesCatalog({0: Series.of("m", {}, "v")})
 
 
 def sink(url: str, bucket: str) -> InfluxV2:
-    return InfluxV2(InfluxV2Sink(type="influxdb_v2", url=url, org="plant", bucket=bucket, token="t0ken", timeout=5.0))
+    return InfluxV2(
+        InfluxV2Sink(type="influxdb_v2", url=url, org="plant", bucket=bucket, token="t0ken", timeout=5.0, gzip=True)
+    )
 
 
 def test_v2_api_missing_on_influxdb_16_is_explained(influxdb: InfluxServer) -> None:

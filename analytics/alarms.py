@@ -21,7 +21,9 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,15 +45,25 @@ class AlarmEvent:
     new: bool = True
 
 
+class Namer(Protocol):
+    def get(self, key: tuple[int, int], default: str | None = None) -> str | None: ...
+
+
 class Alarms:
     """Hysteresis alarms for ``n_signals`` signals; state is a few arrays per signal."""
 
-    def __init__(self, n_signals: int, on: float = 1.0, off: float = 0.5, k_on: int = 2, k_off: int = 5) -> None:
+    def __init__(
+        self, n_signals: int, on: float = 1.0, off: float = 0.5, k_on: int = 2, k_off: int = 5, cooldown: int = 0
+    ) -> None:
         if not off < on:
             raise ValueError("the off-threshold must be below the on-threshold")
         if k_on < 1 or k_off < 1:
             raise ValueError("k_on and k_off count samples: at least 1")
-        self.on, self.off, self.k_on, self.k_off = on, off, k_on, k_off
+        if cooldown < 0:
+            raise ValueError("cooldown counts samples: 0 or more")
+        self.on, self.off, self.k_on, self.k_off, self.cooldown = on, off, k_on, k_off, cooldown
+        #: Valid samples since each signal's last alarm started (a new one waits for ``cooldown``).
+        self.since_start = np.full(n_signals, np.iinfo(np.int64).max // 2, np.int64)
         self.n_signals = n_signals
         self.active = np.zeros(n_signals, bool)
         self.run_on = np.zeros(n_signals, np.int64)
@@ -61,7 +73,7 @@ class Alarms:
         self.detector = [""] * n_signals
 
     def update(
-        self, scores: NDArray[np.float64], ts: NDArray[np.int64], fired: dict[tuple[int, int], str]
+        self, scores: NDArray[np.float64], ts: NDArray[np.int64], fired: Mapping[tuple[int, int], str] | Namer
     ) -> tuple[NDArray[np.uint8], list[AlarmEvent]]:
         """Alarm flags per sample (1 = in alarm), and the events that started or ended.
 
@@ -69,20 +81,15 @@ class Alarms:
         stepped row by row, vectorised over those signals.
         """
         flags = np.zeros(scores.shape, np.uint8)
-        with np.errstate(invalid="ignore"):
-            crossing = np.asarray((scores >= self.on).any(axis=0))
-        stepped = self.active | crossing
-        # Signals neither in alarm nor crossing: any valid sample here was under ``on``, so a run
-        # of samples at or over ``on`` carried from the last block is broken.
-        carried = np.flatnonzero((self.run_on > 0) & ~stepped)
-        if carried.shape[0]:
-            self.run_on[carried[(~np.isnan(scores[:, carried])).any(axis=0)]] = 0
-        cols = np.flatnonzero(stepped)
+        cols = self._to_step(scores)
         if cols.shape[0] == 0:
             return flags, []
         s = scores[:, cols]
         t = ts[:, cols]
         active, run_on, run_off = self.active[cols], self.run_on[cols], self.run_off[cols]
+        # Samples since the last start, as of each row: counted back from the block's end.
+        valid_after = np.cumsum((~np.isnan(s))[::-1], axis=0)[::-1]
+        since = self.since_start[cols]
         start, peak = self.start_ns[cols], self.peak[cols]
         started_at = np.full(cols.shape[0], -1, np.int64)  # row of the latest start in this block
         events: list[AlarmEvent] = []
@@ -96,13 +103,16 @@ class Alarms:
                 run_off = np.where(valid & active, np.where(low, run_off + 1, 0), run_off)
                 np.fmax(peak, np.where(active & valid, row, np.nan), out=peak)
                 turn_on = ~active & (run_on >= self.k_on)
+                if self.cooldown:
+                    turn_on &= since - valid_after[i] + 1 >= self.cooldown
                 turn_off = active & (run_off >= self.k_off)
                 if turn_on.any():
                     on = np.flatnonzero(turn_on)
                     start[on], peak[on], run_off[on], started_at[on] = t[i, on], row[on], 0, i
+                    since[on] = valid_after[i, on] - 1
                     for j in on.tolist():
                         col = int(cols[j])
-                        self.detector[col] = fired.get((i, col), "combined")
+                        self.detector[col] = fired.get((i, col)) or "combined"
                         events.append(AlarmEvent(col, self.detector[col], int(t[i, j]), None, float(row[j])))
                 if turn_off.any():
                     off = np.flatnonzero(turn_off)
@@ -121,8 +131,23 @@ class Alarms:
                 flags[i, cols] = active
         self.active[cols], self.run_on[cols], self.run_off[cols] = active, run_on, run_off
         self.start_ns[cols], self.peak[cols] = start, peak
+        self.since_start[cols] = since
         events.sort(key=lambda e: (e.start_ns if e.end_ns is None or e.new else e.end_ns, e.signal))
         return flags, events
+
+    def _to_step(self, scores: NDArray[np.float64]) -> NDArray[np.intp]:
+        """The signals in alarm or crossing ``on`` in this block; the others' carried runs end."""
+        with np.errstate(invalid="ignore"):
+            crossing = np.asarray((scores >= self.on).any(axis=0))
+        if self.cooldown:
+            self.since_start += (~np.isnan(scores)).sum(axis=0)
+        stepped = self.active | crossing
+        # Signals neither in alarm nor crossing: any valid sample here was under ``on``, so a run
+        # of samples at or over ``on`` carried from the last block is broken.
+        carried = np.flatnonzero((self.run_on > 0) & ~stepped)
+        if carried.shape[0]:
+            self.run_on[carried[(~np.isnan(scores[:, carried])).any(axis=0)]] = 0
+        return np.flatnonzero(stepped)
 
     def reset(self, signals: NDArray[np.intp], now_ns: int) -> list[AlarmEvent]:
         """Turn ``signals`` off; alarms still on end at ``now_ns`` (returned as events)."""

@@ -81,9 +81,9 @@ def demo_config(
         "analytics": {
             "oee_window": "60s",
             "settle": f"{max(2.0, 0.25 * speed):g}s",
-            # Spindle temperatures settle for a few minutes after a state change (time constant
-            # 40 s): learn them for 200 samples before scoring, as an integrator would set it.
-            "anomaly": {"signals": {f"{name}.spindle_temp": {"level": {"grace": 200}} for name in plant.machines}},
+            # The demo shows a few plant minutes, and each machine state keeps its own normal:
+            # calibrate after 60 samples of a state instead of 300 (a real plant runs for days).
+            "anomaly": {"forecast": {"calibrate_after": 120}},
         },
         # Shop-floor and cloud KPIs each plant minute; devices count as seen within 5 plant minutes.
         "kpis": {"every": "60s", "seen_within": "5m", "energy_meters": ["energy-meter.energy"]},

@@ -68,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
 
     try:
         if args.command == "config":
-            load_config(args.file)
+            loaded = load_config(args.file)
+            for warning in loaded.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             print("ok")
             return 0
         if args.command == "profile":

@@ -2,10 +2,26 @@
 
 Each module holds one detector and states its score formula; all share the contract in
 :mod:`analytics.detectors.base` (higher is more anomalous, NaN in gives NaN out, warm-up scores
-0, per-signal reset). :class:`DetectorSet` runs several over one block in a single pass over
-rows and combines them: the combined score of a sample is the largest ``score / threshold``
-over the detectors, so 1.0 means "at the threshold of the detector most sure of it".
-Every parameter may be a scalar or an array with one value per signal (per-signal overrides).
+0, per-signal reset). :class:`DetectorSet` runs a set over a block and combines it: the combined
+score of a sample is the largest ``score / threshold`` over the detectors, so 1.0 means "at the
+threshold of the detector most sure of it". Every parameter may be a scalar or an array with one
+value per signal (per-signal overrides).
+
+The default set models what normal looks like on plant signals (:mod:`~analytics.detectors.forecast`):
+``surprise`` (spikes and jumps no model of normal explains), ``deviation`` (a forecast error that
+persists), ``shift`` (a level or drift away from the long-term normal), ``variance`` (noise that
+grows), ``stuck`` (a moving signal that froze) and ``range`` (outside the profile's limits). The
+earlier detectors (``level``, ``spike``, ``cusum``, ``robust``) remain available by name.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(2)
+>>> x = 20 + np.cumsum(rng.normal(0, 0.3, (3000, 3)), axis=0) * 0.1 + rng.normal(0, 0.5, (3000, 3))
+>>> x[2500, 1] += 8.0
+>>> scores, fired = DetectorSet(3).update(x)
+>>> bool(scores[2500, 1] >= 1.0), fired.get((2500, 1)), bool(np.nanmax(np.delete(scores[500:, 1], 2000)) < 1.0)
+(True, 'surprise', True)
 """
 
 from __future__ import annotations
@@ -17,18 +33,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import Param, RowDetector, check_params, per_signal
+from analytics.detectors.base import ChunkDetector, Param, RowDetector, check_params, per_signal
 from analytics.detectors.cusum import Cusum
-from analytics.detectors.fused import fused_set
+from analytics.detectors.deviation import Deviation
+from analytics.detectors.forecast import ForecastModel
 from analytics.detectors.level import EwmaLevel
 from analytics.detectors.limits import OutOfRange
 from analytics.detectors.robust import RobustLevel
+from analytics.detectors.season import PERIOD
+from analytics.detectors.shift import Shift
 from analytics.detectors.spike import Spike
 from analytics.detectors.stuck import Stuck
+from analytics.detectors.surprise import Surprise
+from analytics.detectors.variance import Variance
 
 #: Every detector, by name: the one list. Config, replay, defaults and alarm tags derive from it.
 REGISTRY: dict[str, type[RowDetector]] = {}
-DEFAULT_SET = ("level", "spike", "cusum", "stuck", "range")
+DEFAULT_SET = ("surprise", "deviation", "shift", "variance", "stuck", "range")
 
 
 def register(detector: type[RowDetector]) -> type[RowDetector]:
@@ -39,12 +60,19 @@ def register(detector: type[RowDetector]) -> type[RowDetector]:
     return detector
 
 
-for _builtin in (EwmaLevel, Spike, Cusum, Stuck, OutOfRange, RobustLevel):
+for _builtin in (ForecastModel, Surprise, Deviation, Shift, Variance, Stuck, OutOfRange):
     register(_builtin)
+for _earlier in (EwmaLevel, Spike, Cusum, RobustLevel):
+    register(_earlier)
 
-#: Detectors that read state another detector computes on the same row step after it; those
-#: that read another's state from *before* the row (CUSUM reads the level's mean) step before it.
-_STEP_ORDER = {"cusum": -1, "stuck": 1}
+#: Among row detectors: those that read another's state from *before* the row (CUSUM reads the
+#: level's mean) step before it.
+_STEP_ORDER = {"cusum": -1}
+
+
+def scored(name: str) -> bool:
+    """Whether a registered detector gives scores (``forecast`` is a model the others read)."""
+    return bool(getattr(REGISTRY[name], "scored", True))
 
 
 @dataclass
@@ -53,10 +81,6 @@ class DetectorSettings:
 
     detectors: tuple[str, ...] = DEFAULT_SET
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Score the default set on the fused float32 kernel when it supports the settings
-    #: (:mod:`analytics.detectors.fused`); False steps each detector's own float64 ``step``
-    #: (the reference, several times slower).
-    fused: bool = True
 
 
 def _build_order(names: tuple[str, ...]) -> list[str]:
@@ -80,12 +104,36 @@ def _build_order(names: tuple[str, ...]) -> list[str]:
     return order
 
 
-class DetectorSet:
-    """Runs detectors over a block in one pass over rows; combines them into one score.
+class Fired:
+    """Which detector scored highest, for the samples whose combined score reached ``on``.
 
-    ``kernel`` says how the set is scored: ``"fused"`` (the default set on the float32 kernel)
-    or ``"per-detector"``; ``kernel_reason`` says why the fused kernel is not used.
+    Looked up only where an alarm starts: the cells are kept as arrays and turned into a
+    mapping on first use.
     """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self._parts: list[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]] = []
+        self._map: dict[tuple[int, int], str] | None = None
+
+    def add(self, rows: NDArray[np.intp], cols: NDArray[np.intp], which: NDArray[np.intp]) -> None:
+        self._parts.append((rows, cols, which))
+        self._map = None
+
+    def get(self, key: tuple[int, int], default: str | None = None) -> str | None:
+        if self._map is None:
+            self._map = {}
+            for rows, cols, which in self._parts:
+                for r, c, w in zip(rows.tolist(), cols.tolist(), which.tolist(), strict=True):
+                    self._map[(r, c)] = self.names[w]
+        return self._map.get(key, default)
+
+    def __len__(self) -> int:
+        return sum(p[0].shape[0] for p in self._parts)
+
+
+class DetectorSet:
+    """Runs detectors over a block, chunk by chunk of the row clock; combines them into one score."""
 
     def __init__(
         self,
@@ -106,98 +154,138 @@ class DetectorSet:
                 continue
             given = check_params(name, cls.params, p.get(name, {}))
             deps = {d: det for d, det in built.items() if d in cls.requires or d in in_set}
-            built[name] = cls(n_signals, deps=deps, **{k: v for k, v in given.items() if v is not None})  # type: ignore[call-arg]
+            kwargs = {k: v for k, v in given.items() if v is not None}
+            built[name] = cls(n_signals, deps=deps, **kwargs)  # type: ignore[call-arg]
         self.built = built
-        self.detectors: list[RowDetector] = [
-            built[name] for name in settings.detectors if getattr(built[name], "active", True)
-        ]
-        self.detectors.sort(key=lambda d: _STEP_ORDER.get(d.name, 0))
+        model = built.get("forecast")
+        self.model = model if isinstance(model, ForecastModel) else None
+        wanted = [built[n] for n in settings.detectors if scored(n) and getattr(built[n], "active", True)]
+        self.chunked: list[ChunkDetector] = [d for d in wanted if isinstance(d, ChunkDetector)]
+        self.rowwise: list[RowDetector] = sorted(
+            (d for d in wanted if not isinstance(d, ChunkDetector)), key=lambda d: _STEP_ORDER.get(d.name, 0)
+        )
         #: Built only because another detector reads it: stepped, never scored.
-        self._step_only = [d for name, d in built.items() if name not in in_set]
-        level = built.get("level")
-        self.level = level if isinstance(level, EwmaLevel) else EwmaLevel(n_signals)
+        self._step_only = [d for n, d in built.items() if n not in in_set and scored(n)]
+        self.detectors: list[RowDetector] = [*self.chunked, *self.rowwise]
         self.names = [d.name for d in self.detectors]
         self._inv = [per_signal(1.0 / np.asarray(d.threshold, np.float64), n_signals) for d in self.detectors]
-        self._rows = [np.empty(n_signals) for _ in self.detectors]
-        # Detectors whose threshold is 1 everywhere need no normalising multiply.
-        self._scaled = [not np.all(inv == 1.0) for inv in self._inv]
         self._scratch = np.empty(n_signals)
-        self._fused = None
-        self.kernel, self.kernel_reason = "per-detector", "fused=False"
-        if settings.fused:
-            self._fused, why = fused_set(self.detectors)
-            if self._fused is not None:
-                self.kernel, self.kernel_reason = "fused", ""
-            else:
-                self.kernel_reason = why
+        self._clock = 0  # rows into the current chunk, for sets without the forecast model
+        #: Rows left during which each signal's sums stay at 0 (a transition is settling).
+        self._settling = np.zeros(n_signals, np.int64)
+
+    @property
+    def kernel(self) -> str:
+        """How the set is scored: ``chunked`` (the forecast model) or ``per-row`` (the earlier detectors)."""
+        return "chunked" if self.model is not None else "per-row"
 
     def update(
-        self, block: NDArray[np.float64], on: float = 1.0, out: NDArray[np.float64] | None = None
-    ) -> tuple[NDArray[np.float64], dict[tuple[int, int], str]]:
+        self,
+        block: NDArray[np.float64],
+        on: float = 1.0,
+        out: NDArray[np.float64] | None = None,
+        ts: NDArray[np.int64] | None = None,
+    ) -> tuple[NDArray[np.float64], Fired]:
         """Combined scores, and which detector scored highest where the combined score >= ``on``.
 
-        ``out`` (same shape as ``block``) receives the scores when given: reusing one buffer
-        spares the page faults of a new array on every call.
+        ``ts`` (UTC ns, the block's shape) lets the model learn each signal's day profile.
+        ``out`` (same shape as ``block``) receives the scores when given.
         """
         block = np.asarray(block, dtype=np.float64)
         if block.ndim != 2 or block.shape[1] != self.n_signals:
             raise ValueError(f"expected a [samples, {self.n_signals}] block, got {block.shape}")
         if out is not None and out.shape != block.shape:
             raise ValueError(f"out has shape {out.shape}; the block has {block.shape}")
+        if ts is not None and ts.shape != block.shape:
+            raise ValueError(f"ts has shape {ts.shape}; the block has {block.shape}")
         combined = np.empty_like(block) if out is None else out
-        fired: dict[tuple[int, int], str] = {}
-        # A row with a NaN sums to NaN (so may one holding +inf and -inf: it is then only looked at
-        # sample by sample). One summing pass is several times cheaper than isnan(block).any(1).
-        gaps: NDArray[np.bool_] = np.isnan(np.add.reduce(block, axis=1))
-        if self._fused is not None:
-            return combined, self._fused.run(block, combined, on, gaps)
-        for i in range(block.shape[0]):
-            valid = ~np.isnan(block[i]) if gaps[i] else None
-            self._row(i, block[i], None if valid is None or valid.all() else valid, combined[i], on, fired)
+        fired = Fired(self.names)
+        buffers = [np.empty((PERIOD, self.n_signals)) for _ in self.detectors]
+        i, n = 0, block.shape[0]
+        clock = self.model.position if self.model is not None else self._clock
+        while i < n:
+            rows = min(PERIOD - clock % PERIOD, n - i)
+            chunk = block[i : i + rows]
+            into = combined[i : i + rows]
+            parts = [b[:rows] for b in buffers]
+            view = None
+            if self.model is not None:
+                view = self.model.chunk(chunk, None if ts is None else ts[i : i + rows])
+            settling = np.flatnonzero(self._settling > 0) if self._settling.any() else None
+            for j, chunked in enumerate(self.chunked):
+                assert view is not None
+                chunked.score(view, parts[j])
+                if settling is not None and chunked.sums:
+                    parts[j][:, settling] = np.where(np.isnan(parts[j][:, settling]), np.nan, 0.0)
+                    chunked.reset(settling)
+            if settling is not None:
+                self._settling[settling] = np.maximum(self._settling[settling] - rows, 0)
+            first_row = len(self.chunked)
+            if self.rowwise or self._step_only:
+                for r in range(rows):
+                    x = chunk[r]
+                    valid = ~np.isnan(x)
+                    mask = None if valid.all() else valid
+                    for j, det in enumerate(self.rowwise):
+                        det.step(x, mask, parts[first_row + j][r])
+                    for det in self._step_only:
+                        det.step(x, mask, self._scratch)
+            self._combine(parts, into, i, on, fired)
+            clock += rows
+            i += rows
+        self._clock = clock % PERIOD
         return combined, fired
 
-    def _row(
-        self,
-        i: int,
-        x: NDArray[np.float64],
-        valid: NDArray[np.bool_] | None,
-        row: NDArray[np.float64],
-        on: float,
-        fired: dict[tuple[int, int], str],
+    def _combine(
+        self, parts: list[NDArray[np.float64]], into: NDArray[np.float64], first: int, on: float, fired: Fired
     ) -> None:
-        """One row through each detector's own ``step`` (float64), combined into ``row``."""
-        for j, det in enumerate(self.detectors):
-            s = row if j == 0 else self._rows[j]
-            det.step(x, valid, s)
-            if self._scaled[j]:
-                s *= self._inv[j]
-            if j:
-                np.fmax(row, s, out=row)
-        for det in self._step_only:
-            det.step(x, valid, self._scratch)
-        if valid is not None:
-            row[~valid] = np.nan
-        if np.fmax.reduce(row) >= on:
-            hits = np.flatnonzero(row >= on)
-            # ``row`` holds the first detector's score folded into the maximum: a hit is the
-            # first detector's unless another detector reaches the combined value.
-            names = [self.names[0]] * hits.size
-            if len(self._rows) > 1:
-                others = np.stack([r[hits] for r in self._rows[1:]])
-                best = np.nanargmax(np.where(np.isnan(others), -np.inf, others), axis=0)
-                reached = others[best, np.arange(hits.size)] >= row[hits]
-                names = [
-                    self.names[b + 1] if ok else self.names[0]
-                    for b, ok in zip(best.tolist(), reached.tolist(), strict=True)
-                ]
-            for col, name in zip(hits.tolist(), names, strict=True):
-                fired[(i, col)] = name
+        if not parts:
+            into.fill(0.0)
+            return
+        for j, part in enumerate(parts):
+            np.multiply(part, self._inv[j], out=part)
+            if j == 0:
+                np.copyto(into, part)
+            else:
+                np.fmax(into, part, out=into)
+
+        with np.errstate(invalid="ignore"):
+            hit = into >= on
+        if hit.any():
+            rows, cols = np.nonzero(hit)
+            stacked = np.stack([np.nan_to_num(p[rows, cols], nan=-np.inf) for p in parts])
+            fired.add(rows + first, cols, np.argmax(stacked, axis=0))
 
     def reset(self, signals: NDArray[np.intp]) -> None:
         for det in self.built.values():
             det.reset(signals)
-        if self._fused is not None:
-            self._fused.reset(np.asarray(signals, np.intp))
+
+    def settle(self, signals: NDArray[np.intp], rows: int) -> None:
+        """Keep the sums of ``signals`` at 0, and the model from learning, for ``rows`` rows.
+
+        After a machine changes state its signals are in transition (a temperature takes minutes to
+        settle): neither normal for the new state nor anomalous.
+        """
+        self._settling[signals] = np.maximum(self._settling[signals], rows)
+        if self.model is not None:
+            self.model.frozen[signals] = np.maximum(self.model.frozen[signals], rows)
+
+    def save(self, signals: NDArray[np.intp]) -> dict[str, Any]:
+        """The state of ``signals`` that belongs to their current regime (machine state)."""
+        saved: dict[str, Any] = {}
+        if self.model is not None:
+            saved["forecast"] = self.model.save(signals)
+        for det in self.chunked:
+            saved[det.name] = {a: getattr(det, a)[signals].copy() for a in det._state}
+        return saved
+
+    def load(self, signals: NDArray[np.intp], saved: dict[str, Any] | None) -> None:
+        """Restore what :meth:`save` gave for these signals (None: the regime is new to them)."""
+        if self.model is not None:
+            self.model.load(signals, None if saved is None else saved["forecast"])
+        for det in self.chunked:
+            for attr, initial in det._state.items():
+                getattr(det, attr)[signals] = initial if saved is None else saved[det.name][attr]
 
 
 __all__ = [
@@ -206,12 +294,18 @@ __all__ = [
     "Cusum",
     "DetectorSet",
     "DetectorSettings",
+    "Deviation",
     "EwmaLevel",
+    "Fired",
+    "ForecastModel",
     "OutOfRange",
     "Param",
     "RobustLevel",
     "RowDetector",
+    "Shift",
     "Spike",
     "Stuck",
+    "Surprise",
+    "Variance",
     "register",
 ]

@@ -133,6 +133,28 @@ class RowDetector:
             self.n_signals = n_signals
 
 
+class ChunkDetector(RowDetector):
+    """A detector that scores whole chunks of rows from the forecast model's view of them.
+
+    It requires ``forecast`` (:class:`~analytics.detectors.forecast.ForecastModel`); the set
+    hands it each chunk's :class:`~analytics.detectors.forecast.ChunkView` and an ``out``
+    buffer of the chunk's shape for its raw scores (NaN at gaps).
+    """
+
+    requires: ClassVar[tuple[str, ...]] = ("forecast",)
+    #: A sum over samples (a CUSUM): held at 0 while a machine's state change settles.
+    sums: ClassVar[bool] = False
+
+    def __init__(self, n_signals: int, deps: object = None) -> None:
+        super().__init__(n_signals)
+
+    def score(self, view: Any, out: NDArray[np.float64]) -> None:
+        raise NotImplementedError
+
+    def step(self, x: Row, valid: Mask | None, out: Row) -> None:
+        raise TypeError(f"{self.name} scores chunks; run it in a DetectorSet")
+
+
 def keep(valid: Mask | None, new: Row, old: Row) -> None:
     """``old[:] = new`` where the sample was valid (all of it when ``valid`` is None)."""
     if valid is None:

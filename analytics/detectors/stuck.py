@@ -1,17 +1,21 @@
-"""Stuck sensor: how long a signal has not changed by more than ``tolerance``.
+"""Stuck sensor: a signal that normally moves has stopped moving, for longer than it ever does.
 
-Score (higher is more anomalous): the number of consecutive valid samples whose change from the
-previous valid sample is at most ``tolerance`` (engineering units), divided by ``samples``,
-the run length that counts as stuck; ``threshold`` is 1. A gap neither extends nor breaks the run.
+Score (higher is more anomalous): the run of consecutive samples that changed by at most
+``tolerance`` (engineering units), divided by ``max(samples, 4 x the longest run seen while the
+signal was normal)``; ``threshold`` is 1. A device polled faster than it updates repeats each value
+a few times: those runs are learnt as normal (the runs of a signal's first 300 changes, and later
+every run that ended below the limit). A signal that has changed fewer than 100 times is a
+constant or a setpoint, not a stuck sensor: it scores 0. A gap neither extends nor breaks a run.
 
 Examples
 --------
 >>> import numpy as np
->>> block = np.random.default_rng(1).normal(0, 1, size=(200, 1))
->>> block[100:180, 0] = block[99, 0]          # frozen for 80 samples
->>> scores = Stuck(1, samples=60).update(block)
->>> int(np.argmax(scores[:, 0] >= 1.0)), bool(scores[:100].max() < 0.1)
-(159, True)
+>>> from analytics.detectors import DetectorSet, DetectorSettings
+>>> x = np.repeat(np.random.default_rng(1).normal(0, 1, (600, 1)), 5, axis=0)  # each value 5 times
+>>> x[2000:2200, 0] = x[1999, 0]                    # frozen for 200 samples
+>>> scores, _ = DetectorSet(1, DetectorSettings(("stuck",))).update(x)
+>>> int(np.argmax(scores[:, 0] >= 1.0)), bool(scores[:2000].max() < 0.5)
+(2055, True)
 """
 
 from __future__ import annotations
@@ -20,57 +24,72 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 
-from analytics.detectors.base import Mask, Param, Row, RowDetector, keep
-from analytics.detectors.spike import Spike
+from analytics.detectors.base import ChunkDetector, Param, RowDetector, per_signal
+from analytics.detectors.forecast import ChunkView
+
+#: Changes a signal must have made before a run can be stuck, and during which runs are learnt.
+ARMED_AFTER, LEARN_FOR = 100, 300
 
 
-class Stuck(RowDetector):
+class Stuck(ChunkDetector):
     name: ClassVar[str] = "stuck"
+    threshold = 1.0
     params: ClassVar[dict[str, Param]] = {
-        "samples": Param(60, "run of unchanged samples that counts as stuck", integer=True, ge=2),
+        "samples": Param(60, "shortest run of unchanged samples that counts as stuck", integer=True, ge=2),
         "tolerance": Param(0.0, "largest change (engineering units) that counts as unchanged", ge=0),
     }
-    threshold = 1.0
-    _state: ClassVar[dict[str, float]] = {"prev": np.nan, "run": 0.0}
+    _state: ClassVar[dict[str, float]] = {"run": 0.0, "longest": 0.0, "changes": 0.0, "prev": np.nan}
+    run: NDArray[np.float64]
+    longest: NDArray[np.float64]
+    changes: NDArray[np.float64]
+    prev: NDArray[np.float64]
 
     def __init__(
-        self,
-        n_signals: int,
-        deps: Mapping[str, RowDetector] | None = None,
-        samples: int = 60,
-        tolerance: float = 0.0,
+        self, n_signals: int, deps: Mapping[str, RowDetector] | None = None, samples: int = 60, tolerance: float = 0.0
     ) -> None:
-        super().__init__(n_signals)
-        steps_from = (deps or {}).get("spike")
-        assert steps_from is None or isinstance(steps_from, Spike)
-        #: A spike detector stepped before us on the same row: its ``|x - p|`` is ours too.
-        self.steps_from = steps_from
-        if np.any(np.asarray(samples) < 2):
-            raise ValueError("samples must be at least 2")
-        if np.any(np.asarray(tolerance) < 0):
-            raise ValueError("tolerance is a change in engineering units: it must be 0 or more")
+        super().__init__(n_signals, deps)
         self.samples, self.tolerance = samples, tolerance
-        self._t = np.empty(n_signals)
+        self._samples = per_signal(samples, n_signals)
+        self._tolerance = per_signal(tolerance, n_signals)
 
-    def grow(self, n_signals: int) -> None:
-        super().grow(n_signals)
-        self._t = np.empty(n_signals)
-
-    def step(self, x: Row, valid: Mask | None, out: Row) -> None:
-        prev, run, t = self.prev, self.run, self._t  # type: ignore[attr-defined]
-        if self.steps_from is not None:
-            t = self.steps_from._d
-        else:
-            np.subtract(x, prev, out=t)
-            np.abs(t, out=t)
-            keep(valid, x, prev)
-        same = t <= self.tolerance  # False where x or prev is NaN
-        if valid is None:
-            run += 1.0
-            run *= same
-        else:
-            np.copyto(run, np.where(same, run + 1.0, 0.0), where=valid)
-        np.multiply(run, 1.0 / self.samples, out=out)
+    def score(self, view: ChunkView, out: NDArray[np.float64]) -> None:
+        x, valid = view.x, view.valid
+        run, prev = self.run, self.prev
+        limit = np.maximum(self._samples, 4.0 * self.longest)
+        scale = (self.changes >= ARMED_AFTER) / limit
+        ended = np.zeros_like(run)  # the longest run that ended in this chunk
+        changes = np.zeros_like(run)
+        exact = not np.any(self._tolerance)
+        if valid is None and exact and not (self.run > 0).any():
+            # An analog signal changes at every sample: no run at all is the common case.
+            repeats = np.empty(x.shape, bool)
+            np.equal(x[0], prev, out=repeats[0])
+            np.equal(x[1:], x[:-1], out=repeats[1:])
+            if not repeats.any():
+                out.fill(0.0)
+                self.changes += x.shape[0]
+                self.prev = x[-1].copy()
+                return
+        with np.errstate(invalid="ignore"):
+            for i in range(x.shape[0]):
+                xi = x[i]
+                same = (xi == prev) if exact else (np.abs(xi - prev) <= self._tolerance)
+                here = None if valid is None else valid[i]
+                change = ~same if here is None else here & ~same
+                np.maximum(ended, run * change, out=ended)
+                changes += change
+                grown = (run + 1.0) * same
+                run = grown if here is None else np.where(here, grown, run)
+                prev = xi if here is None else np.where(here, xi, prev)
+                np.multiply(run, scale, out=out[i])
         if valid is not None:
             out[~valid] = np.nan
+        # Runs that ended in this chunk teach what a normal run is.
+        if changes.any():
+            learning = self.changes < LEARN_FOR
+            normal = np.where(learning | (ended < limit), ended, 0.0)
+            np.maximum(self.longest, normal, out=self.longest)
+        self.changes += changes
+        self.run, self.prev = run.copy(), np.array(prev, copy=True)

@@ -25,8 +25,11 @@ class AlarmParams(Strict):
 
     on_above: Annotated[float, Field(gt=0)] = 1.0
     off_below: Annotated[float, Field(ge=0)] = 0.5
-    on_samples: Annotated[int, Field(ge=1)] = 2
+    on_samples: Annotated[int, Field(ge=1)] = 1
     off_samples: Annotated[int, Field(ge=1)] = 5
+    cooldown: Annotated[
+        int, Field(ge=0, description="samples after an alarm starts before the signal may alarm again")
+    ] = 100
 
     @model_validator(mode="after")
     def _hysteresis(self) -> AlarmParams:
@@ -41,7 +44,9 @@ class AnomalyBase(Strict):
     detectors: list[str] = Field(default_factory=lambda: list(DEFAULT_SET))
     alarm: AlarmParams = Field(default_factory=AlarmParams)
     smoothing: Annotated[float, Field(gt=0, le=1)] | None = None
-    reset_on_state_change: bool = Field(True, description="a machine's signals warm up again when its state changes")
+    baselines_per_state: bool = Field(
+        True, description="each machine state (running, idle, ...) keeps its own normal for the machine's signals"
+    )
     score_interval: Annotated[Duration, Field(ge=0)] = Field(
         1.0,
         description="write each signal's highest score per interval (s); 0 writes a score for every sample",
@@ -127,6 +132,7 @@ def anomaly_settings(section: AnomalyBase, signal_keys: list[str]) -> AnomalySet
         section.alarm.on_samples,
         section.alarm.off_samples,
         section.smoothing,
+        section.alarm.cooldown,
     )
 
 

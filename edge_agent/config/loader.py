@@ -12,6 +12,7 @@ from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 from collectors.plugin import CollectorPlugin, DeviceSpec, plugins
 from collectors.profile import ProfileBase, SignalSpec, builtin_profile_dir, signal_names
 from edge_agent.config.model import AgentConfig, Device, agent_config_model, union_tags
+from edge_agent.config.renamed import rename_in_config
 from edge_agent.config.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
 
 _ADAPTERS: dict[tuple[tuple[str, int], ...], TypeAdapter[Any]] = {}
@@ -74,6 +75,8 @@ class LoadedConfig:
     path: Path
     config: AgentConfig
     profiles: dict[str, ProfileBase]
+    #: Things that work but should change (renamed keys), with file, line and the new form.
+    warnings: tuple[str, ...] = ()
 
     def resolve(self, relative: str) -> Path:
         p = Path(relative)
@@ -215,6 +218,7 @@ def load_config(path: Path) -> LoadedConfig:
     doc = load_yaml(path)
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.problem((), "agent.yaml is a mapping with agent, sinks, devices")])
+    warnings = rename_in_config(doc)
     try:
         config = agent_config_model().model_validate(doc.data)
     except ValidationError as exc:
@@ -243,4 +247,4 @@ def load_config(path: Path) -> LoadedConfig:
     problems += _check_kpis(doc, config, profiles)
     if problems:
         raise ConfigError(problems)
-    return LoadedConfig(path, config, profiles)
+    return LoadedConfig(path, config, profiles, tuple(warnings))

@@ -244,6 +244,8 @@ def run_forever(loaded: LoadedConfig) -> int:
     import signal  # noqa: PLC0415
 
     async def main() -> None:
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
         agent = Agent(loaded)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -5,8 +5,9 @@ time-major block (one column per analog signal, one row per sample of that signa
 and scored in one pass. Each signal's highest score per ``score_interval`` becomes an ``anomaly``
 point (every score when the interval is 0; :mod:`edge_agent.runtime.peaks`); each alarm that starts or ends
 becomes an ``alarm`` point (``active`` 1 at its start; 0, ``duration_s`` and ``peak`` at its end),
-tagged with the detector that fired. When a machine changes state its signals' detectors start
-afresh: vibration and power legitimately jump between running and idle.
+tagged with the detector that fired. Each machine state keeps its own normal for the machine's
+signals (``baselines_per_state``): vibration and power legitimately differ between running and
+idle, so on a state change the signals' detectors take up what they learnt in the new state.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from analytics.alarms import AlarmEvent
 from analytics.anomaly import AnomalyScorer
@@ -47,11 +49,13 @@ class AnomalyStage:
         high = np.array([np.nan if s.high is None else s.high for s in signals])
         self.scorer = AnomalyScorer(n, anomaly_settings(section, [s.key for s in signals]), low, high)
         if n:
-            kernel = self.scorer.detectors
-            if kernel.kernel == "fused":
-                log.info("anomaly: %d signals scored on the fused float32 kernel", n)
-            else:
-                log.info("anomaly: %d signals scored detector by detector (%s)", n, kernel.kernel_reason)
+            detectors = self.scorer.detectors
+            log.info(
+                "anomaly: %d signals, detectors %s (%s)",
+                n,
+                ", ".join(detectors.names),
+                "on the forecast model, by chunks" if detectors.kernel == "chunked" else "row by row",
+            )
         self.score_ids = buffer.register([Series.of(ANOMALY, s.tags, "score") for s in signals])
         #: Alarm tags: the detectors of the set, and ``combined`` when no single one reached the threshold.
         self.detector_tags = (*[d for d in section.detectors if d in REGISTRY], "combined")
@@ -69,28 +73,35 @@ class AnomalyStage:
         self.events: list[AlarmEvent] = []
         self._pending_events: list[AlarmEvent] = []
 
-    def _reset(self, machine: int, at_ns: int) -> None:
-        """Restart the detectors of a machine's signals (its state changed at ``at_ns``)."""
-        ended = self.scorer.reset(np.flatnonzero(self.machine == machine), at_ns)
+    def _switch(self, machine: int, state: int, at_ns: int) -> None:
+        """A machine entered ``state`` at ``at_ns``: its signals take up that state's normal."""
+        ended = self.scorer.switch(np.flatnonzero(self.machine == machine), state, at_ns)
         self.events += ended
         self._pending_events += ended
 
-    def score(self, raw: Batch, changes: dict[int, int] | None = None) -> Batch:
-        """Score a tick; ``changes`` maps machines to when their state changed in it (UTC ns).
+    def score(self, raw: Batch, changes: list[tuple[int, int, int]] | None = None) -> Batch:
+        """Score a tick; ``changes`` lists ``(time UTC ns, machine, state code)`` in time order.
 
-        Samples before a change are scored with what was learnt so far; the detectors then start
-        afresh, so the new state's warm-up learns only samples of the new state.
+        Samples before a change are scored in the state they were taken in.
         """
-        if not changes or not self.section.reset_on_state_change or len(raw) == 0:
+        if not changes or not self.section.baselines_per_state or len(raw) == 0:
             return self._score(raw)
         parts = []
-        for machine, at_ns in sorted(changes.items(), key=lambda kv: kv[1]):
+        for at_ns, machine, state in changes:
             before = raw.ts < at_ns
             parts.append(self._score(raw.take(before)))
             raw = raw.take(~before)
-            self._reset(machine, at_ns)
+            self._switch(machine, state, at_ns)
         parts.append(self._score(raw))
         return Batch.concat(parts)
+
+    def wanted(self, raw: Batch) -> NDArray[np.bool_]:
+        """The readings of ``raw`` this stage scores (good samples of analog signals)."""
+        inside = raw.signal < self.column.shape[0]
+        col = np.full(len(raw), -1, np.intp)
+        col[inside] = self.column[raw.signal[inside]]
+        wanted: NDArray[np.bool_] = (col >= 0) & (raw.quality == QUALITY_GOOD)
+        return wanted
 
     def _score(self, raw: Batch) -> Batch:
         if len(raw) == 0 or self.column.shape[0] == 0:

@@ -161,6 +161,7 @@ class Pipeline:
         #: The raw readings of the latest tick (for the workshop KPIs).
         self.last_raw = Batch.empty()
         self._held = Batch.empty()
+        self._unscored = Batch.empty()
 
     # -- input -------------------------------------------------------------------------------
     def ingest(self, device_index: int, batch: Batch) -> None:
@@ -173,31 +174,43 @@ class Pipeline:
         """Everything produced since the last tick: raw points, scores, closed OEE windows."""
         raw = Batch.concat(self.inbox.take())
         self.last_raw = raw
-        out = [raw, self._score(raw)]
+        out = [raw, self._score(raw, now_ns if final else now_ns - self.settle_ns)]
         if final:
             out.append(self.anomaly.flush())
         out.append(self._oee(raw, now_ns, final))
         return Batch.concat(out)
 
-    def _score(self, raw: Batch) -> Batch:
-        """Anomaly scores; a machine whose state changed starts its signals' detectors afresh."""
-        scored = self.anomaly.score(raw, self._state_changes(raw))
+    def _score(self, raw: Batch, cutoff_ns: int) -> Batch:
+        """Anomaly scores of the readings up to ``cutoff_ns``; a machine whose state changed takes up
+        that state's normal.
+
+        Readings wait ``settle`` like the OEE's: a state change that a subscription reports after
+        the poll that already saw its effect (power dropping with the machine) is then in place
+        before that poll's samples are scored.
+        """
+        if self.anomaly.column.shape[0] == 0:
+            return self.anomaly.score(Batch.empty(), [])
+        keep = self.anomaly.wanted(raw) | (self.role[raw.signal] == ROLE_STATE) if len(raw) else np.empty(0, bool)
+        pending = Batch.concat([self._unscored, raw.take(keep)]) if len(raw) else self._unscored
+        ready = pending.ts <= cutoff_ns
+        now, self._unscored = pending.take(ready), pending.take(~ready)
+        scored = self.anomaly.score(now, self._state_changes(now))
         for m, view in enumerate(self.machines):
             cols = np.flatnonzero(self.anomaly.machine == m)
             if cols.shape[0]:
                 view.anomaly = float(np.nanmax(self.anomaly.latest[cols]))
         return scored
 
-    def _state_changes(self, raw: Batch) -> dict[int, int]:
-        """Machines whose state code changed in ``raw``, with the time of the first change (ns)."""
+    def _state_changes(self, raw: Batch) -> list[tuple[int, int, int]]:
+        """``(time ns, machine, state code)`` of every state a machine entered in ``raw``, in time order."""
         if not len(raw) or not self.machines:
-            return {}
+            return []
         state = np.flatnonzero((self.role[raw.signal] == ROLE_STATE) & (raw.quality == QUALITY_GOOD))
-        changes: dict[int, int] = {}
+        changes: list[tuple[int, int, int]] = []
         for i in state[np.argsort(raw.ts[state], kind="stable")].tolist():
             m, code = int(self.role_machine[raw.signal[i]]), float(raw.value[i])
-            if not np.isnan(self._state_code[m]) and code != self._state_code[m]:
-                changes.setdefault(m, int(raw.ts[i]))
+            if code != self._state_code[m] and np.isfinite(code):
+                changes.append((int(raw.ts[i]), m, int(code)))
             self._state_code[m] = code
         return changes
 

@@ -14,11 +14,11 @@ from edge_agent.config.yaml_source import ConfigError
 from edge_agent.tools.anomaly_replay import replay
 
 
-def signals_csv(tmp_path: Path, rows: int = 300) -> Path:
+def signals_csv(tmp_path: Path, rows: int = 800) -> Path:
     rng = np.random.default_rng(1)
     lines = ["time,temp,vib"]
     for i in range(rows):
-        temp = 60 + rng.normal(0, 0.3) + (8 if 200 <= i < 230 else 0)
+        temp = 60 + rng.normal(0, 0.3) + (8 if 600 <= i < 630 else 0)
         vib = "" if i % 7 == 0 else f"{2.5 + rng.normal(0, 0.1):.3f}"
         lines.append(f"{1_772_323_200_000_000_000 + i * 1_000_000_000},{temp:.3f},{vib}")
     path = tmp_path / "signals.csv"
@@ -36,17 +36,17 @@ def test_replay_scores_and_alarms(tmp_path: Path) -> None:
     rows = run(signals_csv(tmp_path))
     assert list(rows[0]) == ["time", "temp_score", "temp_alarm", "vib_score", "vib_alarm"]
     alarm = [int(r["temp_alarm"]) for r in rows]
-    assert alarm.index(1) in (200, 201)
-    assert sum(alarm[:200]) == 0
+    assert alarm.index(1) == 600
+    assert sum(alarm[:600]) == 0
     assert all(r["vib_alarm"] == "0" for r in rows)
     assert rows[7]["vib_score"] == ""  # no reading, no score
 
 
 def test_replay_config_overrides_per_signal(tmp_path: Path) -> None:
     config = tmp_path / "anomaly.yaml"
-    config.write_text("signals:\n  temp: {level: {grace: 250}, spike: {grace: 250}}\n", encoding="utf-8")
+    config.write_text("signals:\n  temp: {forecast: {grace: 700, calibrate_after: 700}}\n", encoding="utf-8")
     rows = run(signals_csv(tmp_path), config)
-    assert all(r["temp_alarm"] == "0" for r in rows[:230])  # still learning when the step came
+    assert all(r["temp_alarm"] == "0" for r in rows[:630])  # still learning when the step came
 
 
 def test_replay_errors_name_file_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -48,6 +48,8 @@ class AnomalySettings:
     #: a temperature takes minutes to settle after a machine starts, a forecast tuned on its
     #: steady state does not know that.
     switch_settle: int = 120
+    #: Rows after a switch for which a signal still on its way to the state's level stays held.
+    switch_settle_max: int = 1200
 
 
 class AnomalyScorer:
@@ -117,7 +119,7 @@ class AnomalyScorer:
         # The samples around a switch are the transition itself (power steps, a temperature turns):
         # they score 0 until the short-term history is in the new state.
         self._quiet[changing] = self.settings.switch_quiet
-        self.detectors.settle(changing, self.settings.switch_settle)
+        self.detectors.settle(changing, self.settings.switch_settle, self.settings.switch_settle_max)
         return self.alarms.reset(moving, now_ns)
 
     def _hush(self, scores: NDArray[np.float64]) -> None:

@@ -82,8 +82,9 @@ def demo_config(
             "oee_window": "60s",
             "settle": f"{max(2.0, 0.25 * speed):g}s",
             # The demo shows a few plant minutes, and each machine state keeps its own normal:
-            # calibrate after 60 samples of a state instead of 300 (a real plant runs for days).
-            "anomaly": {"forecast": {"calibrate_after": 120}},
+            # calibrated after 120 samples of a state and shifts armed after 240, instead of 300
+            # and 1,200 (a real plant runs for days).
+            "anomaly": {"forecast": {"calibrate_after": 120, "shift_after": 240}},
         },
         # Shop-floor and cloud KPIs each plant minute; devices count as seen within 5 plant minutes.
         "kpis": {"every": "60s", "seen_within": "5m", "energy_meters": ["energy-meter.energy"]},

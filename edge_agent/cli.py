@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     areplay = asub.add_parser("replay", help="score a CSV of signals as the agent would; prints CSV")
     areplay.add_argument("csv", type=Path, help="first column time, then one column per signal")
     areplay.add_argument("--config", type=Path, default=None, help="YAML holding the anomaly: section")
+    asub.add_parser("params", help="every detector's parameters: default, bounds and meaning")
     oee = sub.add_parser("oee", help="OEE tools")
     osub = oee.add_subparsers(dest="action", required=True)
     oreplay = osub.add_parser("replay", help="OEE of a CSV of signals, as the agent computes it; prints JSON lines")
@@ -86,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
             print("ok")
             return 0
         if args.command == "anomaly":
-            from edge_agent.tools.anomaly_replay import replay  # noqa: PLC0415
+            from edge_agent.tools.anomaly_replay import params, replay  # noqa: PLC0415
 
-            return replay(args.csv, args.config)
+            return params() if args.action == "params" else replay(args.csv, args.config)
         if args.command == "oee":
             from edge_agent.tools.oee_replay import replay as oee_replay  # noqa: PLC0415
 

@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 from analytics.detectors.base import ChunkDetector, Param, RowDetector, check_params, per_signal
 from analytics.detectors.cusum import Cusum
 from analytics.detectors.deviation import Deviation
-from analytics.detectors.forecast import ForecastModel
+from analytics.detectors.forecast import ChunkView, ForecastModel
 from analytics.detectors.level import EwmaLevel
 from analytics.detectors.limits import OutOfRange
 from analytics.detectors.robust import RobustLevel
@@ -173,6 +173,11 @@ class DetectorSet:
         self._clock = 0  # rows into the current chunk, for sets without the forecast model
         #: Rows left during which each signal's sums stay at 0 (a transition is settling).
         self._settling = np.zeros(n_signals, np.int64)
+        #: Rows for which a settling signal may still be held while it is in transition.
+        self._settle_budget = np.zeros(n_signals, np.int64)
+        #: Each held signal's distance to its level at its last four looks (level sd), a ring.
+        self._settle_gaps = np.full((4, n_signals), np.inf)
+        self._settle_looks = np.zeros(n_signals, np.int64)
 
     @property
     def kernel(self) -> str:
@@ -219,7 +224,7 @@ class DetectorSet:
                     parts[j][:, settling] = np.where(np.isnan(parts[j][:, settling]), np.nan, 0.0)
                     chunked.reset(settling)
             if settling is not None:
-                self._settling[settling] = np.maximum(self._settling[settling] - rows, 0)
+                self._settled_by(settling, rows, view if (clock + rows) % PERIOD == 0 else None)
             first_row = len(self.chunked)
             if self.rowwise or self._step_only:
                 for r in range(rows):
@@ -260,15 +265,43 @@ class DetectorSet:
         for det in self.built.values():
             det.reset(signals)
 
-    def settle(self, signals: NDArray[np.intp], rows: int) -> None:
-        """Keep the sums of ``signals`` at 0, and the model from learning, for ``rows`` rows.
+    def settle(self, signals: NDArray[np.intp], rows: int, longest: int = 0) -> None:
+        """Keep the sums of ``signals`` at 0, and the model from learning, for ``rows`` rows, and
+        after that while a signal is still on its way to its state's level, up to ``longest`` rows.
 
         After a machine changes state its signals are in transition (a temperature takes minutes to
-        settle): neither normal for the new state nor anomalous.
+        settle): neither normal for the new state nor anomalous. A transition that has not ended
+        after ``longest`` rows is scored.
         """
         self._settling[signals] = np.maximum(self._settling[signals], rows)
+        self._settle_budget[signals] = np.maximum(self._settle_budget[signals], max(longest, rows))
+        self._settle_gaps[:, signals] = np.inf
         if self.model is not None:
             self.model.frozen[signals] = np.maximum(self.model.frozen[signals], rows)
+
+    def _settled_by(self, settling: NDArray[np.intp], rows: int, view: ChunkView | None) -> None:
+        """Count ``rows`` off the settling signals; at a chunk's end (``view``), hold on to those
+        still heading for their state's level, one chunk at a time, within their budget."""
+        left = self._settling[settling] - rows
+        self._settle_budget[settling] = np.maximum(self._settle_budget[settling] - rows, 0)
+        self._settling[settling] = np.maximum(left, 0)
+        if view is None or self.model is None:
+            return
+        ending = settling[(left <= 0) & (self._settle_budget[settling] > 0)]
+        if ending.shape[0] == 0:
+            return
+        # In transition: more than half a level sd away, and closer than four looks (32 rows)
+        # ago: a temperature heading for its level. An offset that stays is not a transition.
+        gap = self.model.level_gap(ending, view.x[:, ending])
+        slot = self._settle_looks[ending] % self._settle_gaps.shape[0]
+        with np.errstate(invalid="ignore"):
+            moving = (gap > 0.5) & (gap < self._settle_gaps[slot, ending])
+        self._settle_gaps[slot, ending] = gap
+        self._settle_looks[ending] += 1
+        held = ending[moving]
+        self._settling[held] = PERIOD
+        self.model.frozen[held] = np.maximum(self.model.frozen[held], PERIOD)
+        self._settle_budget[ending[~moving]] = 0
 
     def save(self, signals: NDArray[np.intp]) -> dict[str, Any]:
         """The state of ``signals`` that belongs to their current regime (machine state)."""

@@ -31,11 +31,13 @@ counts for at most ``clip`` scales) and the quantile moves by bounded steps, so 
 learnt into normal while it lasts. A NaN is a gap: it scores NaN and teaches nothing. The first
 ``grace`` samples of a signal teach the model only; the surprise and variance scores start once
 ``calibrate_after`` samples have calibrated them, the deviation sum after ``grace``, the shift sum
-after twice ``calibrate_after`` (a cycle shows itself only over whole periods).
+after ``shift_after`` (a cycle shows itself only over whole periods: until then a slow cycle looks
+like a shift).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -137,6 +139,9 @@ class ForecastModel(RowDetector):
         ),
         "grace": Param(50, "warm-up, in samples: the model learns, nothing scores", integer=True, ge=2),
         "calibrate_after": Param(300, "samples before the surprise is calibrated", integer=True, ge=10),
+        "shift_after": Param(
+            1200, "samples before the shift sum is armed (a cycle shows itself over periods)", integer=True, ge=10
+        ),
         "quantile": Param(0.999, "quantile of the surprise that scores 1", gt=0.5, lt=1, per_signal=False),
         "quantile_rate": Param(0.2, "log-domain step of the quantile estimate", gt=0, le=1, per_signal=False),
         "clip": Param(4.0, "winsorising bound, in scales", gt=1),
@@ -196,6 +201,7 @@ class ForecastModel(RowDetector):
         long_alpha: float = 0.002,
         grace: int = 50,
         calibrate_after: int = 300,
+        shift_after: int = 1200,
         quantile: float = 0.999,
         quantile_rate: float = 0.2,
         clip: float = 4.0,
@@ -205,7 +211,7 @@ class ForecastModel(RowDetector):
     ) -> None:
         self.n_signals = n_signals
         self.alpha, self.ar_alpha, self.scale_alpha, self.long_alpha = alpha, ar_alpha, scale_alpha, long_alpha
-        self.grace, self.calibrate_after, self.clip = grace, calibrate_after, clip
+        self.grace, self.calibrate_after, self.shift_after, self.clip = grace, calibrate_after, shift_after, clip
         self.quantile, self.quantile_rate = quantile, quantile_rate
         self.day = DayProfile(n_signals, day_bins, day_rate)
         self.cycle = CycleLearner(n_signals) if cycles else None
@@ -213,6 +219,8 @@ class ForecastModel(RowDetector):
         self._pending: tuple[F64, NDArray[np.int64] | None] | None = None
         #: Rows left during which each signal learns nothing (a state change is settling).
         self.frozen = np.zeros(n_signals, np.int64)
+        #: Mean step per sample over the last chunk, while a signal is in transition (else 0).
+        self.slope = np.zeros(n_signals)
         for attr, initial in self.STATE.items():
             setattr(self, attr, np.full(n_signals, initial))
 
@@ -291,6 +299,9 @@ class ForecastModel(RowDetector):
         inv_ar = 1.0 / np.sqrt(np.maximum(self.var_ar, floor))
         inv_last = 1.0 / np.sqrt(np.maximum(self.var_last, floor))
         stepwise = self.var_last < self.var_ar
+        # While a state change settles the level is in transition: the last value is as good a
+        # predictor as the signal's own (a temperature heading for its new level), no penalty.
+        penalty: float | F64 = np.where(self.frozen > 0, 1.0, _OTHER) if self.frozen.any() else _OTHER
         # The short-term residual, in scales: the last value's for step-wise signals, else AR(2)'s.
         if stepwise.any():
             w = stepwise.astype(np.float32)
@@ -298,15 +309,28 @@ class ForecastModel(RowDetector):
             raw += e_last * w
             short = e_ar * _f32(inv_ar * ~stepwise)
             short += e_last * _f32(inv_last * stepwise)
-            other = e_last * _f32(inv_last * ~stepwise * _OTHER)
-            other += e_ar * _f32(inv_ar * stepwise * _OTHER)
+            other = e_last * _f32(inv_last * ~stepwise * penalty)
+            other += e_ar * _f32(inv_ar * stepwise * penalty)
         else:
             raw, short = e_ar, e_ar * _f32(inv_ar)
-            other = e_last * _f32(inv_last * _OTHER)
+            other = e_last * _f32(inv_last * penalty)
         # The other short-term predictor explains a sample too, at a penalty: a spike stays a
         # spike (its step is no smaller than its deviation), a temperature returning to its
         # level after a stop is explained by its last value.
         z = np.fmin(np.abs(short), np.abs(other))
+        if self.frozen.any():
+            # In transition a level also moves steadily: the last value plus the last chunk's mean
+            # step explains it (a spike stays a spike: one step, not a slope). Other signals: +inf.
+            # Before a slope is known (the first chunk), the last step continued: its noise is
+            # sqrt(3) times the last value's, for white noise.
+            held = self.frozen > 0
+            fresh = held & (self.slope == 0.0)
+            trend = e_last - _f32(np.where(held, self.slope, 0.0))
+            trend -= _f32(fresh) * (d1 - d2)
+            trend *= _f32(np.where(held, inv_last / np.where(fresh, np.sqrt(3.0), 1.0), 0.0))
+            np.abs(trend, out=trend)
+            trend += _f32(np.where(held, 0.0, np.inf))
+            z = np.fmin(z, trend)
         # Against the slowly learnt scale: what the variance detector counts (noise that grows
         # is learnt by the short-term scales within tens of samples, not by this one).
         z_slow = np.abs(raw)
@@ -354,7 +378,7 @@ class ForecastModel(RowDetector):
         dev = w.dev_clipped - _f32(self.mean_dev)
         long = w.long_clipped - _f32(self.mean_long)
         # The long-term view needs the longest history: a cycle shows itself only over periods.
-        long_known = self.count >= 2 * self.calibrate_after
+        long_known = self.count >= self.shift_after
         if not steady or not long_known.all():
             exceed *= calibrated
             dev *= warm
@@ -367,7 +391,7 @@ class ForecastModel(RowDetector):
 
     def _learn_chunk(self, x: F64, ts: NDArray[np.int64] | None, w: _Work) -> None:
         """Learn from the values as they were predicted (not while a state change settles)."""
-        rows = x.shape[0]
+        rows, seen = x.shape[0], w.k  # samples per signal, before a settling signal's are discounted
         if self.frozen.any():
             still = self.frozen > 0
             w.valid = np.broadcast_to(~still, x.shape).copy() if w.valid is None else w.valid & ~still
@@ -375,10 +399,15 @@ class ForecastModel(RowDetector):
             self.frozen = np.maximum(self.frozen - rows, 0)
         self._learn(w, self.count >= self.grace)
         self._learn_seasons(x, ts, w)
+        before = self.last1
         if w.valid is None:
             self.last2, self.last1 = x[-2].copy() if rows > 1 else self.last1, x[-1].copy()
         else:
             self.last1, self.last2 = _last_two(self.last2, self.last1, x)
+        if self.frozen.any() or self.slope.any():
+            # The mean step over the chunk, for signals in transition (0 once they settle).
+            step = np.nan_to_num((self.last1 - before) / np.maximum(seen, 1.0))
+            self.slope = np.where(self.frozen > 0, step, 0.0)
         self.count = self.count + w.k
         self.rows += rows
 
@@ -470,6 +499,19 @@ class ForecastModel(RowDetector):
             self.day.learn(x, ts, k_valid, bins, bounded)
         if self.cycle is not None:
             self.cycle.push(x, gappy=valid is not None)
+
+    def level_gap(self, signals: NDArray[np.intp], x: F64) -> F64:
+        """How far ``signals`` (samples ``x``, ``[rows, len(signals)]``) are from their level, in level sd.
+
+        The distance of the samples' mean to the slow mean of the state the model holds; NaN for a
+        signal the state has not warmed up yet (its level is not known).
+        """
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column without samples: NaN
+            mean = np.nanmean(x, axis=0)
+        gap = np.abs(mean - self.mean[signals]) / np.sqrt(np.maximum(self.c0[signals], 1e-300))
+        known: F64 = np.where(self.count[signals] >= self.grace, gap, np.nan)
+        return known
 
     def _settled_weight(self, name: str, rate: float | F64) -> F64:
         """The weight a full chunk of ``PERIOD`` samples gets at ``rate`` (computed once)."""

@@ -109,7 +109,10 @@ class CycleLearner:
         self.ring = np.full((ring, n_signals), np.nan, np.float32)
         self.pushed = 0  # chunks pushed so far
         self.period = np.zeros(n_signals)
-        self._share = 0  # which share of the signals the next refresh looks at
+        #: When each signal's period is looked for next (in chunks pushed), and the wait after that:
+        #: it doubles from ``every`` up to ``MAX_WAIT`` while the answer stays the same.
+        self.next_at = np.full(n_signals, 64, np.int64)
+        self.wait = np.full(n_signals, every, np.int64)
 
     def push(self, chunk: F64, gappy: bool = True) -> None:
         """The next chunk of ``PERIOD`` rows (a shorter one is not pushed)."""
@@ -122,17 +125,18 @@ class CycleLearner:
         else:
             self.ring[self.pushed % self.size] = np.add.reduce(chunk, axis=0) * (1.0 / PERIOD)
         self.pushed += 1
-        if self.pushed >= 64 and self.pushed % self.every == 0:
-            self._refresh()
+        if self.pushed % 8 == 0:
+            due = np.flatnonzero(self.next_at <= self.pushed)
+            if due.shape[0]:
+                self._refresh(due)
 
-    def _refresh(self) -> None:
-        # A sixteenth of the signals per refresh (every 256 rows: each signal every 4,096 rows):
-        # the FFT is the costliest step of the model.
-        shares = 16 if self.n_signals >= 512 else 1
-        cols = np.arange(self._share, self.n_signals, shares)
-        self._share = (self._share + 1) % shares
-        if cols.shape[0] == 0:
-            return
+    #: The longest wait between two looks at a signal's period, in chunks (4,096 rows): the FFT
+    #: is the costliest step of the model, so a signal whose answer stays the same is looked at
+    #: less and less often; a new or reset signal is looked at every ``every`` chunks.
+    MAX_WAIT = 512
+
+    def _refresh(self, cols: NDArray[np.intp]) -> None:
+        """Look for the period of the signals ``cols``."""
         count = min(self.pushed, self.size)
         order = (np.arange(self.pushed - count, self.pushed)) % self.size
         r = self.ring[order][:, cols].astype(np.float64)
@@ -164,7 +168,12 @@ class CycleLearner:
         old = self.period[cols]
         # A period within 5 % of the one in use is the same cycle: keep it (no jitter).
         same = (old > 0) & (np.abs(period - old) <= 0.05 * old)
-        self.period[cols] = np.where(found & ~same, period, np.where(lost, 0.0, old))
+        new = np.where(found & ~same, period, np.where(lost, 0.0, old))
+        self.period[cols] = new
+        # Looked at often while the answer changes, or none is found in a ring still filling.
+        eager = ((new > 0) != (old > 0)) | ((new > 0) & ~same) | ((new == 0) & (self.pushed < self.size))
+        self.wait[cols] = np.where(eager, self.every, np.minimum(self.wait[cols] * 2, self.MAX_WAIT))
+        self.next_at[cols] = self.pushed + self.wait[cols]
 
     def predict(self, rows: int, first_row: int) -> tuple[F64, NDArray[np.bool_]]:
         """The prediction at the first and the last of ``rows`` rows from ``first_row`` of the row
@@ -204,3 +213,5 @@ class CycleLearner:
     def reset(self, signals: NDArray[np.intp]) -> None:
         self.ring[:, signals] = np.nan
         self.period[signals] = 0.0
+        self.wait[signals] = self.every
+        self.next_at[signals] = self.pushed + 64

@@ -153,6 +153,11 @@ class Pipeline:
             buffer,
         )
         self._state_code = np.full(len(machine_cfgs), np.nan)
+        self._state_ns = np.full(len(machine_cfgs), np.iinfo(np.int64).min // 2, np.int64)
+        #: A device's readings of one poll are stamped within half a poll of each other, in any order.
+        self._state_lead_ns = np.array(
+            [int(cfg.devices[d].poll_interval * NS) // 2 for d in self.machine_device], np.int64
+        )
         schedule = work_schedule(cfg.analytics.shifts)
         self.engines = {w: OeeEngine(machine_cfgs, g, schedule) for w, g in self.grids.items()}
         self.totals = np.zeros((n_m, NCOL))
@@ -202,16 +207,23 @@ class Pipeline:
         return scored
 
     def _state_changes(self, raw: Batch) -> list[tuple[int, int, int]]:
-        """``(time ns, machine, state code)`` of every state a machine entered in ``raw``, in time order."""
+        """``(time ns, machine, state code)`` of every state a machine entered in ``raw``, in time order.
+
+        A change is dated half a poll before the reading that showed it (but after the reading
+        before it): the machine's other readings of that poll may be stamped a little earlier and
+        already show the new state.
+        """
         if not len(raw) or not self.machines:
             return []
         state = np.flatnonzero((self.role[raw.signal] == ROLE_STATE) & (raw.quality == QUALITY_GOOD))
         changes: list[tuple[int, int, int]] = []
         for i in state[np.argsort(raw.ts[state], kind="stable")].tolist():
-            m, code = int(self.role_machine[raw.signal[i]]), float(raw.value[i])
+            m, code, ts = int(self.role_machine[raw.signal[i]]), float(raw.value[i]), int(raw.ts[i])
             if code != self._state_code[m] and np.isfinite(code):
-                changes.append((int(raw.ts[i]), m, int(code)))
-            self._state_code[m] = code
+                at = max(ts - int(self._state_lead_ns[m]), int(self._state_ns[m]) + 1)
+                changes.append((at, m, int(code)))
+            self._state_code[m], self._state_ns[m] = code, ts
+        changes.sort(key=lambda c: c[0])
         return changes
 
     def _oee(self, raw: Batch, now_ns: int, final: bool) -> Batch:

@@ -50,3 +50,23 @@ def replay(csv_path: Path, config: Path | None, out: TextIO = sys.stdout) -> int
             cells += ["" if np.isnan(s) else f"{s:.4f}", str(int(flags[i, c]))]
         writer.writerow(cells)
     return 0
+
+
+def params(out: TextIO | None = None) -> int:
+    """Print every registered detector's parameters (``anomaly: <detector>: {...}``), default set first."""
+    out = out or sys.stdout
+    from analytics.detectors import DEFAULT_SET, REGISTRY  # noqa: PLC0415
+
+    for name in sorted(REGISTRY, key=lambda n: (n not in DEFAULT_SET and n != "forecast", n)):
+        cls = REGISTRY[name]
+        where = "default set" if name in DEFAULT_SET else "shared model" if name == "forecast" else "optional"
+        out.write(f"{name} ({where})\n")
+        for key, p in cls.params.items():
+            bounds = [
+                f"{op} {v:g}" for op, v in ((">", p.gt), (">=", p.ge), ("<", p.lt), ("<=", p.le)) if v is not None
+            ]
+            kind = "whole number" if p.integer else "number"
+            scope = "" if p.per_signal else "; one value for all signals"
+            detail = ", ".join([kind, *bounds])
+            out.write(f"  {key}: {p.default}  ({detail}{scope}) {p.doc}\n")
+    return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analytics.detectors import REGISTRY
 from edge_agent.cli import main
 from edge_agent.config.yaml_source import ConfigError
 from edge_agent.tools.anomaly_replay import replay
@@ -64,3 +65,12 @@ def test_replay_errors_name_file_line_and_column(tmp_path: Path, capsys: pytest.
     config.write_text("alarm: {on_above: 1.0, off_below: 2.0}\n", encoding="utf-8")
     assert main(["anomaly", "replay", str(signals_csv(tmp_path)), "--config", str(config)]) == 2
     assert "anomaly.yaml:1: alarm: off_below must be lower than on_above" in capsys.readouterr().err
+
+
+def test_params_lists_every_registered_parameter(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["anomaly", "params"]) == 0
+    out = capsys.readouterr().out
+    for name, cls in REGISTRY.items():
+        assert f"\n{name} (" in f"\n{out}", name
+        for key, p in cls.params.items():
+            assert f"  {key}: {p.default}  (" in out, (name, key)

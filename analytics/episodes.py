@@ -38,6 +38,11 @@ STATE_NAMES = ("running", "idle", "down", "setup", "planned_stop", "unknown")
 C_RUNNING, C_MICROSTOP, C_DELAY, C_DOWN, C_SETUP, C_PLANNED_STOP, C_BREAK, C_UNKNOWN, C_UNSCHEDULED = range(9)
 # Count columns.
 C_TOTAL, C_GOOD, C_REJECT, C_ENERGY, C_FAILURES = range(9, 14)
+#: Counts that could not be put in a window (column = C_UNATTRIBUTED + counter kind): the
+#: increase over an outage, or what a counter counted since it was reset.
+C_UNATTRIBUTED = 14
+#: Counter readings not believed (a reset, an implausible jump, a re-baseline after an outage).
+C_RESETS = 18
 COLUMNS = (
     "running_s",
     "microstop_s",
@@ -53,6 +58,11 @@ COLUMNS = (
     "reject_delta",
     "energy_kwh",
     "failures",
+    "unattributed_total",
+    "unattributed_good",
+    "unattributed_reject",
+    "unattributed_kwh",
+    "counter_resets",
 )
 NCOL = len(COLUMNS)
 #: Column of each category's time when it is not a stop (stops depend on their length).

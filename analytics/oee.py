@@ -8,8 +8,15 @@ longer than ``stale_after`` (the rest is *unknown*). Idle and down episodes are 
 window edges and at the edges of the work schedule (:mod:`analytics.schedule`): break time is
 *break* whatever the machine does, time off every shift is *unscheduled*. A window gets exactly
 the part of each interval that falls inside it. A counter increase counts in the window holding
-the later of its two readings; counters may wrap (``modulus``) or, without one, reset (a drop
-counts on from 0).
+the later of its two readings, when it is *plausible*: at most ``(elapsed / ideal_cycle_s + 1) *
+counter_margin`` parts (energy: any increase). A counter may wrap under its ``modulus``; a wrap
+counts when plausible too. A decrease without a modulus, an implausible jump and the first
+reading after an outage are not counted: the reading re-baselines the counter, is counted in
+``counter_resets``, and what the machine made meanwhile, if it can be told (the increase over
+the outage, or the count since a reset), goes to the window's ``unattributed_*`` columns.
+
+An outage (a state reading with a NaN code: the device could not be reached) makes the
+machine's time *unknown* from that moment until its next state reading.
 
 Windows are half-open ``[start, end)``, clipped to the machine's data (first to latest reading);
 the latest reading belongs to the last window output. Everything is vectorised over machines.
@@ -42,8 +49,10 @@ from analytics.episodes import (
     C_GOOD,
     C_MICROSTOP,
     C_REJECT,
+    C_RESETS,
     C_RUNNING,
     C_TOTAL,
+    C_UNATTRIBUTED,
     C_UNSCHEDULED,
     COLUMNS,
     DOWN,
@@ -71,8 +80,10 @@ __all__ = [
     "C_GOOD",
     "C_MICROSTOP",
     "C_REJECT",
+    "C_RESETS",
     "C_RUNNING",
     "C_TOTAL",
+    "C_UNATTRIBUTED",
     "DOWN",
     "IDLE",
     "NCOL",
@@ -85,6 +96,8 @@ __all__ = [
     "OeeEngine",
     "WindowRows",
 ]
+
+I64 = NDArray[np.int64]
 
 # Counter kinds (column = C_TOTAL + kind).
 TOTAL_KIND, GOOD_KIND, REJECT_KIND, ENERGY_KIND = range(4)
@@ -103,6 +116,8 @@ class MachineOeeConfig:
     counters: dict[int, float] = field(default_factory=lambda: {TOTAL_KIND: 0.0})
     #: Idle and down episodes shorter than this (s) are micro-stops; 0 = none are.
     microstop_s: float = 0.0
+    #: A part count increase is believed up to ``(elapsed / ideal_cycle_s + 1) * counter_margin``.
+    counter_margin: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +129,8 @@ class WindowRows:
     start: NDArray[np.int64]
     end: NDArray[np.int64]
     elements: NDArray[np.float64]
+    #: The window covers less than its grid span (the data starts or ends inside it).
+    partial: NDArray[np.bool_]
 
     def __len__(self) -> int:
         return int(self.machine.shape[0])
@@ -137,6 +154,7 @@ class OeeEngine:
         self.default_state = np.array([c.default_state for c in machines], np.int8)
         self.stale_ns = np.array([int(c.stale_after_s * NS) for c in machines], np.int64)
         self.ideal_cycle_s = np.array([c.ideal_cycle_s for c in machines], np.float64)
+        self.margin = np.array([c.counter_margin for c in machines], np.float64)
         self.has_counter = np.zeros((n, 4), bool)
         self.modulus = np.zeros((n, 4), np.float64)
         for i, cfg in enumerate(machines):
@@ -151,6 +169,9 @@ class OeeEngine:
         self.first_ts = np.full(n, -1, np.int64)
         self.closed_until = np.full(n, -1, np.int64)
         self.last_count = np.full((n, 4), np.nan)
+        self.last_count_ts = np.full((n, 4), -1, np.int64)
+        #: Outage times per machine (sorted), until every counter has read past them.
+        self.outages: dict[int, NDArray[np.int64]] = {}
         self._open_m = np.empty(0, np.intp)
         self._open_start = np.empty(0, np.int64)
         self._open_end = np.empty(0, np.int64)
@@ -170,15 +191,27 @@ class OeeEngine:
 
     # -- state -------------------------------------------------------------------------------
     def categorize(self, machine: NDArray[np.intp], code: NDArray[np.float64]) -> NDArray[np.int8]:
-        """Map state codes to categories; non-integer or out-of-range codes take the default."""
+        """Map state codes to categories: NaN (unreachable) is unknown; other non-integer or
+        out-of-range codes take the default."""
         valid = np.isfinite(code) & (code >= 0) & (code < 256) & (code == np.floor(code))
         index = np.where(valid, code, 0).astype(np.intp)
-        return np.where(valid, self.code_table[machine, index], self.default_state[machine])
+        cat = np.where(valid, self.code_table[machine, index], self.default_state[machine])
+        return np.where(np.isnan(code), UNKNOWN, cat).astype(np.int8)
 
     def add_states(self, machine: NDArray[np.intp], ts: NDArray[np.int64], code: NDArray[np.float64]) -> None:
-        """Feed state readings (any order); readings older than what was accounted are ignored."""
+        """Feed state readings (any order); readings older than what was accounted are ignored.
+
+        A NaN code is an outage: the machine's device could not be reached at that time. Its
+        time is unknown from then until its next state reading, and each of its counters
+        re-baselines at its first reading after the outage.
+        """
         if machine.shape[0] == 0:
             return
+        down = np.isnan(code)
+        if down.any():
+            for mm in np.unique(machine[down]).tolist():
+                times = np.concatenate([self.outages.get(mm, np.empty(0, np.int64)), ts[down & (machine == mm)]])
+                self.outages[mm] = np.unique(times)
         self.observe(machine, ts)
         order = order_by(machine, ts)
         m, t = machine[order], ts[order]
@@ -291,15 +324,35 @@ class OeeEngine:
         prev = np.empty_like(v)
         prev[1:] = v[:-1]
         prev[first] = self.last_count[m[first], k[first]]
+        prev_t = np.empty_like(t)
+        prev_t[1:] = t[:-1]
+        prev_t[first] = self.last_count_ts[m[first], k[first]]
+        rebase = self._across_outage(m, prev_t, t)
         delta = v - prev
         mod = self.modulus[m, k]
         wraps = mod > 0
         delta[wraps] = np.mod(delta[wraps], mod[wraps])
-        reset = ~wraps & (delta < 0)
-        delta[reset] = v[reset]
+        # What the machine could have made since the previous reading (energy: no bound).
+        elapsed_s = np.maximum(t - prev_t, 0) / NS
+        limit = np.where(k == ENERGY_KIND, np.inf, (elapsed_s / self.ideal_cycle_s[m] + 1.0) * self.margin[m])
+        known = np.isfinite(delta)  # the first reading of a counter has nothing to compare with
+        believed = known & (delta >= 0) & (delta <= limit)
+        counted = believed & ~rebase
+        reset = known & ~counted
+        # Made meanwhile: the increase over an outage when believable, else what the counter
+        # shows when it could have counted that much since a reset (0 otherwise).
+        since_reset = np.where((v >= 0) & (v <= limit), v, 0.0)
+        meanwhile = np.where(believed, delta, since_reset)
         self.last_count[m[last], k[last]] = v[last]
-        counted = np.isfinite(delta)
-        m, k, t, delta = m[counted], k[counted], t[counted], delta[counted]
+        self.last_count_ts[m[last], k[last]] = t[last]
+        rows = np.flatnonzero(counted | reset)
+        col = np.where(counted[rows], C_TOTAL + k[rows], C_UNATTRIBUTED + k[rows])
+        amount = np.where(counted[rows], delta[rows], meanwhile[rows])
+        resets = np.flatnonzero(reset)
+        m = np.concatenate([m[rows], m[resets]])
+        t = np.concatenate([t[rows], t[resets]])
+        col = np.concatenate([col, np.full(resets.shape[0], C_RESETS, np.intp)])
+        amount = np.concatenate([amount, np.ones(resets.shape[0])])
         if m.shape[0] == 0:
             return
         # An increase seen after its window closed counts in the next open window.
@@ -312,7 +365,25 @@ class OeeEngine:
             edge = (before_s >= 0) & (before_e == at[off]) & (before_e > self.closed_until[m[off]])
             ws[off[edge]], we[off[edge]] = before_s[edge], before_e[edge]
         inside = ws >= 0
-        self._accumulate(m[inside], ws[inside], we[inside], C_TOTAL + k[inside], delta[inside])
+        self._accumulate(m[inside], ws[inside], we[inside], col[inside], amount[inside])
+
+    def _across_outage(self, m: NDArray[np.intp], prev_t: NDArray[np.int64], t: NDArray[np.int64]) -> NDArray[np.bool_]:
+        """Whether an outage of machine ``m`` lies in ``(prev_t, t]`` (a counter's last two readings)."""
+        out = np.zeros(m.shape[0], bool)
+        for mm in list(self.outages):
+            times = self.outages[mm]
+            rows = np.flatnonzero(m == mm)
+            if rows.shape[0]:
+                out[rows] = np.searchsorted(times, t[rows], "right") > np.searchsorted(times, prev_t[rows], "right")
+            # Outages every counter of the machine has read past are done with.
+            counters = self.last_count_ts[mm][self.has_counter[mm]]
+            oldest = int(counters.min()) if counters.shape[0] else np.iinfo(np.int64).max
+            kept = times[times > oldest]
+            if kept.shape[0]:
+                self.outages[mm] = kept
+            else:
+                del self.outages[mm]
+        return out
 
     # -- window store ------------------------------------------------------------------------
     def _accumulate(
@@ -358,14 +429,16 @@ class OeeEngine:
         m, key, end, acc = m[done], self._open_start[done], self._open_end[done], self._open_acc[done]
         np.maximum.at(self.closed_until, m, end)
         start = np.maximum(key, self.first_ts[m])
+        span_end = end
         if final:
             end = np.minimum(end, np.maximum(limit[done], start))
-            m, key, start, end, acc = self._merge_empty(m, key, start, end, acc)
+            m, key, start, end, acc, span_end = self._merge_empty(m, key, start, end, acc, span_end)
         keep = ~done
         self._open_m, self._open_start = self._open_m[keep], self._open_start[keep]
         self._open_end, self._open_acc = self._open_end[keep], self._open_acc[keep]
         order = np.lexsort((key, m))
-        return WindowRows(m[order], key[order], start[order], end[order], acc[order])
+        partial = (start > key) | (end < span_end)
+        return WindowRows(m[order], key[order], start[order], end[order], acc[order], partial[order])
 
     @staticmethod
     def _merge_empty(
@@ -374,11 +447,12 @@ class OeeEngine:
         start: NDArray[np.int64],
         end: NDArray[np.int64],
         acc: NDArray[np.float64],
-    ) -> tuple[NDArray[np.intp], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+        span_end: NDArray[np.int64],
+    ) -> tuple[NDArray[np.intp], I64, I64, I64, NDArray[np.float64], I64]:
         """Windows clipped to nothing are dropped; counts at the latest reading join the window before."""
         empty = end <= start
         if not empty.any():
-            return m, key, start, end, acc
+            return m, key, start, end, acc, span_end
         acc = acc.copy()
         position = {(int(m[i]), int(end[i])): i for i in np.flatnonzero(~empty).tolist()}
         for i in np.flatnonzero(empty).tolist():
@@ -386,4 +460,4 @@ class OeeEngine:
             if before is not None:
                 acc[before, C_TOTAL:] += acc[i, C_TOTAL:]
         keep = ~empty
-        return m[keep], key[keep], start[keep], end[keep], acc[keep]
+        return m[keep], key[keep], start[keep], end[keep], acc[keep], span_end[keep]

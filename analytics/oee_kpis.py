@@ -11,6 +11,12 @@ Time elements (seconds) and quantities of one window row (see ``docs/oee.md``)::
     MTBF = APT / failures         MTTR = down / failures
     speed loss = APT - PRI * PQ   reject loss = PRI * (PQ - GQ)    throughput = PQ / APT (per hour)
 
+Availability, quality and OEE never exceed 1 (OEE is capped; a quality above 1 means the good
+counter ran ahead of the total one, and is capped too). Performance may: parts made faster than
+the ideal cycle time says they can be. Each row carries ``flags``, a bit mask of
+:data:`FLAGS` (``performance_above_1`` = 1, ``counter_reset`` = 2, ``unknown_time`` = 4,
+``partial_window`` = 8, ``unattributed_counts`` = 16, ``capped`` = 32).
+
 A ratio whose denominator is 0 is NaN here (absent, ``null``, in output). :func:`summable`
 turns rows into columns that add up (PRI * PQ and PRI * GQ are summed as seconds, so machines
 with different ideal cycle times roll up right); :func:`ratios` divides sums. Never average ratios.
@@ -29,7 +35,17 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.episodes import C_ENERGY, C_FAILURES, C_GOOD, C_REJECT, C_TOTAL, C_UNKNOWN, COLUMNS
+from analytics.episodes import (
+    C_ENERGY,
+    C_FAILURES,
+    C_GOOD,
+    C_REJECT,
+    C_RESETS,
+    C_TOTAL,
+    C_UNATTRIBUTED,
+    C_UNKNOWN,
+    COLUMNS,
+)
 
 Columns = dict[str, NDArray[np.float64]]
 # Counter kinds, as in analytics.oee.
@@ -49,6 +65,18 @@ SUMMABLE = (
     "energy_kwh",
     "ideal_produced_s",
     "ideal_good_s",
+    "unattributed_parts",
+    "unattributed_kwh",
+    "counter_resets",
+)
+#: Bits of the ``flags`` field, in order (bit 0 first).
+FLAGS = (
+    "performance_above_1",
+    "counter_reset",
+    "unknown_time",
+    "partial_window",
+    "unattributed_counts",
+    "capped",
 )
 #: Columns of :func:`ratios`.
 RATIOS = (
@@ -87,6 +115,13 @@ def summable(
         "energy_kwh": np.where(has_counter[:, _ENERGY], e[:, C_ENERGY], np.nan),
         "ideal_produced_s": ideal_cycle_s * produced,
         "ideal_good_s": ideal_cycle_s * good,
+        "unattributed_parts": np.where(
+            has_counter[:, _TOTAL],
+            e[:, C_UNATTRIBUTED + _TOTAL],
+            e[:, C_UNATTRIBUTED + _GOOD] + e[:, C_UNATTRIBUTED + _REJECT],
+        ),
+        "unattributed_kwh": np.where(has_counter[:, _ENERGY], e[:, C_UNATTRIBUTED + _ENERGY], np.nan),
+        "counter_resets": e[:, C_RESETS],
     }
     return {k: out[k] for k in SUMMABLE}
 
@@ -98,7 +133,7 @@ def roll_up(cols: Columns, group: NDArray[np.intp], n_groups: int) -> Columns:
         finite = np.isfinite(v)
         total = np.bincount(group[finite], weights=v[finite], minlength=n_groups).astype(np.float64)
         metered = np.bincount(group[finite], minlength=n_groups) > 0
-        out[k] = np.where(metered, total, np.nan) if k == "energy_kwh" else total
+        out[k] = np.where(metered, total, np.nan) if k in ("energy_kwh", "unattributed_kwh") else total
     return out
 
 
@@ -112,10 +147,10 @@ def ratios(c: Columns) -> Columns:
     """ISO 22400-2 KPIs (0..1 ratios, s, per hour, kWh per unit; NaN when undefined)."""
     apt, pbt = c["actual_production_s"], c["planned_busy_s"]
     return {
-        "availability": _ratio(apt, pbt),
+        "availability": np.minimum(_ratio(apt, pbt), 1.0),
         "performance": _ratio(c["ideal_produced_s"], apt),
-        "quality": _ratio(c["good"], c["produced"]),
-        "oee": _ratio(c["ideal_good_s"], pbt),
+        "quality": np.minimum(_ratio(c["good"], c["produced"]), 1.0),
+        "oee": np.minimum(_ratio(c["ideal_good_s"], pbt), 1.0),
         "mtbf_s": _ratio(apt, c["failures"]),
         "mttr_s": _ratio(c["down_s"], c["failures"]),
         "scrap_ratio": _ratio(c["reject"], c["produced"]),
@@ -126,7 +161,41 @@ def ratios(c: Columns) -> Columns:
     }
 
 
-def kpis(elements: NDArray[np.float64], ideal_cycle_s: NDArray[np.float64], has_counter: NDArray[np.bool_]) -> Columns:
-    """Summable columns and ratios of each row."""
+def flags(c: Columns, partial: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
+    """The ``flags`` bit mask (:data:`FLAGS`) of rows of summable columns."""
+    apt, pbt = c["actual_production_s"], c["planned_busy_s"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        performance = _ratio(c["ideal_produced_s"], apt)
+        over = (
+            (_ratio(c["ideal_good_s"], pbt) > 1.0)
+            | (_ratio(apt, pbt) > 1.0 + 1e-9)
+            | (_ratio(c["good"], c["produced"]) > 1.0)
+        )
+    bits = [
+        performance > 1.0,
+        c["counter_resets"] > 0,
+        c["unknown_s"] > 0,
+        np.zeros(apt.shape, bool) if partial is None else partial,
+        (c["unattributed_parts"] > 0) | (np.nan_to_num(c["unattributed_kwh"]) > 0),
+        over,
+    ]
+    mask = np.zeros(apt.shape, np.int64)
+    for i, bit in enumerate(bits):
+        mask |= bit.astype(np.int64) << i
+    return mask.astype(np.float64)
+
+
+def flag_names(mask: float) -> list[str]:
+    """The names of the bits set in a ``flags`` value."""
+    return [name for i, name in enumerate(FLAGS) if int(mask) >> i & 1]
+
+
+def kpis(
+    elements: NDArray[np.float64],
+    ideal_cycle_s: NDArray[np.float64],
+    has_counter: NDArray[np.bool_],
+    partial: NDArray[np.bool_] | None = None,
+) -> Columns:
+    """Summable columns, ratios and flags of each row."""
     cols = summable(elements, ideal_cycle_s, has_counter)
-    return {**cols, **ratios(cols)}
+    return {**cols, **ratios(cols), "flags": flags(cols, partial)}

@@ -5,7 +5,7 @@ Collectors turn device replies into columnar :class:`Batch` objects. They never 
 :mod:`collectors.plugin`.
 """
 
-from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, QUALITY_GOOD, Batch
+from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, QUALITY_GOOD, QUALITY_UNREACHABLE, Batch
 from collectors.plugin import (
     Collector,
     CollectorContext,
@@ -22,6 +22,7 @@ __all__ = [
     "QUALITY_BAD_DECODE",
     "QUALITY_BAD_DEVICE",
     "QUALITY_GOOD",
+    "QUALITY_UNREACHABLE",
     "Batch",
     "Collector",
     "CollectorContext",

@@ -18,6 +18,8 @@ QUALITY_GOOD = 0
 QUALITY_BAD_DEVICE = 1
 #: The reply decoded to something that is not a number (NaN, infinity, wrong type).
 QUALITY_BAD_DECODE = 2
+#: The device could not be reached at this time (value NaN): an outage mark, made by the agent.
+QUALITY_UNREACHABLE = 3
 
 
 @dataclass(frozen=True, slots=True)

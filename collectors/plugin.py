@@ -40,7 +40,15 @@ T = TypeVar("T")
 
 
 class DeviceUnreachable(ConnectionError):
-    """The device (or its gateway) cannot be reached or does not answer; its time is unknown."""
+    """The device (or its gateway) cannot be reached or does not answer; its time is unknown.
+
+    ``link_ok``: the connection itself works (a gateway answered for a unit that is down), so
+    the agent keeps it and retries with backoff without reconnecting.
+    """
+
+    def __init__(self, message: str, link_ok: bool = False) -> None:
+        super().__init__(message)
+        self.link_ok = link_ok
 
 
 class Collector(Protocol):

@@ -12,9 +12,11 @@ KPI = "kpi"
 #: Fields of an ``oee`` point, in output order, with their units.
 OEE_FIELDS: dict[str, str] = {
     "availability": "ratio 0..1 (APT / PBT)",
-    "performance": "ratio (PRI x PQ / APT; above 1 means the ideal cycle time is too long)",
-    "quality": "ratio 0..1 (GQ / PQ)",
-    "oee": "ratio 0..1 (PRI x GQ / PBT)",
+    "performance": "ratio (PRI x PQ / APT; above 1 means the ideal cycle time is too long: flagged)",
+    "quality": "ratio 0..1 (GQ / PQ, capped at 1)",
+    "oee": "ratio 0..1 (PRI x GQ / PBT, capped at 1)",
+    "flags": "bit mask: 1 performance_above_1, 2 counter_reset, 4 unknown_time, 8 partial_window, "
+    "16 unattributed_counts, 32 capped",
     "scheduled_s": "s (time inside shifts)",
     "planned_busy_s": "s (PBT: scheduled - break - planned stop - unknown)",
     "actual_production_s": "s (APT: running + micro-stops)",
@@ -27,7 +29,7 @@ OEE_FIELDS: dict[str, str] = {
     "setup_s": "s",
     "planned_stop_s": "s",
     "break_s": "s (scheduled breaks)",
-    "unknown_s": "s (no state reading within stale_after)",
+    "unknown_s": "s (device unreachable, or no state reading within stale_after)",
     "produced": "count (PQ)",
     "good": "count (GQ)",
     "reject": "count",
@@ -36,6 +38,9 @@ OEE_FIELDS: dict[str, str] = {
     "mttr_s": "s (down time / failures)",
     "energy_kwh": "kWh",
     "energy_per_good_kwh": "kWh per good unit",
+    "unattributed_parts": "count (made over an outage or since a counter reset: in no window's produced)",
+    "unattributed_kwh": "kWh (metered over an outage or since a meter reset)",
+    "counter_resets": "count (counter readings not believed: resets, implausible jumps, re-baselines)",
 }
 
 #: Fields of the agent's own ``agent`` health points.

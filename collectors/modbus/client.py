@@ -16,6 +16,7 @@ from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, Batch
 from collectors.modbus.plan import plan_requests
 from collectors.modbus.profile import ModbusProfile
 from collectors.modbus.tcp import ReadReply, TcpLink
+from collectors.plugin import DeviceUnreachable
 
 
 class Link(Protocol):
@@ -31,6 +32,9 @@ class Link(Protocol):
     def close(self) -> None: ...
 
 
+#: Gateway exceptions that mean the unit behind it cannot be reached.
+UNIT_DOWN = frozenset({10, 11})
+
 #: The TCP link under the name earlier releases used.
 ModbusLink = TcpLink
 
@@ -39,7 +43,9 @@ class ModbusCollector:
     """Polls one Modbus unit; signal indexes follow the profile's field order.
 
     A read answered with a Modbus exception marks its fields ``QUALITY_BAD_DEVICE``; a transport
-    failure raises (the agent reconnects with backoff).
+    failure raises (the agent reconnects with backoff). So do the gateway's exceptions 10 (path
+    unavailable) and 11 (target device failed to respond): the unit behind the gateway is down,
+    whatever the gateway itself does.
     """
 
     def __init__(self, profile: ModbusProfile, link: Link, unit_id: int, now_ns: Callable[[], int]) -> None:
@@ -65,6 +71,10 @@ class ModbusCollector:
             reply = await self.link.read(req.table, req.address, req.count, self.unit_id)
             span = f"{req.table} {req.address}..{req.address + req.count - 1} ({req.count})"
             if reply.words is None:
+                if reply.exception in UNIT_DOWN:
+                    raise DeviceUnreachable(
+                        f"unit {self.unit_id} behind {self.link.where}: {reply.exception_name}", link_ok=True
+                    )
                 quality[index] = QUALITY_BAD_DEVICE
                 errors.append(f"{span}: {reply.exception_name}")
                 continue

@@ -140,7 +140,7 @@ def _check_device(doc: YamlDocument, i: int, dev: Device, profiles: dict[str, Pr
                 "the agent's shifts are set once, under analytics.shifts (per-machine schedules: replay files only)",
             )
         )
-    if dev.oee is not None and dev.oee.stale_after <= dev.poll_interval:
+    if dev.oee is not None and dev.oee.stale_after is not None and dev.oee.stale_after <= dev.poll_interval:
         problems.append(
             doc.problem(
                 (*at, "oee", "stale_after"),

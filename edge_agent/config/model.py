@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Union, cast
 
-from pydantic import BaseModel, Discriminator, Field, Tag, create_model
+from pydantic import BaseModel, Discriminator, Field, Tag, create_model, model_validator
 
 from collectors.plugin import CollectorPlugin, plugins
 from edge_agent.config.anomaly import AnomalyBase, anomaly_section_model
@@ -24,6 +24,25 @@ from edge_agent.config.types import Duration, Strict, TagValue
 class BufferSection(Strict):
     path: str = Field("var/edge-buffer.sqlite3", description="SQLite file, relative to agent.yaml")
     max_points: Annotated[int, Field(ge=10_000)] = 50_000_000
+    memory_points: Annotated[int, Field(ge=0)] = Field(
+        2_000_000,
+        description="points held in memory while the store cannot be written (disk full); "
+        "beyond that the oldest are dropped and counted (about 21 bytes each)",
+    )
+
+
+class ReconnectSection(Strict):
+    """Waits between attempts to reach a device that failed: ``initial``, doubled up to ``max``
+    (each +-20 %), reset by the next good poll."""
+
+    initial: Annotated[Duration, Field(gt=0)] = 0.5
+    max: Annotated[Duration, Field(gt=0, le=3600)] = 4.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReconnectSection:
+        if self.max < self.initial:
+            raise ValueError("reconnect.max must not be shorter than reconnect.initial")
+        return self
 
 
 class AgentSection(Strict):
@@ -32,6 +51,10 @@ class AgentSection(Strict):
     workshop: TagValue
     buffer: BufferSection = Field(default_factory=BufferSection)
     health_listen: str | None = Field(None, description="host:port of the health endpoint")
+    reconnect: ReconnectSection = Field(default_factory=ReconnectSection)
+    drain: Annotated[
+        Duration, Field(ge=0, description="on stop, how long the sinks may drain the store (s); Docker waits 10 s")
+    ] = 8.0
 
 
 class Device(Strict):

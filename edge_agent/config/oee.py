@@ -78,12 +78,22 @@ class OeeSection(Strict):
     energy: CounterRole | None = None
     ideal_cycle_time: Annotated[Duration, Field(gt=0)]
     microstop_threshold: Annotated[Duration, Field(ge=0, description="shorter idle/down episodes: micro-stops")] = 0.0
-    stale_after: Annotated[Duration, Field(gt=0)] = 60.0
+    stale_after: Annotated[Duration, Field(gt=0)] | None = Field(
+        None, description="silence after which the state is unknown; default 3 x poll interval, at least 10 s"
+    )
+    counter_margin: Annotated[float, Field(ge=1)] = Field(
+        2.0, description="a count increase is believed up to (elapsed / ideal_cycle_time + 1) x counter_margin"
+    )
     shifts: ShiftSchedule | None = Field(None, description="replay files only; the agent's is analytics.shifts")
 
 
-def machine_config(section: OeeSection) -> MachineOeeConfig:
-    """The engine's settings for one machine."""
+def default_stale_after(poll_interval_s: float) -> float:
+    """Silence (s) after which a held state turns unknown: 3 polls, at least 10 s."""
+    return max(3.0 * poll_interval_s, 10.0)
+
+
+def machine_config(section: OeeSection, poll_interval_s: float) -> MachineOeeConfig:
+    """The engine's settings for one machine whose device is polled every ``poll_interval_s``."""
     counters = {COUNTER_KIND[k]: float(c.modulus or 0) for k, c in section.counters.items()}
     if section.energy is not None:
         counters[ENERGY_KIND] = float(section.energy.modulus or 0)
@@ -91,9 +101,10 @@ def machine_config(section: OeeSection) -> MachineOeeConfig:
         {code: CATEGORY[name] for code, name in section.state.map.items()},
         CATEGORY[section.state.default],
         section.ideal_cycle_time,
-        section.stale_after,
+        section.stale_after if section.stale_after is not None else default_stale_after(poll_interval_s),
         counters,
         section.microstop_threshold,
+        section.counter_margin,
     )
 
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from collectors.batch import Batch
 from collectors.plugin import Collector, CollectorContext
 from edge_agent.config import LoadedConfig
+from edge_agent.runtime import checkpoint
 from edge_agent.runtime.clock import Clock, WallClock
 from edge_agent.runtime.health import serve_health
 from edge_agent.runtime.kpi_stage import KpiStage
@@ -53,6 +54,7 @@ class Agent:
         cfg = loaded.config
         self.buffer = Buffer(loaded.resolve(cfg.agent.buffer.path), cfg.agent.buffer.max_points)
         self.pipeline = Pipeline(loaded, self.buffer)
+        checkpoint.restore(self.buffer, self.pipeline)
         tags = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
         self._health_ids = self.buffer.register([Series.of(AGENT, tags, f) for f in AGENT_FIELDS])
         self.kpis = KpiStage(loaded, self.buffer, self.pipeline, self.clock.now_ns)
@@ -64,6 +66,7 @@ class Agent:
                 make_sink(s, sink_context),
                 sink_context.resolve(s.rejected_file),
                 self.kpis.acknowledged if i == 0 else None,
+                s.retry_max,
             )
             for i, s in enumerate(cfg.sinks)
         ]
@@ -98,7 +101,8 @@ class Agent:
         self.pipeline.ingest(index, batch)
 
     def _pollers(self) -> list[DevicePoller]:
-        backoff = Backoff()
+        reconnect = self.loaded.config.agent.reconnect
+        backoff = Backoff(reconnect.initial, reconnect.max)
         return [
             DevicePoller(
                 i,
@@ -108,6 +112,7 @@ class Agent:
                 dev.timeout,
                 self.clock,
                 self._received,
+                on_down=self.pipeline.outage,
                 backoff=backoff,
             )
             for i, (collector, dev) in enumerate(zip(self.collectors, self.loaded.config.devices, strict=True))
@@ -125,25 +130,55 @@ class Agent:
         self.kpis.shop.produced(len(kpi))
         batch = Batch.concat([batch, kpi])
         self.points_produced += len(batch)
-        pending = Batch.concat([*self._unstored, batch])
+        self._store([*self._unstored, batch], final)
+        return len(batch)
+
+    def _store(self, batches: list[Batch], final: bool) -> None:
+        """Write held and new points to the local store; hold them in memory while it cannot be
+        written (disk full, file locked), up to ``buffer.memory_points``, the oldest dropped and
+        counted beyond that; at the end, whatever cannot be stored is counted as dropped."""
+        pending = Batch.concat(batches)
         try:
             self.buffer.append(pending)
         except sqlite3.Error as exc:
-            # Keep the points in memory and try again next tick (disk full, file locked, ...).
-            self._unstored = [pending]
+            limit = self.loaded.config.agent.buffer.memory_points
             if not self._store_failing:
                 log.error(
-                    "cannot write to the local store %s (%s); holding %d points in memory and retrying",
+                    "cannot write to the local store %s (%s); holding up to %d points in memory and retrying",
                     self.buffer.path,
                     exc,
-                    len(pending),
+                    limit,
                 )
             self._store_failing = True
-            return len(batch)
+            if final:
+                self._drop(pending, "store_unwritable_at_stop", len(pending))
+                self._unstored = []
+            elif len(pending) > limit:
+                self._drop(pending, "store_unwritable", len(pending) - limit)
+                self._unstored = [pending.take(slice(len(pending) - limit, None))]
+            else:
+                self._unstored = [pending]
+            return
         if self._store_failing:
             log.warning("the local store accepts writes again; %d held points stored", len(pending))
         self._unstored, self._store_failing = [], False
-        return len(batch)
+
+    def _drop(self, pending: Batch, reason: str, n: int) -> None:
+        self.buffer.count_drop(reason, n)
+        log.error("local store unwritable: %d of %d held points dropped (%s)", n, len(pending), reason)
+
+    @property
+    def held_points(self) -> int:
+        """Points held in memory because the local store cannot be written."""
+        return sum(len(b) for b in self._unstored)
+
+    def _last_tick(self) -> None:
+        """The final tick, then the analytics checkpoint (both in the tick's thread)."""
+        self.tick(final=True)
+        try:
+            checkpoint.save(self.buffer, self.pipeline, self.clock.now_ns())
+        except Exception as exc:  # a full disk must not stop the stop
+            log.error("analytics checkpoint not written (%s): the next start begins its windows afresh", exc)
 
     async def _ticker(self) -> None:
         while not self.stop_event.is_set():
@@ -189,8 +224,11 @@ class Agent:
         }
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def run(self, drain_s: float = 15.0) -> None:
-        """Run until :meth:`stop`; then flush OEE windows and drain the sinks."""
+    async def run(self, drain_s: float | None = None) -> None:
+        """Run until :meth:`stop`; then write the open OEE windows and the analytics checkpoint, and
+        let the sinks drain the store for ``drain_s`` (``agent.drain``) at most: writes still in
+        flight then are broken off, their points stay in the store for the next start."""
+        drain_s = self.loaded.config.agent.drain if drain_s is None else drain_s
         self.started_ns = time.time_ns()
         server = None
         listen = self.loaded.config.agent.health_listen
@@ -210,19 +248,21 @@ class Agent:
             for c in self.collectors:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(c.close(), 5)
-            await asyncio.to_thread(self.tick, True)
+            await asyncio.to_thread(self._last_tick)
             sink_stop.set()
             _, pending = await asyncio.wait(senders, timeout=drain_s) if senders else (set(), set())
-            for task in pending:
-                task.cancel()
             if pending:
+                for f in self.forwarders:
+                    f.abort()
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
                 left = self.buffer.stats().pending_points
                 log.warning(
                     "stopped with %d points still in the local store; they are sent on the next start",
                     left,
                 )
-            for f in self.forwarders:
-                f.close()
+            await asyncio.gather(*(asyncio.to_thread(f.close) for f in self.forwarders))
             # The senders are done and the tick has run its last: the loop may book the last acks.
             self.kpis.take_acknowledgements()
             if server is not None:

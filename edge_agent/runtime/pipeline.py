@@ -12,6 +12,7 @@ runs :meth:`Pipeline.tick`.
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass
 
@@ -21,10 +22,11 @@ from numpy.typing import NDArray
 from analytics.oee import ENERGY_KIND, NCOL, MachineOeeConfig, OeeEngine, WindowRows
 from analytics.oee_kpis import kpis
 from analytics.windows import NS, FixedWindows, ShiftWindows
-from collectors.batch import QUALITY_GOOD, Batch
+from collectors.batch import QUALITY_GOOD, QUALITY_UNREACHABLE, Batch
 from edge_agent.config import Device, LoadedConfig
 from edge_agent.config.oee import COUNTER_KIND, machine_config, shift_windows, work_schedule
 from edge_agent.runtime.anomaly_stage import AnalogSignal, AnomalyStage
+from edge_agent.runtime.checkpoint import fingerprint as checkpoint_fingerprint
 from edge_agent.schema import OEE, OEE_FIELDS, RAW
 from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series
@@ -102,7 +104,7 @@ class Pipeline:
             if dev.oee is not None:
                 machine = len(machine_cfgs)
                 oee = dev.oee
-                machine_cfgs.append(machine_config(oee))
+                machine_cfgs.append(machine_config(oee, dev.poll_interval))
                 self.machines.append(MachineView(dev.machine_name, dev.line))
                 self.machine_device.append(len(self.device_tables))
                 machine_tags.append({k: v for k, v in tags.items() if k != "device"})
@@ -142,6 +144,11 @@ class Pipeline:
             for g, w in enumerate(self.grids)
         }
         size = int(ids.max()) + 1 if ids.shape[0] else 0
+        #: Raw series id of each device's machine state signal (-1: the device has no oee: section).
+        self.device_state_signal = np.full(len(cfg.devices), -1, np.int64)
+        for raw_index, machine, role in roles:
+            if role == ROLE_STATE:
+                self.device_state_signal[self.machine_device[machine]] = int(raw_ids[raw_index])
         self.role_machine = np.full(size, -1, np.intp)
         self.role = np.full(size, -1, np.intp)
         for raw_index, machine, role in roles:
@@ -163,6 +170,8 @@ class Pipeline:
         self.totals = np.zeros((n_m, NCOL))
         self.ideal_cycle_s = np.array([c.ideal_cycle_s for c in machine_cfgs])
         self.inbox = Inbox()
+        #: What the analytics state depends on (:mod:`edge_agent.runtime.checkpoint`).
+        self.fingerprint = checkpoint_fingerprint(loaded, [a[2] for a in analog])
         #: The raw readings of the latest tick (for the workshop KPIs).
         self.last_raw = Batch.empty()
         self._held = Batch.empty()
@@ -173,6 +182,14 @@ class Pipeline:
         """Take a collector's batch (signal = index in the device's profile); any thread."""
         if len(batch):
             self.inbox.put(batch.remap(self.device_tables[device_index]))
+
+    def outage(self, device_index: int, ts_ns: int) -> None:
+        """The device could not be reached at ``ts_ns`` (any thread): its machine's time is unknown
+        from then until its next state reading, and its counters re-baseline. Written as a raw
+        point of the state signal with quality ``unreachable`` (value NaN)."""
+        state = self.device_state_signal[device_index]
+        if state >= 0:
+            self.inbox.put(Batch.of(ts_ns, [state], [np.nan], [QUALITY_UNREACHABLE]))
 
     # -- per tick ----------------------------------------------------------------------------
     def tick(self, now_ns: int, final: bool = False) -> Batch:
@@ -230,7 +247,9 @@ class Pipeline:
         if not self.engines or not self.machines:
             return Batch.empty()
         role = self.role[raw.signal] if len(raw) else np.empty(0, np.intp)
-        held = Batch.concat([self._held, raw.take((role >= 0) & (raw.quality == QUALITY_GOOD))])
+        usable = (role >= 0) & (raw.quality == QUALITY_GOOD)
+        usable |= (role == ROLE_STATE) & (raw.quality == QUALITY_UNREACHABLE) if len(raw) else usable
+        held = Batch.concat([self._held, raw.take(usable)])
         cutoff = now_ns if final else now_ns - self.settle_ns
         ready = held.ts <= cutoff
         use, self._held = held.take(ready), held.take(~ready)
@@ -238,7 +257,7 @@ class Pipeline:
         state = r == ROLE_STATE
         by_time = np.flatnonzero(state)[np.argsort(use.ts[state], kind="stable")]
         for m, v in zip(machine[by_time].tolist(), use.value[by_time].tolist(), strict=True):
-            self.machines[m].state = int(v)
+            self.machines[m].state = int(v) if np.isfinite(v) else -1  # -1: unreachable
         points = []
         for w, engine in self.engines.items():
             engine.observe(machine, use.ts)
@@ -249,7 +268,12 @@ class Pipeline:
                 # Time runs on while no reading comes (it turns unknown after stale_after). At the
                 # end, data ends at the last reading: no counter has seen the time after it.
                 engine.advance(cutoff)
-            rows = engine.close(final=final)
+                rows = engine.close()
+            else:
+                # At a stop the open windows are written as they stand (flagged partial_window)
+                # but stay open in the checkpoint: after a restart they continue, and are written
+                # again, whole, under the same time stamp.
+                rows = copy.deepcopy(engine).close(final=True)
             if w == next(iter(self.engines)):
                 np.add.at(self.totals, rows.machine, rows.elements)
             points.append(self._oee_points(w, rows, engine))
@@ -258,17 +282,21 @@ class Pipeline:
     def _oee_points(self, window: str, rows: WindowRows, engine: OeeEngine) -> Batch:
         if len(rows) == 0:
             return Batch.empty()
-        values = self.kpi_matrix(rows.elements, rows.machine, engine)
+        values = self.kpi_matrix(rows.elements, rows.machine, engine, rows.partial)
         ids = self.oee_ids[window][rows.machine]
         ok = np.isfinite(values)
         ts = np.repeat(rows.key, values.shape[1]).reshape(values.shape)
         return Batch(ts[ok], ids[ok], values[ok], np.zeros(int(ok.sum()), np.uint8))
 
     def kpi_matrix(
-        self, elements: NDArray[np.float64], machine: NDArray[np.intp], engine: OeeEngine
+        self,
+        elements: NDArray[np.float64],
+        machine: NDArray[np.intp],
+        engine: OeeEngine,
+        partial: NDArray[np.bool_] | None = None,
     ) -> NDArray[np.float64]:
         """``[rows, len(OEE_FIELDS)]`` values (NaN = absent) for element rows of ``machine``."""
-        k = kpis(elements, self.ideal_cycle_s[machine], engine.has_counter[machine])
+        k = kpis(elements, self.ideal_cycle_s[machine], engine.has_counter[machine], partial)
         return np.column_stack([k[f] for f in OEE_FIELDS])
 
     def summary(self) -> list[dict[str, float | str]]:

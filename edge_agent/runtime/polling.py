@@ -92,8 +92,8 @@ class DevicePoller:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # one device's failure never stops the others
-                connected = False
-                await self._failed(exc)
+                connected = connected and bool(getattr(exc, "link_ok", False))
+                await self._failed(exc, close=not connected)
                 next_due = self.clock.now_ns()
                 continue
             now = self.clock.now_ns()
@@ -120,7 +120,7 @@ class DevicePoller:
         if len(batch):
             self.deliver(self.index, batch)
 
-    async def _failed(self, exc: Exception) -> None:
+    async def _failed(self, exc: Exception, close: bool = True) -> None:
         health = self.health
         was_connected = health.connected
         health.failures += 1
@@ -142,8 +142,9 @@ class DevicePoller:
                 exc_info=not expected,
             )
             self._reported = message
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.collector.close(), self.timeout_s)
+        if close:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.collector.close(), self.timeout_s)
         await asyncio.sleep(self.backoff.after(self._failures_in_row))
 
 

@@ -69,12 +69,21 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+def abort(sink: Sink) -> None:
+    """Break off a sink's writes in flight (a stop that cannot wait for the database's timeout);
+    the points they carried stay in the local store. Sinks without ``abort`` are left alone."""
+    method = getattr(sink, "abort", None)
+    if callable(method):
+        method()
+
+
 class SinkConfig(Strict):
     """Options every sink has: how the forwarder feeds it. Subclasses add ``type`` and their own."""
 
     batch_size: Annotated[int, Field(ge=1, le=100_000, description="points per write")] = 5000
     concurrency: Annotated[int, Field(ge=1, le=8, description="writes in flight at once")] = 2
     timeout: Duration = 10.0
+    retry_max: Annotated[Duration, Field(gt=0, description="longest wait between retries while unavailable")] = 5.0
     rejected_file: str = Field("var/rejected.lp", description="refused points, relative to agent.yaml")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from collectors.batch import Batch
-from edge_agent.sinks.base import RejectedPoints, Sink, SinkUnavailable
+from edge_agent.sinks.base import RejectedPoints, Sink, SinkUnavailable, abort
 from edge_agent.sinks.line_protocol import LineProtocol
 from edge_agent.store.buffer import Buffer, Chunk
 from edge_agent.store.catalog import SeriesCatalog
@@ -48,8 +48,10 @@ class Forwarder:
         sink: Sink,
         rejected_file: Path,
         on_ack: Callable[[list[Chunk], int], None] | None = None,
+        retry_max_s: float = 5.0,
     ) -> None:
         self.buffer, self.sink, self.rejected_file = buffer, sink, rejected_file
+        self.retry_max_s = retry_max_s
         self._text: LineProtocol | None = None
         self.health = SinkHealth(sink.name)
         #: Called (in the sender's thread) with the chunks the database acknowledged and when (ns).
@@ -61,6 +63,11 @@ class Forwarder:
     def close(self) -> None:
         self._sender.shutdown(wait=True)
         self.sink.close()
+
+    def abort(self) -> None:
+        """Break off writes in flight (their points stay in the store) and refuse new ones."""
+        self._sender.shutdown(wait=False, cancel_futures=True)
+        abort(self.sink)
 
     def step(self, max_points: int = 50_000) -> int:
         """Send the oldest pending chunks; returns points acknowledged (0 when idle).
@@ -144,9 +151,10 @@ class Forwarder:
             reason,
         )
 
-    async def run(self, stop: asyncio.Event, idle_s: float = 0.2, max_backoff_s: float = 30.0) -> None:
-        """Forward until ``stop`` is set, then drain what is left (bounded by the caller)."""
-        backoff = 0.5
+    async def run(self, stop: asyncio.Event, idle_s: float = 0.2) -> None:
+        """Forward until ``stop`` is set, then drain what is left (bounded by the caller); while
+        the sink is unavailable, retry after 0.5 s doubling up to ``retry_max_s``."""
+        backoff, max_backoff_s = 0.5, self.retry_max_s
         while True:
             try:
                 sent = await asyncio.to_thread(self.step)

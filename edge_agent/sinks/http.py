@@ -13,7 +13,9 @@ Credentials go in an ``Authorization`` header, never in the URL.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
+import socket
 import ssl
 import threading
 import urllib.request
@@ -91,6 +93,15 @@ class HttpClient:
             for conn in self._all:
                 conn.close()
             self._all.clear()
+
+    def abort(self) -> None:
+        """Break every connection, also one a thread is blocked reading from (it gets an OSError)."""
+        with self._lock:
+            for conn in self._all:
+                sock = getattr(conn, "sock", None)
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
 
     def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)

@@ -112,6 +112,9 @@ class InfluxV1:
     def close(self) -> None:
         self._http.close()
 
+    def abort(self) -> None:
+        self._http.abort()
+
 
 def _make(config: Any, context: SinkContext) -> InfluxV1:
     assert isinstance(config, InfluxV1Sink)

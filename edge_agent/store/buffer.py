@@ -9,16 +9,24 @@ under the reason ``buffer_full``: nothing leaves silently.
 Series (measurement, tags and field of a point) are registered here too, so the integer ids
 stored in chunks mean the same thing after a restart; :meth:`Buffer.catalog` hands sinks an
 immutable snapshot of them (:mod:`edge_agent.store.catalog`).
+
+A full disk: a write that fails is rolled back whole (the store stays consistent) and raises
+:class:`sqlite3.Error` to the caller, which holds its points. The store keeps a reserve file of
+``RESERVE_BYTES`` beside it; an acknowledgement that cannot be written frees the reserve and
+tries again, so the store keeps draining (and deleting what was sent) while the disk is full.
+Drop counts that cannot be written are kept in memory and written with the next write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +47,7 @@ CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY AUTOINCREMENT, created
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, acked INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS drops (reason TEXT PRIMARY KEY, points INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 """
 
 
@@ -58,12 +67,19 @@ class BufferStats:
     dropped: dict[str, int]
 
 
+#: Bytes set aside beside the store for writes that must succeed on a full disk (acknowledgements).
+RESERVE_BYTES = 8 * 1024 * 1024
+
+
 class Buffer:
     """Store-and-forward buffer; thread-safe (the pipeline appends, sink threads read and ack)."""
 
     def __init__(self, path: Path, max_points: int = 50_000_000) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.max_points = path, max_points
+        self.reserve = path.with_name(path.name + ".reserve")
+        #: Drops not written yet (the store could not be written): reason -> points.
+        self._unwritten_drops: dict[str, int] = {}
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -73,6 +89,51 @@ class Buffer:
         self._migrate_series_keys()
         self._points = int(self._db.execute("SELECT COALESCE(SUM(n), 0) FROM chunks").fetchone()[0])
         self._catalog = self._read_catalog()
+        self._make_reserve()
+
+    # -- a full disk -------------------------------------------------------------------------
+    def _make_reserve(self) -> None:
+        """Set the reserve aside again (best effort: on a full disk it waits for room)."""
+        if self.reserve.exists():
+            return
+        try:
+            with self.reserve.open("wb") as fh:
+                fh.truncate(0)
+                fh.write(b"\0" * RESERVE_BYTES)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.reserve.unlink()
+
+    def _free_reserve(self) -> bool:
+        """Give the reserve's space back to the disk; True if there was one."""
+        try:
+            self.reserve.unlink()
+        except OSError:
+            return False
+        log.error("local store %s: the disk is full; using the reserved space to record acknowledgements", self.path)
+        return True
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back whole when anything in it fails."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+            if self._unwritten_drops:
+                self._write_drops(self._unwritten_drops)
+                self._unwritten_drops = {}
+            self._db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _write_drops(self, drops: dict[str, int]) -> None:
+        self._db.executemany(
+            "INSERT INTO drops (reason, points) VALUES (?, ?)"
+            " ON CONFLICT (reason) DO UPDATE SET points = points + excluded.points",
+            list(drops.items()),
+        )
 
     def _migrate_series_keys(self) -> None:
         """Stores written before 0.2 keep series as line-protocol keys: move them to the catalog, ids kept."""
@@ -117,17 +178,16 @@ class Buffer:
         rows = [(s.measurement, s.tags_json(), s.field) for s in series]
         ids: list[int] = []
         with self._lock:
-            self._db.execute("BEGIN")
-            for row in rows:
-                found = self._db.execute(
-                    "SELECT id FROM catalog WHERE measurement = ? AND tags = ? AND field = ?", row
-                ).fetchone()
-                if found is None:
-                    found = self._db.execute(
-                        "INSERT INTO catalog (measurement, tags, field) VALUES (?, ?, ?) RETURNING id", row
+            with self._transaction() as db:
+                for row in rows:
+                    found = db.execute(
+                        "SELECT id FROM catalog WHERE measurement = ? AND tags = ? AND field = ?", row
                     ).fetchone()
-                ids.append(int(found[0]))
-            self._db.execute("COMMIT")
+                    if found is None:
+                        found = db.execute(
+                            "INSERT INTO catalog (measurement, tags, field) VALUES (?, ?, ?) RETURNING id", row
+                        ).fetchone()
+                    ids.append(int(found[0]))
             self._catalog = self._catalog_after(self._catalog, self._catalog.size - 1)
         return np.array(ids, np.int32)
 
@@ -142,9 +202,8 @@ class Buffer:
         n = len(batch)
         if n == 0:
             return
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
+        with self._lock, self._transaction() as db:
+            db.execute(
                 "INSERT INTO chunks (created_ns, n, oldest_ts, ts, signal, value, quality)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -157,13 +216,13 @@ class Buffer:
                     batch.quality.tobytes(),
                 ),
             )
+            if self._points + n > self.max_points:
+                self._drop_oldest_locked(self._points + n - self.max_points)
             self._points += n
-            if self._points > self.max_points:
-                self._drop_oldest_locked()
-            self._db.execute("COMMIT")
+        if not self.reserve.exists():
+            self._make_reserve()
 
-    def _drop_oldest_locked(self) -> None:
-        excess = self._points - self.max_points
+    def _drop_oldest_locked(self, excess: int) -> None:
         dropped = 0
         ids: list[int] = []
         for chunk_id, n in self._db.execute("SELECT id, n FROM chunks ORDER BY id"):
@@ -172,11 +231,7 @@ class Buffer:
             ids.append(chunk_id)
             dropped += n
         self._db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in ids])
-        self._db.execute(
-            "INSERT INTO drops (reason, points) VALUES ('buffer_full', ?)"
-            " ON CONFLICT (reason) DO UPDATE SET points = points + excluded.points",
-            (dropped,),
-        )
+        self._write_drops({"buffer_full": dropped})
         self._points -= dropped
         log.error(
             "local store full (%d points): dropped the oldest %d points; raise buffer.max_points "
@@ -186,13 +241,12 @@ class Buffer:
         )
 
     def count_drop(self, reason: str, points: int) -> None:
-        """Count points that will never reach a sink (rejected by the database, for example)."""
+        """Count points that will never reach a sink (rejected by the database, for example);
+        kept in memory until the store can be written when it cannot."""
         with self._lock:
-            self._db.execute(
-                "INSERT INTO drops (reason, points) VALUES (?, ?)"
-                " ON CONFLICT (reason) DO UPDATE SET points = points + excluded.points",
-                (reason, points),
-            )
+            self._unwritten_drops[reason] = self._unwritten_drops.get(reason, 0) + points
+            with contextlib.suppress(sqlite3.Error), self._transaction():
+                pass
 
     def cursor(self, sink: str) -> int:
         with self._lock:
@@ -239,16 +293,27 @@ class Buffer:
         ]
 
     def ack(self, sink: str, upto: int) -> None:
-        """``sink`` has acknowledged every chunk up to id ``upto``; delete what all sinks have."""
+        """``sink`` has acknowledged every chunk up to id ``upto``; delete what all sinks have.
+
+        On a full disk the reserve is given up to make room, once; raises if it still fails.
+        """
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("UPDATE cursors SET acked = MAX(acked, ?) WHERE sink = ?", (upto, sink))
-            low = self._db.execute("SELECT MIN(acked) FROM cursors").fetchone()[0]
+            try:
+                self._ack_locked(sink, upto)
+            except sqlite3.OperationalError:
+                if not self._free_reserve():
+                    raise
+                self._ack_locked(sink, upto)
+
+    def _ack_locked(self, sink: str, upto: int) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE cursors SET acked = MAX(acked, ?) WHERE sink = ?", (upto, sink))
+            low = db.execute("SELECT MIN(acked) FROM cursors").fetchone()[0]
+            gone = 0
             if low is not None:
-                gone = self._db.execute("SELECT COALESCE(SUM(n), 0) FROM chunks WHERE id <= ?", (low,)).fetchone()[0]
-                self._db.execute("DELETE FROM chunks WHERE id <= ?", (low,))
-                self._points -= int(gone)
-            self._db.execute("COMMIT")
+                gone = int(db.execute("SELECT COALESCE(SUM(n), 0) FROM chunks WHERE id <= ?", (low,)).fetchone()[0])
+                db.execute("DELETE FROM chunks WHERE id <= ?", (low,))
+        self._points -= gone
 
     def forget_sinks_except(self, sinks: list[str]) -> None:
         """Remove cursors of sinks no longer configured, so they do not pin the store."""
@@ -266,6 +331,16 @@ class Buffer:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, value))
 
+    def get_blob(self, key: str) -> bytes | None:
+        """Bytes the agent keeps across restarts (the analytics checkpoint), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM blobs WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def put_blob(self, key: str, value: bytes) -> None:
+        with self._lock, self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO blobs (key, value) VALUES (?, ?)", (key, value))
+
     def stats(self, sink: str | None = None) -> BufferStats:
         with self._lock:
             after = -1
@@ -277,8 +352,15 @@ class Buffer:
                 (after,),
             ).fetchone()
             dropped = dict(self._db.execute("SELECT reason, points FROM drops"))
+            for reason, points in self._unwritten_drops.items():
+                dropped[reason] = dropped.get(reason, 0) + points
         return BufferStats(int(n), int(chunks), oldest, dropped)
 
     def close(self) -> None:
         with self._lock:
+            if self._unwritten_drops:
+                with contextlib.suppress(sqlite3.Error), self._transaction():
+                    pass
+            if self._unwritten_drops:
+                log.error("local store %s: drop counts not written (disk full): %s", self.path, self._unwritten_drops)
             self._db.close()

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from analytics.oee import OeeEngine, WindowRows
-from analytics.oee_kpis import RATIOS, SUMMABLE, ratios, roll_up, summable
+from analytics.oee_kpis import RATIOS, SUMMABLE, flag_names, flags, ratios, roll_up, summable
 from analytics.windows import NS, ShiftWindows, WindowGrid, day_windows, local_windows
 from edge_agent.config.oee import (
     COUNTER_KIND,
@@ -83,18 +83,21 @@ def replay_rows(table: SignalTable, section: OeeSection, doc: YamlDocument, wind
     """One dict per window, then the total."""
     state_col, counter_cols = _columns(table, section, doc)
     used = [state_col] + [c for c, _ in counter_cols]
-    has_reading = ~np.isnan(table.values[:, used]).all(axis=1)
+    has_reading = ~np.isnan(table.values[:, used]).all(axis=1) | table.outage
     if not has_reading.any():
         raise ConfigError([f"{table.path}: no reading of {[table.names[c] for c in used]} in any row"])
     first, last = int(table.ts[has_reading][0]), int(table.ts[has_reading][-1])
     grid = window_grid(window, section, first)
-    engine = OeeEngine([machine_config(section)], grid, work_schedule(section.shifts))
+    # Without a poll interval, the usual spacing of the readings stands for it (stale_after's default).
+    spacing = np.diff(table.ts[has_reading])
+    interval_s = float(np.median(spacing)) / NS if spacing.shape[0] else 1.0
+    engine = OeeEngine([machine_config(section, interval_s)], grid, work_schedule(section.shifts))
     zone = ZoneInfo(section.shifts.timezone if section.shifts else "UTC")
     engine.observe(np.zeros(1, np.intp), np.array([first], np.int64))
     closed: list[WindowRows] = []
     for lo in range(0, table.ts.shape[0], BLOCK_ROWS):
-        ts, values = table.ts[lo : lo + BLOCK_ROWS], table.values[lo : lo + BLOCK_ROWS]
-        _feed(engine, ts, values, state_col, counter_cols)
+        part = slice(lo, lo + BLOCK_ROWS)
+        _feed(engine, table.ts[part], table.values[part], table.outage[part], state_col, counter_cols)
         closed.append(engine.close())
     engine.advance(last)
     closed.append(engine.close(final=True))
@@ -103,22 +106,23 @@ def replay_rows(table: SignalTable, section: OeeSection, doc: YamlDocument, wind
     labels = shift_windows(section.shifts) if section.shifts else None
     for i in range(len(rows)):
         shift = _shift_name(grid, labels, int(rows.key[i]), int(rows.end[i]))
-        yield _record(
-            grid.name, int(rows.start[i]), int(rows.end[i]), shift, {k: v[i : i + 1] for k, v in cols.items()}, zone
-        )
+        one = {k: v[i : i + 1] for k, v in cols.items()}
+        yield _record(grid.name, int(rows.start[i]), int(rows.end[i]), shift, one, zone, rows.partial[i : i + 1])
     total = roll_up(cols, np.zeros(len(rows), np.intp), 1)
-    yield _record("total", first, last, None, total, zone)
+    yield _record("total", first, last, None, total, zone, np.zeros(1, bool))
 
 
 def _feed(
     engine: OeeEngine,
     ts: NDArray[np.int64],
     values: NDArray[np.float64],
+    outage: NDArray[np.bool_],
     state_col: int,
     counter_cols: list[tuple[int, int]],
 ) -> None:
-    state = ~np.isnan(values[:, state_col])
-    engine.add_states(np.zeros(int(state.sum()), np.intp), ts[state], values[state, state_col])
+    state = ~np.isnan(values[:, state_col]) | outage
+    code = np.where(outage, np.nan, values[:, state_col])  # NaN: the device was unreachable
+    engine.add_states(np.zeros(int(state.sum()), np.intp), ts[state], code[state])
     for col, kind in counter_cols:
         seen = ~np.isnan(values[:, col])
         n = int(seen.sum())
@@ -152,7 +156,13 @@ def _number(key: str, value: float) -> float | int | None:
 
 
 def _record(
-    window: str, start: int, end: int, shift: str | None, cols: dict[str, NDArray[np.float64]], zone: ZoneInfo
+    window: str,
+    start: int,
+    end: int,
+    shift: str | None,
+    cols: dict[str, NDArray[np.float64]],
+    zone: ZoneInfo,
+    partial: NDArray[np.bool_],
 ) -> dict[str, Any]:
     k = ratios(cols)
     values = {name: float(cols[name][0]) for name in SUMMABLE} | {name: float(k[name][0]) for name in RATIOS}
@@ -161,8 +171,7 @@ def _record(
         out[key] = _number(key, values[key])
     for key in (*SUMMABLE, *RATIOS):
         out.setdefault(key, _number(key, values[key]))
-    perf = values["performance"]
-    out["flags"] = ["performance_above_1"] if np.isfinite(perf) and perf > 1 + 1e-9 else []
+    out["flags"] = flag_names(float(flags(cols, partial)[0]))
     return out
 
 

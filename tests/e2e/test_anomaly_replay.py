@@ -59,7 +59,7 @@ def test_replay_errors_name_file_line_and_column(tmp_path: Path, capsys: pytest.
         replay(bad, None, io.StringIO())
     assert info.value.problems == [
         f"{bad}:3: time '2026-03-01T08:00:01' has no UTC offset: write e.g. 2026-03-01T08:00:00+08:00",
-        f"{bad}:4: column 'a': 'x' is not a number",
+        f"{bad}:4: column 'a': 'x' is not a number (nor 'unreachable')",
     ]
     config = tmp_path / "anomaly.yaml"
     config.write_text("alarm: {on_above: 1.0, off_below: 2.0}\n", encoding="utf-8")

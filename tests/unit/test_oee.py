@@ -17,8 +17,10 @@ from analytics.episodes import (
     C_MICROSTOP,
     C_PLANNED_STOP,
     C_REJECT,
+    C_RESETS,
     C_RUNNING,
     C_TOTAL,
+    C_UNATTRIBUTED,
     C_UNKNOWN,
     NCOL,
 )
@@ -33,7 +35,7 @@ from analytics.oee import (
     MachineOeeConfig,
     OeeEngine,
 )
-from analytics.oee_kpis import kpis
+from analytics.oee_kpis import flag_names, kpis
 from analytics.windows import NS, FixedWindows, Shift, ShiftWindows
 
 # Idle episodes are delay time here (no micro-stop threshold); columns 0..7 are scheduled time.
@@ -106,12 +108,53 @@ def test_counter_wrap_with_modulus() -> None:
     assert rows.elements[0, C_GOOD] == 10
 
 
-def test_counter_reset_without_modulus_counts_on_from_zero() -> None:
+def test_a_counter_reset_is_not_counted_but_flagged_and_its_count_since_kept_apart() -> None:
     e = engine(counters={TOTAL_KIND: 0.0})
     states(e, [0, 59], [1, 1])
-    counters(e, TOTAL_KIND, [0, 20, 40], [100, 110, 3])
+    counters(e, TOTAL_KIND, [0, 20, 40, 50], [100, 110, 3, 7])  # +10, reset (3 made since), +4
     rows = e.close(final=True)
-    assert rows.elements[0, C_TOTAL] == 13
+    assert rows.elements[0, C_TOTAL] == 14
+    assert rows.elements[0, C_UNATTRIBUTED + TOTAL_KIND] == 3
+    assert rows.elements[0, C_RESETS] == 1
+    k = kpis(rows.elements, np.array([1.0]), np.array([[True, False, False, False]]), rows.partial)
+    assert flag_names(k["flags"][0]) == ["counter_reset", "partial_window", "unattributed_counts"]
+
+
+def test_a_wrap_is_counted_only_when_the_machine_could_have_made_that_many() -> None:
+    """A uint16 counter that restarts at 895 and then reads 65502: not 64,607 parts in a minute."""
+    e = engine(counters={TOTAL_KIND: 65536.0}, ideal_cycle_s=2.0)
+    states(e, [0, 119], [1, 1])
+    counters(e, TOTAL_KIND, [0, 30, 60, 90], [880, 895, 65502, 65510])
+    rows = e.close(final=True)
+    assert rows.elements[:, C_TOTAL].sum() == 15 + 8
+    assert rows.elements[:, C_RESETS].sum() == 1
+    k = kpis(rows.elements, np.array([2.0, 2.0]), np.array([[True, False, False, False]] * 2), rows.partial)
+    assert np.nanmax(k["oee"]) <= 1.0 and np.nanmax(k["performance"]) <= 1.0
+
+
+def test_an_implausible_jump_is_a_re_baseline() -> None:
+    e = engine(counters={TOTAL_KIND: 0.0}, ideal_cycle_s=1.0, counter_margin=2.0)
+    states(e, [0, 59], [1, 1])
+    counters(e, TOTAL_KIND, [0, 10, 20, 30], [0, 22, 5000, 5010])  # 22 <= (10 + 1) x 2; 4978 is not
+    rows = e.close(final=True)
+    assert rows.elements[0, C_TOTAL] == 32
+    assert rows.elements[0, C_RESETS] == 1
+    assert rows.elements[0, C_UNATTRIBUTED + TOTAL_KIND] == 0  # 5000 parts could not have been made since a reset
+
+
+def test_an_outage_is_unknown_time_and_its_parts_are_unattributed() -> None:
+    e = engine(counters={TOTAL_KIND: 0.0}, stale_after_s=3600.0)
+    states(e, [0, 10], [1, 1])
+    counters(e, TOTAL_KIND, [0, 10], [0, 10])
+    e.add_states(np.zeros(1, np.intp), np.array([20 * NS]), np.array([np.nan]))  # unreachable
+    states(e, [80, 119], [1, 1])
+    counters(e, TOTAL_KIND, [80, 119], [70, 109])  # +60 over the outage, then +39
+    rows = e.close(final=True)
+    by_key = {int(k // NS): r for k, r in zip(rows.key.tolist(), rows.elements, strict=True)}
+    assert by_key[0][C_RUNNING] == 20 and by_key[0][C_UNKNOWN] == 40
+    assert by_key[60][C_UNKNOWN] == 20 and by_key[60][C_RUNNING] == 39
+    assert by_key[0][C_TOTAL] == 10 and by_key[60][C_TOTAL] == 39
+    assert by_key[60][C_UNATTRIBUTED + TOTAL_KIND] == 60 and by_key[60][C_RESETS] == 1
 
 
 def test_counter_increase_counts_in_window_of_later_reading() -> None:

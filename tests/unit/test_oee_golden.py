@@ -24,7 +24,7 @@ def test_every_required_scenario_has_a_case() -> None:
 
 
 def _same(got: Any, want: Any) -> bool:
-    if want is None or isinstance(want, str):
+    if want is None or isinstance(want, str | list):
         return bool(got == want)
     return got is not None and got == pytest.approx(want, rel=1e-6, abs=1e-6)
 

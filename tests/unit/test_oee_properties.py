@@ -119,13 +119,72 @@ def test_ratios_stay_in_bounds_and_oee_is_their_product(data: list[tuple[int, fl
     k = kpis(rows.elements, engine.ideal_cycle_s[rows.machine], engine.has_counter[rows.machine])
     for name in ("availability", "quality", "oee"):
         v = k[name][np.isfinite(k[name])]
-        assert ((v >= 0) & (v <= 1 + 1e-9)).all() or name == "oee", name
+        assert ((v >= 0) & (v <= 1 + 1e-9)).all(), name
     assert (k["performance"][np.isfinite(k["performance"])] >= 0).all()
     both = np.isfinite(k["availability"]) & np.isfinite(k["performance"]) & np.isfinite(k["quality"])
-    assert k["oee"][both] == pytest.approx((k["availability"] * k["performance"] * k["quality"])[both], rel=1e-9)
-    # OEE stays within [0, 1] whenever performance does (it is A x P x Q).
-    sane = both & (k["performance"] <= 1)
-    assert (k["oee"][sane] <= 1 + 1e-9).all()
+    product = k["availability"] * k["performance"] * k["quality"]
+    assert k["oee"][both] == pytest.approx(np.minimum(product, 1.0)[both], rel=1e-9)
+    # A performance above 1 is flagged, and so is an OEE capped at 1.
+    flags = k["flags"].astype(np.int64)
+    assert ((flags & 1 > 0) == (np.nan_to_num(k["performance"]) > 1)).all()
+    assert (flags[both & (product > 1 + 1e-9)] & 32 > 0).all()
     # A window's unknown time never enters planned busy time.
     assert (k["planned_busy_s"] <= k["scheduled_s"] - rows.elements[:, C_UNKNOWN] + 1e-6).all()
     assert set(ratios(summable(rows.elements, engine.ideal_cycle_s[rows.machine], engine.has_counter[rows.machine])))
+
+
+outages = st.lists(
+    st.tuples(
+        st.floats(1.0, 120.0),  # seconds since the previous poll
+        st.booleans(),  # the poll failed (the device was unreachable)
+        st.integers(0, 30),  # parts made since the previous poll
+        st.booleans(),  # the device restarted before this poll: its counter starts again from 0
+    ),
+    min_size=2,
+    max_size=80,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(outages, st.integers(1, 6), st.sampled_from([0.0, 65536.0]))
+def test_outages_and_resets_never_make_parts_nor_an_oee_above_1(
+    polls: list[tuple[float, bool, int, bool]], pieces: int, modulus: float
+) -> None:
+    """However an outage is cut into polls: no window's OEE exceeds 1, counted parts never exceed
+    the parts made, and a reset creates none."""
+    cycle = 2.0
+    engine = OeeEngine(
+        [MachineOeeConfig(CODES, ideal_cycle_s=cycle, stale_after_s=60.0, counters={TOTAL_KIND: modulus})],
+        FixedWindows(60 * NS),
+    )
+    t, made, counter, times, codes, counts, count_ts = START, 0, 1000, [], [], [], []
+    for step, failed, wanted, restart in polls:
+        t += int(step * NS)
+        # A machine makes at most one part per ideal cycle.
+        parts = min(wanted, int(step / cycle))
+        made += parts
+        counter = (0 if restart else counter) + parts
+        times.append(t)
+        codes.append(np.nan if failed else 1.0)
+        if not failed:
+            counts.append(counter % modulus if modulus else counter)
+            count_ts.append(t)
+    m = np.zeros(len(times), np.intp)
+    closed = []
+    for part in np.array_split(np.arange(len(times)), pieces):
+        engine.add_states(m[part], np.array(times)[part], np.array(codes)[part])
+        mine = [i for i, x in enumerate(count_ts) if times[part[0]] <= x <= times[part[-1]]] if part.shape[0] else []
+        engine.add_counters(
+            np.zeros(len(mine), np.intp),
+            np.full(len(mine), TOTAL_KIND, np.intp),
+            np.array([count_ts[i] for i in mine], np.int64),
+            np.array([counts[i] for i in mine], np.float64),
+        )
+        closed.append(engine.close())
+    closed.append(engine.close(final=True))
+    rows = WindowRows(*(np.concatenate([getattr(r, f) for r in closed]) for f in WindowRows.__slots__))
+    has = np.array([[True, False, False, False]] * len(rows))
+    k = kpis(rows.elements, np.full(len(rows), cycle), has)
+    oee = k["oee"][np.isfinite(k["oee"])]
+    assert (oee <= 1 + 1e-9).all()
+    assert k["produced"].sum() + k["unattributed_parts"].sum() <= made

@@ -92,6 +92,7 @@ class Agent:
         self._last_health_ns = 0
         self._unstored: list[Batch] = []
         self._store_failing = False
+        self._dropped_in_spell = 0
 
     # -- device polling ----------------------------------------------------------------------
     def _received(self, index: int, batch: Batch) -> None:
@@ -160,12 +161,23 @@ class Agent:
                 self._unstored = [pending]
             return
         if self._store_failing:
-            log.warning("the local store accepts writes again; %d held points stored", len(pending))
-        self._unstored, self._store_failing = [], False
+            log.warning(
+                "the local store accepts writes again; %d held points stored, %d dropped meanwhile",
+                len(pending),
+                self._dropped_in_spell,
+            )
+        self._unstored, self._store_failing, self._dropped_in_spell = [], False, 0
 
     def _drop(self, pending: Batch, reason: str, n: int) -> None:
+        """Count dropped points; logged at the first drop of a spell and when it ends (no flood)."""
         self.buffer.count_drop(reason, n)
-        log.error("local store unwritable: %d of %d held points dropped (%s)", n, len(pending), reason)
+        if not self._dropped_in_spell:
+            log.error(
+                "local store unwritable: dropping the oldest held points beyond buffer.memory_points "
+                "(counted as %s; see /health)",
+                reason,
+            )
+        self._dropped_in_spell += n
 
     @property
     def held_points(self) -> int:
@@ -213,11 +225,14 @@ class Agent:
         return {
             "agent": self.loaded.config.agent.id,
             "uptime_s": (now - self.started_ns) / 1e9 if self.started_ns else 0.0,
+            "points_produced": self.points_produced,
             "devices": devices,
             "buffer": {
                 "pending_points": stats.pending_points,
                 "oldest_age_s": (self.clock.now_ns() - stats.oldest_ts) / 1e9 if stats.oldest_ts else 0.0,
                 "dropped": stats.dropped,
+                "held_in_memory": self.held_points,
+                "store_writable": not self._store_failing,
             },
             "sinks": [{k: v for k, v in vars(f.health).items() if k != "latencies_s"} for f in self.forwarders],
             "kpis": self.kpis.latest,
@@ -269,6 +284,13 @@ class Agent:
                 server.close()
             self.final_report = self.health_report()
             self.buffer.close()
+            buffer = self.final_report["buffer"]
+            log.info(
+                "agent stopped: %d points produced this run, %d left in the local store, dropped %s",
+                self.points_produced,
+                buffer["pending_points"],
+                buffer["dropped"] or "none",
+            )
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -26,7 +26,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,10 +119,12 @@ class Buffer:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
-            if self._unwritten_drops:
-                self._write_drops(self._unwritten_drops)
-                self._unwritten_drops = {}
+            drops = self._unwritten_drops
+            if drops:
+                self._write_drops(drops)
             self._db.execute("COMMIT")
+            if drops:
+                self._unwritten_drops = {}
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
@@ -198,11 +200,20 @@ class Buffer:
 
     # -- chunks ------------------------------------------------------------------------------
     def append(self, batch: Batch) -> None:
-        """Store ``batch`` durably as one chunk (drops the oldest chunks when full)."""
-        n = len(batch)
-        if n == 0:
+        """Store ``batch`` durably as one chunk (drops the oldest chunks when full).
+
+        Raises :class:`sqlite3.Error` when it cannot be written, with nothing of it stored.
+        """
+        if len(batch) == 0:
             return
-        with self._lock, self._transaction() as db:
+        with self._lock:
+            self._with_room(lambda: self._append_locked(batch))
+        if not self.reserve.exists():
+            self._make_reserve()
+
+    def _append_locked(self, batch: Batch) -> None:
+        n = len(batch)
+        with self._transaction() as db:
             db.execute(
                 "INSERT INTO chunks (created_ns, n, oldest_ts, ts, signal, value, quality)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -216,13 +227,12 @@ class Buffer:
                     batch.quality.tobytes(),
                 ),
             )
-            if self._points + n > self.max_points:
-                self._drop_oldest_locked(self._points + n - self.max_points)
-            self._points += n
-        if not self.reserve.exists():
-            self._make_reserve()
+            excess = self._points + n - self.max_points
+            dropped = self._drop_oldest_locked(excess) if excess > 0 else 0
+        self._points += n - dropped
 
-    def _drop_oldest_locked(self, excess: int) -> None:
+    def _drop_oldest_locked(self, excess: int) -> int:
+        """Delete the oldest chunks holding at least ``excess`` points; the points deleted."""
         dropped = 0
         ids: list[int] = []
         for chunk_id, n in self._db.execute("SELECT id, n FROM chunks ORDER BY id"):
@@ -232,13 +242,13 @@ class Buffer:
             dropped += n
         self._db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in ids])
         self._write_drops({"buffer_full": dropped})
-        self._points -= dropped
         log.error(
             "local store full (%d points): dropped the oldest %d points; raise buffer.max_points "
             "or fix the sink so the backlog drains",
             self.max_points,
             dropped,
         )
+        return dropped
 
     def count_drop(self, reason: str, points: int) -> None:
         """Count points that will never reach a sink (rejected by the database, for example);
@@ -295,15 +305,31 @@ class Buffer:
     def ack(self, sink: str, upto: int) -> None:
         """``sink`` has acknowledged every chunk up to id ``upto``; delete what all sinks have.
 
-        On a full disk the reserve is given up to make room, once; raises if it still fails.
+        On a full disk room is made (write-ahead log folded in, then the reserve given up) and
+        the write tried again; raises if it still fails.
         """
         with self._lock:
-            try:
-                self._ack_locked(sink, upto)
-            except sqlite3.OperationalError:
-                if not self._free_reserve():
-                    raise
-                self._ack_locked(sink, upto)
+            self._with_room(lambda: self._ack_locked(sink, upto), reserve=True)
+
+    def _with_room(self, work: Callable[[], None], reserve: bool = False) -> None:
+        """Run a write; when it fails (disk full, file too large), make room once and retry."""
+        try:
+            work()
+        except sqlite3.OperationalError:
+            if not (self._fold_log() or (reserve and self._free_reserve())):
+                raise
+            work()
+
+    def _fold_log(self) -> bool:
+        """Fold the write-ahead log into the database and truncate it; True if it held frames.
+
+        The log only grows until a checkpoint; on a full disk it is where room runs out first.
+        """
+        try:
+            busy, frames, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            return False
+        return not busy and frames > 0
 
     def _ack_locked(self, sink: str, upto: int) -> None:
         with self._transaction() as db:

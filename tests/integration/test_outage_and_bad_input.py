@@ -33,7 +33,13 @@ def test_influxdb_outage_loses_nothing(fresh_influxdb: InfluxServer, tmp_path: P
     assert seen["sink_ok_during_outage"] is False
     assert seen["backlog"] > 1000
     report = run.agent.health_report()
-    assert report["buffer"] == {"pending_points": 0, "oldest_age_s": 0.0, "dropped": {}}
+    assert report["buffer"] == {
+        "pending_points": 0,
+        "oldest_age_s": 0.0,
+        "dropped": {},
+        "held_in_memory": 0,
+        "store_writable": True,
+    }
     # Every point produced is in the database exactly once in effect.
     assert count_points(fresh_influxdb, "outage") == run.agent.points_produced
 

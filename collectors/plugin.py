@@ -92,6 +92,16 @@ class _MemoryState:
         self._values[key] = value
 
 
+class _MemoryTexts:
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def intern(self, text: str) -> int:
+        with self._lock:
+            return self._ids.setdefault(text, len(self._ids))
+
+
 @dataclass
 class CollectorContext:
     """What the agent lends a collector factory.
@@ -99,11 +109,14 @@ class CollectorContext:
     ``now_ns`` is the agent's clock (UTC ns). ``shared`` lets devices of one protocol share a
     resource (a gateway connection) through :meth:`shared_resource`. ``state`` keeps small values
     across restarts; ``data_dir`` is where a collector may keep files (certificates).
+    ``intern_text`` gives the id (kept across restarts) of a text reading: a signal of kind
+    ``text`` carries that id as its value. It may be called from any thread.
     """
 
     now_ns: Callable[[], int]
     state: KeyValueStore = field(default_factory=_MemoryState)
     data_dir: str = "."
+    intern_text: Callable[[str], int] = field(default_factory=lambda: _MemoryTexts().intern)
     _shared: dict[Hashable, Any] = field(default_factory=dict)
 
     def shared_resource(self, key: Hashable, make: Callable[[], T]) -> T:
@@ -156,6 +169,8 @@ class CollectorPlugin:
     check_device: DeviceCheck | None = None
     #: One line for docs and ``--help``: what the endpoint looks like.
     endpoint_example: str = ""
+    #: endpoint -> what is wrong with it (None: fine). Default: it needs a host and a port.
+    check_endpoint: Callable[[str], str | None] | None = None
 
 
 _REGISTRY: dict[str, CollectorPlugin] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,6 +53,21 @@ class ProfileBase(Strict):
     def signals(self) -> list[SignalSpec]:
         """The model's signals, in the order its collector indexes them (0..n-1)."""
         raise NotImplementedError
+
+    @classmethod
+    def lint(cls, data: dict[str, Any]) -> list[Finding]:
+        """Problems across items (repeated names, overlaps) and doubtful values, found in the raw
+        profile ``data`` even where some items do not validate, so one check reports them all."""
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem of a profile at ``loc`` (a path into the YAML file); a warning still loads."""
+
+    loc: tuple[str | int, ...]
+    message: str
+    warning: bool = False
 
 
 def signal_names(profile: ProfileBase) -> list[str]:

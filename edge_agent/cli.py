@@ -76,11 +76,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
             return 0
         if args.command == "profile":
             problems: list[str] = []
+            warnings: list[str] = []
             for f in args.files:
                 try:
-                    load_profile(f)
+                    load_profile(f, warnings)
                 except ConfigError as exc:
                     problems += exc.problems
+            for warning in warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             if problems:
                 print("\n".join(problems), file=sys.stderr)
                 return 2

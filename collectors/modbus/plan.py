@@ -66,5 +66,38 @@ def plan_requests(fields: Sequence[ModbusField], max_registers: int = MAX_REGIST
             current = Request(f.table, f.address, f.width)
             requests.append(current)
         current.field_index.append(i)
-        current.decoders.append(FieldDecoder(f.address - current.address, f.type, f.byte_order, f.scale, f.offset))
+        current.decoders.append(field_decoder(f, f.address - current.address))
     return requests
+
+
+def field_decoder(f: ModbusField, offset: int) -> FieldDecoder:
+    """How to decode ``f`` when it starts ``offset`` registers into a reply."""
+    return FieldDecoder(
+        offset,
+        f.type,
+        f.byte_order,
+        f.scale,
+        f.offset,
+        length=f.length or 0,
+        bit=f.bit,
+        byte=f.byte or "high",
+        names=f.values or {},
+    )
+
+
+def split_request(req: Request, fields: Sequence[ModbusField]) -> list[Request]:
+    """``req`` as one request per field (each field's own range), for a device that refused the
+    merged read: fields that can be read then arrive even when a neighbour or a gap cannot."""
+    out = []
+    for i in req.field_index:
+        f = fields[i]
+        out.append(Request(f.table, f.address, f.width, [i], [field_decoder(f, 0)]))
+    return out
+
+
+def span(table: str, address: int, count: int) -> str:
+    """A range as messages show it: ``holding 0..17 (18 registers)``."""
+    unit = "bits" if table in ("coil", "discrete") else "registers"
+    if count == 1:
+        unit = unit[:-1]
+    return f"{table} {address}..{address + count - 1} ({count} {unit})"

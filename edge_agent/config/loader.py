@@ -13,6 +13,7 @@ from collectors.plugin import CollectorPlugin, DeviceSpec, plugins
 from collectors.profile import ProfileBase, SignalSpec, builtin_profile_dir, signal_names
 from edge_agent.config.model import AgentConfig, Device, agent_config_model, union_tags
 from edge_agent.config.renamed import rename_in_config
+from edge_agent.config.types import FROM_FILE
 from edge_agent.config.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
 
 _ADAPTERS: dict[tuple[tuple[str, int], ...], TypeAdapter[Any]] = {}
@@ -37,28 +38,56 @@ def _profile_adapter() -> TypeAdapter[Any]:
     return adapter
 
 
-def load_profile(path: Path) -> ProfileBase:
-    """Validate one profile file; every problem names the file, line and field."""
+def load_profile(path: Path, warnings: list[str] | None = None) -> ProfileBase:
+    """Validate one profile file; every problem names the file, line and field, all in one pass.
+
+    Doubtful but valid values (an address that looks Modicon-style) are appended to ``warnings``.
+    """
     doc = load_yaml(path)
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.problem((), "a profile is a mapping with name, protocol and fields/nodes")])
+    plugin = plugins().get(str(doc.data.get("protocol")))
+    findings = plugin.profile_model.lint(doc.data) if plugin is not None else []
+    problems = [doc.problem(f.loc, f.message) for f in findings if not f.warning]
     try:
-        profile: ProfileBase = _profile_adapter().validate_python(doc.data)
+        profile: ProfileBase = _profile_adapter().validate_python(doc.data, context=FROM_FILE)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(doc, exc, union_tags=union_tags())) from None
+        # Errors of the whole profile repeat what lint found at the fields.
+        problems = validation_problems(doc, exc, union_tags=union_tags(), skip_whole=bool(problems)) + problems
+    if problems:
+        raise ConfigError(problems)
+    if warnings is not None:
+        warnings += [doc.problem(f.loc, f.message) for f in findings if f.warning]
     return profile
 
 
-def load_profiles(dirs: Iterable[Path]) -> dict[str, ProfileBase]:
+def profile_name(path: Path) -> str | None:
+    """The ``name:`` a profile file declares, read without validating it (None if unreadable)."""
+    try:
+        data = load_yaml(path).data
+    except ConfigError:
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def load_profiles(
+    dirs: Iterable[Path], used: set[str] | None = None, warnings: list[str] | None = None
+) -> dict[str, ProfileBase]:
+    """Every profile in ``dirs`` by name. A broken profile is an error when ``used`` is None or
+    names it, and a warning (in ``warnings``) when no device uses it."""
     profiles: dict[str, ProfileBase] = {}
     where: dict[str, Path] = {}
     problems: list[str] = []
     for folder in dirs:
         for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
             try:
-                profile = load_profile(path)
+                profile = load_profile(path, warnings)
             except ConfigError as exc:
-                problems.extend(exc.problems)
+                if used is not None and warnings is not None and profile_name(path) not in used:
+                    warnings += [f"{p} (no device uses this profile: it is skipped)" for p in exc.problems]
+                else:
+                    problems.extend(exc.problems)
                 continue
             if profile.name in profiles:
                 problems.append(
@@ -168,6 +197,9 @@ def _check_device(doc: YamlDocument, i: int, dev: Device, profiles: dict[str, Pr
 def _check_endpoint(doc: YamlDocument, at: tuple[str | int, ...], dev: Device, plugin: CollectorPlugin) -> list[str]:
     from urllib.parse import urlsplit  # noqa: PLC0415
 
+    if plugin.check_endpoint is not None:
+        wrong = plugin.check_endpoint(dev.endpoint)
+        return [doc.problem((*at, "endpoint"), wrong)] if wrong else []
     url = urlsplit(dev.endpoint)
     try:
         ok = bool(url.hostname) and url.port is not None
@@ -220,7 +252,7 @@ def load_config(path: Path) -> LoadedConfig:
         raise ConfigError([doc.problem((), "agent.yaml is a mapping with agent, sinks, devices")])
     warnings = rename_in_config(doc)
     try:
-        config = agent_config_model().model_validate(doc.data)
+        config = agent_config_model().model_validate(doc.data, context=FROM_FILE)
     except ValidationError as exc:
         raise ConfigError(validation_problems(doc, exc, union_tags=union_tags())) from None
     dirs = [builtin_profile_dir()]
@@ -231,7 +263,7 @@ def load_config(path: Path) -> LoadedConfig:
             problems.append(doc.problem(("profile_dirs", j), f"no folder {folder}: create it or fix the path"))
         else:
             dirs.append(folder)
-    profiles = load_profiles(dirs)
+    profiles = load_profiles(dirs, {d.profile for d in config.devices}, warnings)
     seen: dict[str, int] = {}
     for i, dev in enumerate(config.devices):
         if dev.name in seen:

@@ -28,7 +28,7 @@ from analytics.oee import (
 )
 from analytics.schedule import Break, Shift, WorkSchedule
 from analytics.windows import ShiftWindows
-from edge_agent.config.types import Duration, StateName, Strict, TagValue
+from edge_agent.config.types import FROM_FILE, Duration, StateName, Strict, TagValue
 from edge_agent.config.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
 
 CATEGORY = {"running": RUNNING, "idle": IDLE, "down": DOWN, "setup": SETUP, "planned_stop": PLANNED_STOP}
@@ -139,6 +139,6 @@ def load_machine_oee(path: Path) -> tuple[OeeSection, YamlDocument]:
     if not isinstance(data, dict):
         raise ConfigError([doc.problem(at, "expected the oee: section (state, counters, ideal_cycle_time, ...)")])
     try:
-        return OeeSection.model_validate(data), doc
+        return OeeSection.model_validate(data, context=FROM_FILE), doc
     except ValidationError as exc:
         raise ConfigError(validation_problems(doc, exc, prefix=at)) from None

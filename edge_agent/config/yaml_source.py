@@ -91,16 +91,23 @@ _HINTS = {
 
 
 def validation_problems(
-    doc: YamlDocument, exc: ValidationError, prefix: Loc = (), union_tags: set[str] | None = None
+    doc: YamlDocument,
+    exc: ValidationError,
+    prefix: Loc = (),
+    union_tags: set[str] | None = None,
+    skip_whole: bool = False,
 ) -> list[str]:
     """One message per pydantic error, located in the YAML file.
 
+    ``skip_whole`` leaves out errors of the whole document (found again, located, by a lint).
     ``union_tags`` are the names of tagged-union members (protocols, sink types) that pydantic
     puts into error locations; the YAML file has no such level.
     """
     problems = []
     for err in exc.errors(include_url=False):
         loc = prefix + _strip_union_tags(tuple(err["loc"]), union_tags or set())
+        if skip_whole and len(loc) <= len(prefix):
+            continue  # ``skip_whole``: errors of the whole document are reported where they arise
         hint = _HINTS.get(err["type"], err["msg"].removeprefix("Value error, "))
         shown = repr(err.get("input"))
         if err["type"] not in _HINTS and not isinstance(err.get("input"), dict | list) and shown not in hint:

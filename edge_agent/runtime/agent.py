@@ -75,6 +75,7 @@ class Agent:
             now_ns=self.clock.now_ns,
             state=self.buffer,
             data_dir=str(self.buffer.path.parent),
+            intern_text=self.buffer.intern_text,
         )
         self.collectors: list[Collector] = []
         self.health: list[DeviceHealth] = []

@@ -28,6 +28,7 @@ from edge_agent.config.oee import COUNTER_KIND, machine_config, shift_windows, w
 from edge_agent.runtime.anomaly_stage import AnalogSignal, AnomalyStage
 from edge_agent.runtime.checkpoint import fingerprint as checkpoint_fingerprint
 from edge_agent.schema import OEE, OEE_FIELDS, RAW
+from edge_agent.sinks.line_protocol import TEXT_FIELD
 from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series
 
@@ -99,7 +100,10 @@ class Pipeline:
                 "device": dev.name,
             }
             first = len(raw_keys)
-            raw_keys += [Series.of(RAW, {**tags, "signal": n}, "value") for n in names]
+            raw_keys += [
+                Series.of(RAW, {**tags, "signal": sig.name}, TEXT_FIELD if sig.kind == "text" else "value")
+                for sig in signals
+            ]
             machine = -1
             if dev.oee is not None:
                 machine = len(machine_cfgs)

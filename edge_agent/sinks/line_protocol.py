@@ -6,7 +6,8 @@ timestamp is formatted once, values are formatted by one C-level ``map`` (integr
 integers, which line protocol reads as the same float; others with ``repr``, the shortest form
 that reads back exactly), and one ``join`` makes the body. Good points carry the float value; a
 point whose quality is not good carries ``<field>_quality=<code>i`` instead, so a bad reading is
-visible, never lost.
+visible, never lost. A point of a text series (field ``text``: a serial number, a recipe name)
+carries the id of its text (:meth:`SeriesCatalog.texts`) and is written as a string field.
 
 >>> from collectors.batch import Batch
 >>> from edge_agent.store.catalog import Series, SeriesCatalog
@@ -19,12 +20,16 @@ raw,machine=press\\ 1,signal=temp value_quality=1i 1000000000000000000
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 
 from collectors.batch import Batch
 from edge_agent.store.catalog import Series, SeriesCatalog
 
+#: The field name of text series.
+TEXT_FIELD = "text"
 #: Integral values below this magnitude are written as integers (exact in float64).
 _EXACT_INT = 2.0**53
 
@@ -62,6 +67,12 @@ class LineProtocol:
                 prefix, field = series_prefix(series), escape_tag(series.field)
                 self.good[sid] = f"{prefix} {field}="
                 self.bad[sid] = f"{prefix} {field}_quality="
+        self.is_text = np.fromiter(
+            (catalog.get(i) is not None and catalog[i].field == TEXT_FIELD for i in range(catalog.size)),
+            bool,
+            catalog.size,
+        )
+        self.any_text = bool(self.is_text.any())
 
     def follow(self, catalog: SeriesCatalog) -> LineProtocol:
         """This encoder, or one for a newer snapshot of the same catalog."""
@@ -82,9 +93,22 @@ class LineProtocol:
         signal = batch.signal
         parts[0::3] = self.good[signal] if all_ok else np.where(ok, self.good[signal], self.bad[signal])
         parts[1::3] = _format_values(batch.value, batch.quality, all_ok)
+        if self.any_text:
+            text = np.flatnonzero(self.is_text[signal] & ok)
+            if text.shape[0]:
+                texts = self.catalog.texts
+                parts[3 * text + 1] = [
+                    _string_field(texts.get(int(code), "")) if math.isfinite(code) else '""'
+                    for code in batch.value[text].tolist()
+                ]
         parts[2::3] = _format_times(batch.ts)
         parts[-1] = parts[-1][:-1]  # no newline after the last line
         return "".join(parts.tolist()).encode()
+
+
+def _string_field(text: str) -> str:
+    """A string field value: quoted, with ``"`` and ``\\`` escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _format_times(ts: NDArray[np.int64]) -> NDArray[np.object_]:

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, acked INTEGER NOT NUL
 CREATE TABLE IF NOT EXISTS drops (reason TEXT PRIMARY KEY, points INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS texts (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
 """
 
 
@@ -153,7 +154,9 @@ class Buffer:
         log.info("local store %s: %d series moved to the structured catalog", self.path, len(rows))
 
     def _read_catalog(self) -> SeriesCatalog:
-        return self._catalog_after(SeriesCatalog(), -1)
+        catalog = self._catalog_after(SeriesCatalog(), -1)
+        texts = dict(self._db.execute("SELECT id, text FROM texts"))
+        return catalog.with_texts(texts) if texts else catalog
 
     def _catalog_after(self, known: SeriesCatalog, last_id: int) -> SeriesCatalog:
         """``known`` extended by the catalog rows with id above ``last_id``.
@@ -192,6 +195,24 @@ class Buffer:
                     ids.append(int(found[0]))
             self._catalog = self._catalog_after(self._catalog, self._catalog.size - 1)
         return np.array(ids, np.int32)
+
+    def intern_text(self, text: str) -> int:
+        """The id of ``text`` (a string reading: a serial number, a recipe name), stored once and
+        kept across restarts; points of text series carry it as their value. Any thread."""
+        with self._lock:
+            known = self._catalog.text_ids.get(text)
+            if known is not None:
+                return known
+            box: list[int] = []
+
+            def insert() -> None:
+                with self._transaction() as db:
+                    row = db.execute("INSERT INTO texts (text) VALUES (?) RETURNING id", (text,)).fetchone()
+                    box.append(int(row[0]))
+
+            self._with_room(insert, reserve=True)
+            self._catalog = self._catalog.with_texts({box[0]: text})
+            return box[0]
 
     def catalog(self) -> SeriesCatalog:
         """The series known so far (an immutable snapshot: safe to hand to another thread)."""

@@ -43,10 +43,13 @@ class Series:
 class SeriesCatalog:
     """An immutable map from series id to :class:`Series`."""
 
-    def __init__(self, entries: Mapping[int, Series] | None = None) -> None:
+    def __init__(self, entries: Mapping[int, Series] | None = None, texts: Mapping[int, str] | None = None) -> None:
         self._entries: dict[int, Series] = dict(entries or {})
         #: One more than the largest id (arrays indexed by series id have this length).
         self.size = max(self._entries, default=-1) + 1
+        #: Text values by id: a point of a text series (field ``text``) carries the id as its value.
+        self.texts: dict[int, str] = dict(texts or {})
+        self.text_ids: dict[str, int] = {t: i for i, t in self.texts.items()}
 
     def __getitem__(self, series_id: int) -> Series:
         return self._entries[series_id]
@@ -65,7 +68,11 @@ class SeriesCatalog:
 
     def with_entries(self, more: Mapping[int, Series]) -> SeriesCatalog:
         """A new snapshot with ``more`` added."""
-        return SeriesCatalog({**self._entries, **more})
+        return SeriesCatalog({**self._entries, **more}, self.texts)
+
+    def with_texts(self, more: Mapping[int, str]) -> SeriesCatalog:
+        """A new snapshot with text values ``more`` added."""
+        return SeriesCatalog(self._entries, {**self.texts, **more})
 
 
 def parse_line_protocol_key(key: str) -> tuple[str, dict[str, str]]:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from analytics.anomaly import AnomalyScorer
 from edge_agent.config.anomaly import AnomalyBase, anomaly_section_model, anomaly_settings, unknown_signal_keys
 from edge_agent.config.renamed import rename_anomaly_keys
+from edge_agent.config.types import FROM_FILE
 from edge_agent.config.yaml_source import ConfigError, load_yaml, validation_problems
 from edge_agent.tools.signals_csv import read_signals
 
@@ -27,7 +28,7 @@ def load_section(path: Path | None) -> AnomalyBase:
     for warning in rename_anomaly_keys(doc, data, ()):
         print(f"warning: {warning}", file=sys.stderr)
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=FROM_FILE)
     except ValidationError as exc:
         raise ConfigError(validation_problems(doc, exc)) from None
 

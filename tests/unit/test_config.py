@@ -104,7 +104,7 @@ def test_anomaly_override_for_an_unknown_signal_is_reported(tmp_path: Path) -> N
 def test_profile_errors_name_the_field(tmp_path: Path) -> None:
     path = write(
         tmp_path,
-        "name: p\nprotocol: modbus\nfields:\n  - {name: a, table: holding, address: 0, type: float64}\n",
+        "name: p\nprotocol: modbus\nfields:\n  - {name: a, table: holding, address: 0, type: float128}\n",
         "p.yaml",
     )
     with pytest.raises(ConfigError) as info:
@@ -114,15 +114,21 @@ def test_profile_errors_name_the_field(tmp_path: Path) -> None:
 
 
 def test_durations() -> None:
-    assert [parse_duration(v) for v in ("500ms", "2s", "5m", "1h", 3)] == [
+    assert [parse_duration(v) for v in ("500ms", "2s", "5m", "1h", "1.5 d", 0, "0")] == [
         0.5,
         2.0,
         300.0,
         3600.0,
-        3.0,
+        129600.0,
+        0.0,
+        0.0,
     ]
     with pytest.raises(ValueError, match="duration"):
         parse_duration("soon")
+    # A bare number is ambiguous (seconds? milliseconds?): the message names the fix.
+    for bare in (1, 2.5, "1"):
+        with pytest.raises(ValueError, match=r"needs a unit: write (1|2\.5)s"):
+            parse_duration(bare)
 
 
 def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -156,3 +162,70 @@ def test_oee_settings_that_cannot_work_are_reported(tmp_path: Path) -> None:
     found = problems(write(tmp_path, text))
     assert any(":21: analytics.shifts.timezone: unknown time zone 'Asia/Shangai'" in p for p in found), found
     assert any(":23: analytics.shifts.breaks[0].end" in p for p in found), found
+
+
+PROFILE_WITH_EVERY_KIND_OF_PROBLEM = """\
+name: meter
+protocol: modbus
+fields:
+  - {name: volts, table: holding, address: 0, type: float32}
+  - {name: amps, table: holding, address: 1, type: float32}
+  - {name: serial, table: holding, address: 10, type: string}
+  - {name: volts, table: holding, address: 20, type: uint16}
+  - {name: watts, table: holding, address: 30, type: float96}
+  - {name: hz, table: holding, address: 40, type: uint16, bit: 3}
+"""
+
+
+def test_profile_check_reports_every_problem_in_one_pass_at_each_field(tmp_path: Path) -> None:
+    """Types, missing keys, repeats and overlaps together, each at its own line (not at line 1)."""
+    path = write(tmp_path, PROFILE_WITH_EVERY_KIND_OF_PROBLEM, "meter.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_profile(path)
+    problems = info.value.problems
+    by_line = {p.split(":")[1] for p in problems}
+    assert {"5", "6", "7", "8", "9"} <= by_line, problems
+    joined = "\n".join(problems)
+    assert "overlaps 'volts' (holding 0..1, fields[0])" in joined
+    assert "'volts' repeats fields[0]" in joined
+    assert "needs length" in joined
+    assert "float96" in joined
+    assert "set type: bool" in joined
+
+
+def test_modicon_registers_are_converted_and_lookalike_addresses_warned(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "name: m\nprotocol: modbus\nfields:\n"
+        "  - {name: a, register: 40001}\n"
+        "  - {name: b, register: 300011, type: float32}\n"
+        "  - {name: c, table: holding, address: 40101}\n",
+        "m.yaml",
+    )
+    warnings: list[str] = []
+    profile = load_profile(path, warnings)
+    places = [(f.table, f.address) for f in profile.fields]  # type: ignore[attr-defined]
+    assert places == [("holding", 0), ("input", 10), ("holding", 40101)]
+    (warning,) = warnings
+    assert warning.startswith(f"{path}:6: fields[2].address:") and "register: 40101" in warning
+    bad = write(tmp_path, "name: m\nprotocol: modbus\nfields:\n  - {name: a, register: 50001}\n", "bad.yaml")
+    with pytest.raises(ConfigError, match=r"bad.yaml:4: fields\[0\].*not a Modicon register"):
+        load_profile(bad)
+
+
+def test_a_broken_profile_no_device_uses_is_a_warning(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    write(profiles, "name: unused\nprotocol: modbus\nfields:\n  - {name: a, table: holding, address: x}\n", "u.yaml")
+    config = write(tmp_path, GOOD + "profile_dirs: [profiles]\n")
+    loaded = load_config(config)
+    assert any("u.yaml:4" in w and "no device uses" in w for w in loaded.warnings)
+    used = GOOD.replace("demo-press-modbus", "unused") + "profile_dirs: [profiles]\n"
+    with pytest.raises(ConfigError, match=r"u.yaml:4: fields\[0\].address"):
+        load_config(write(tmp_path, used, "used.yaml"))
+
+
+def test_a_bare_number_duration_in_a_file_needs_a_unit(tmp_path: Path) -> None:
+    text = GOOD.replace("    unit_id: 1\n", "    unit_id: 1\n    poll_interval: 1\n")
+    with pytest.raises(ConfigError, match=r"devices\[0\].poll_interval: a duration needs a unit: write 1s"):
+        load_config(write(tmp_path, text))

@@ -1,5 +1,6 @@
 """Runs every scenario in collectors/modbus/testcases/: a profile, register contents, and either
-the decoded values expected or the validation error expected."""
+the decoded values expected (numbers; texts for string and enum fields; null for a bad reading)
+or the validation error expected."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collectors.modbus.decode import decode_fields
 from collectors.modbus.plan import plan_requests
 from collectors.modbus.profile import ModbusProfile
 from edge_agent.config import load_profile
@@ -39,8 +39,21 @@ def test_case(case: Path) -> None:
     assert isinstance(profile, ModbusProfile)
     registers = json.loads((case / "registers.json").read_text(encoding="utf-8"))
     expected = json.loads((case / "expected.json").read_text(encoding="utf-8"))
-    got: dict[str, float] = {}
+    got: dict[str, float | str | None] = {}
     for req in plan_requests(profile.fields, profile.max_registers_per_request, profile.max_gap):
-        values = decode_fields(read_block(registers, req.table, req.address, req.count), req.decoders)
-        got.update({profile.fields[i].name: float(v) for i, v in zip(req.field_index, values, strict=True)})
-    assert got == pytest.approx(expected)
+        words = read_block(registers, req.table, req.address, req.count)
+        values = req.plan.decode(words)
+        got.update(
+            {
+                profile.fields[i].name: float(v) if np.isfinite(v) else None
+                for i, v in zip(req.field_index, values, strict=True)
+            }
+        )
+        for k, text in zip(req.plan.text_index, req.plan.texts(words), strict=True):
+            got[profile.fields[req.field_index[k]].name] = text
+    assert set(got) == set(expected)
+    for name, want in expected.items():
+        if isinstance(want, float | int):
+            assert got[name] == pytest.approx(want, rel=1e-12, abs=1e-12), name
+        else:
+            assert got[name] == want, name

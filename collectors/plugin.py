@@ -17,6 +17,10 @@ When the agent calls each method of a :class:`Collector`:
   answers with an error for some values returns them with a bad quality; a device that cannot be
   reached raises (``ConnectionError`` or ``TimeoutError``): its time is then unknown;
 * ``close()`` after a failure and at shutdown; it must not raise.
+
+A collector whose connection is shared with other devices (a gateway) may expose an integer
+``link_generation`` that grows each time the connection is made: devices backing off after a
+failure then poll again as soon as any of them has reconnected.
 """
 
 from __future__ import annotations

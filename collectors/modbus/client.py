@@ -90,6 +90,11 @@ class ModbusCollector:
     def name(self) -> str:
         return f"modbus://{self.link.where}/{self.unit_id}"
 
+    @property
+    def link_generation(self) -> int:
+        """Connections the link has made: devices sharing it retry when it changes."""
+        return int(getattr(self.link, "generation", 0))
+
     # -- refused ranges ------------------------------------------------------------------------
     def _remembered(self) -> list[tuple[str, int, int]]:
         raw = self.state.get_state(self._state_key) if self.state is not None else None

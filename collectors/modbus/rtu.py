@@ -37,6 +37,8 @@ class RtuLink:
         self._client, self._where, self.timeout_s, self.frame_gap = client, where, timeout_s, frame_gap
         self._lock = asyncio.Lock()
         self._quiet_since = 0.0
+        #: Connections made so far (devices sharing this line notice when it comes back).
+        self.generation = 0
 
     @classmethod
     def serial(
@@ -88,6 +90,7 @@ class RtuLink:
                 raise DeviceUnreachable(f"cannot open {self.where}: {exc}") from exc
             if not ok:
                 raise DeviceUnreachable(f"cannot open {self.where}")
+            self.generation += 1
 
     async def read(self, table: str, address: int, count: int, unit_id: int) -> ReadReply:
         """``count`` registers (or bits) of ``table`` from ``address``; raises DeviceUnreachable."""

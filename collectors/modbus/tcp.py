@@ -105,6 +105,8 @@ class TcpLink:
         self._protocol: _Protocol | None = None
         self._lock = asyncio.Lock()
         self._tid = 0
+        #: Connections made so far (devices sharing this link notice when it comes back).
+        self.generation = 0
 
     @property
     def where(self) -> str:
@@ -127,6 +129,7 @@ class TcpLink:
             except (OSError, TimeoutError) as exc:
                 raise DeviceUnreachable(f"no Modbus TCP answer at {self.where}: {exc or 'timed out'}") from exc
             self._protocol = protocol
+            self.generation += 1
 
     async def read(self, table: str, address: int, count: int, unit_id: int) -> ReadReply:
         """``count`` registers (or bits) of ``table`` from ``address``; raises DeviceUnreachable."""

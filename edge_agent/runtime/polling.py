@@ -43,6 +43,10 @@ class DeviceHealth:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+#: How often a device backing off looks whether its shared connection came back (seconds).
+LINK_CHECK_S = 0.1
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Reconnect delays in seconds: ``initial``, doubled per failure up to ``max``."""
@@ -145,7 +149,22 @@ class DevicePoller:
         if close:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.collector.close(), self.timeout_s)
-        await asyncio.sleep(self.backoff.after(self._failures_in_row))
+        await self._back_off(self.backoff.after(self._failures_in_row))
+
+    async def _back_off(self, delay_s: float) -> None:
+        """Wait ``delay_s`` seconds, or less: a collector whose connection is shared with other
+        devices (``link_generation``, optional) stops waiting as soon as any of them has
+        reconnected it, so every unit behind a gateway that came back polls again at once."""
+        generation = getattr(self.collector, "link_generation", None)
+        if generation is None:
+            await asyncio.sleep(delay_s)
+            return
+        loop = asyncio.get_running_loop()
+        until = loop.time() + delay_s
+        while (left := until - loop.time()) > 0:
+            await asyncio.sleep(min(left, LINK_CHECK_S))
+            if getattr(self.collector, "link_generation", generation) != generation:
+                return
 
 
 def good_samples(batch: Batch) -> tuple[int, int]:

@@ -197,3 +197,66 @@ def _serials(influxdb: InfluxServer, db: str) -> list[str]:
     except Exception:
         return []
     return [row[1] for s in series for row in s["values"]]
+
+
+def test_every_unit_behind_a_gateway_polls_again_soon_after_it_returns(tmp_path: Path) -> None:
+    """Two units share one connection to a gateway that goes away long enough for both to back off
+    to the longest delay (4 s), then returns: both poll again, the second right after the first
+    (it stops backing off when the connection is made again). Times are reported, not asserted."""
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "meter.yaml").write_text(METER_PROFILE, encoding="utf-8")
+    (tmp_path / "profiles" / "controller.yaml").write_text(CONTROLLER_PROFILE, encoding="utf-8")
+    port = free_port()
+    figures: dict[str, float] = {}
+
+    async def body() -> None:
+        bus = Bus("tcp", port)
+        await bus.start()
+        devices = [
+            {"name": n, "line": "l", "profile": p, "endpoint": bus.endpoint, "unit_id": u, "connection": "shared"}
+            | {"poll_interval": "100ms", "timeout": "500ms"}
+            for n, p, u in (("meter", "three-phase-meter", METER_UNIT), ("press", "machine-controller", 3))
+        ]
+        config = {
+            "agent": {"id": "t", "site": "s", "workshop": "w", "buffer": {"path": str(tmp_path / "b.sqlite3")}},
+            "profile_dirs": ["profiles"],
+            "sinks": [],
+            "devices": devices,
+        }
+        path = tmp_path / "agent.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        agent = Agent(load_config(path), ScaledClock(1.0))
+        task = asyncio.create_task(agent.run(drain_s=1))
+        try:
+            await until(lambda: all(h.polls > 5 for h in agent.health), "both units polling")
+            await bus.stop()
+            await until(lambda: all(h.failures >= 5 for h in agent.health), "both units backing off")
+            polls = [h.polls for h in agent.health]
+            bus = Bus("tcp", port)
+            await bus.start()
+            back = time.monotonic()
+            seen: dict[int, float] = {}
+
+            def recovered() -> bool:
+                for i, h in enumerate(agent.health):
+                    if h.polls > polls[i]:
+                        seen.setdefault(i, time.monotonic() - back)
+                return len(seen) == len(agent.health)
+
+            await until(recovered, "both units polling again", step=0.01)
+            figures.update(first_s=min(seen.values()), last_s=max(seen.values()))
+        finally:
+            agent.stop()
+            await task
+            await bus.stop()
+
+    asyncio.run(body())
+    print(f"gateway back: units polling again after {figures['first_s']:.2f} s and {figures['last_s']:.2f} s")
+
+
+async def until(condition: Any, what: str, deadline_s: float = 60.0, step: float = 0.05) -> None:
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"not within {deadline_s:g} s: {what}")
+        await asyncio.sleep(step)

@@ -88,3 +88,24 @@ def test_a_sink_that_raises_something_unexpected_is_retried(tmp_path: Path, capl
     assert buffer.stats().pending_points == 0
     assert "unexpected KeyError" in caplog.text
     forwarder.close()
+
+
+def test_backing_off_ends_when_a_shared_connection_is_made_again() -> None:
+    """A device waiting out a long backoff polls again as soon as a device sharing its connection
+    has reconnected it (``link_generation`` grew); without that signal it waits the full delay."""
+    from edge_agent.runtime.clock import ScaledClock  # noqa: PLC0415
+    from edge_agent.runtime.polling import DeviceHealth, DevicePoller  # noqa: PLC0415
+
+    class Shared:
+        link_generation = 1
+
+    async def body() -> None:
+        collector = Shared()
+        poller = DevicePoller(0, collector, DeviceHealth("d", "x"), 1.0, 1.0, ScaledClock(1.0), lambda i, b: None)  # type: ignore[arg-type]
+        waiting = asyncio.create_task(poller._back_off(3600.0))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        collector.link_generation = 2
+        await asyncio.wait_for(waiting, 60)  # an hour's backoff ended by the reconnection
+
+    asyncio.run(body())

@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 DURATION ?=
 DEMO_ARGS := $(if $(DURATION),--duration $(DURATION),)
 
+INTEROP := tests/interop/node_modules/.installed-stamp
+
 .PHONY: demo test lint influxdb bench clean
 
 $(STAMP): pyproject.toml
@@ -20,7 +22,12 @@ demo: $(STAMP)
 influxdb:
 	bash scripts/ensure-influxdb.sh
 
-test: $(STAMP) influxdb
+# Device implementations from other stacks (npm), for the interop tests.
+$(INTEROP): tests/interop/package.json tests/interop/package-lock.json
+	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
+	touch $(INTEROP)
+
+test: $(STAMP) influxdb $(INTEROP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -32,4 +39,4 @@ bench: $(STAMP) influxdb
 	$(BIN)/python benchmarks/sink.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/interop/node_modules

@@ -155,33 +155,40 @@ class ModbusCollector:
         values = np.full(n, np.nan)
         quality = np.zeros(n, np.uint8)
         errors: list[str] = []
-        todo = list(self.requests)
-        while todo:
-            req = todo.pop(0)
-            index = np.asarray(req.field_index, np.intp)
-            reply = await self.link.read(req.table, req.address, req.count, self.unit_id)
-            if reply.words is None:
-                if reply.exception in UNIT_DOWN:
-                    raise DeviceUnreachable(
-                        f"unit {self.unit_id} behind {self.link.where}: {reply.exception_name}", link_ok=True
-                    )
-                if reply.exception in REFUSED_RANGE and len(req.field_index) > 1:
-                    todo[:0] = self._refuse(req, reply)
-                    continue
-                quality[index] = QUALITY_BAD_DEVICE
-                errors.append(self._field_error(req, reply.exception_name))
-                continue
-            if reply.words.shape[0] < req.count:
-                quality[index] = QUALITY_BAD_DEVICE
-                errors.append(f"{span(req.table, req.address, req.count)}: {reply.words.shape[0]} answered")
-                continue
-            values[index] = req.plan.decode(reply.words)
-            if req.plan.text_index:
-                self._texts(req, reply, values, quality)
+        todo: list[tuple[Request, np.ndarray]] = []
+        for req, index in list(zip(self.requests, self._index, strict=True)):  # a refusal edits the plan
+            todo += await self._read(req, index, values, quality, errors)
+        while todo:  # the parts of a read refused in this poll
+            req, index = todo.pop(0)
+            todo[:0] = await self._read(req, index, values, quality, errors)
         bad_number = ~np.isfinite(values) & (quality == 0)
         quality[bad_number] = QUALITY_BAD_DECODE
         self.last_error = "; ".join(errors) or None
         return Batch(np.full(n, self.now_ns(), np.int64), self._signals, values, quality)
+
+    async def _read(
+        self, req: Request, index: np.ndarray, values: np.ndarray, quality: np.ndarray, errors: list[str]
+    ) -> list[tuple[Request, np.ndarray]]:
+        """One read into ``values``; the smaller reads to make instead if the device refused it."""
+        reply = await self.link.read(req.table, req.address, req.count, self.unit_id)
+        words = reply.words
+        if words is None:
+            if reply.exception in UNIT_DOWN:
+                raise DeviceUnreachable(
+                    f"unit {self.unit_id} behind {self.link.where}: {reply.exception_name}", link_ok=True
+                )
+            if reply.exception in REFUSED_RANGE and len(req.field_index) > 1:
+                return [(part, np.asarray(part.field_index, np.intp)) for part in self._refuse(req, reply)]
+            quality[index] = QUALITY_BAD_DEVICE
+            errors.append(self._field_error(req, reply.exception_name))
+        elif words.shape[0] < req.count:
+            quality[index] = QUALITY_BAD_DEVICE
+            errors.append(f"{span(req.table, req.address, req.count)}: {words.shape[0]} answered")
+        else:
+            values[index] = req.plan.decode(words)
+            if req.plan.text_index:
+                self._texts(req, reply, values, quality)
+        return []
 
     def _field_error(self, req: Request, what: str) -> str:
         names = ", ".join(self.profile.fields[i].name for i in req.field_index)

@@ -105,18 +105,20 @@ class RtuLink:
         async with self._lock:
             if not self._client.connected:
                 raise DeviceUnreachable(f"{self.where} is not open")
-            wait = self._quiet_since + self.frame_gap - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if self.frame_gap:
+                wait = self._quiet_since + self.frame_gap - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             try:
-                async with asyncio.timeout(self.timeout_s * 2):
-                    reply = await call(address, count=count, device_id=unit_id)
+                # pymodbus' client times out after timeout_s (no retries); the agent bounds the poll too.
+                reply = await call(address, count=count, device_id=unit_id)
             except (ModbusException, TimeoutError) as exc:
                 raise TimeoutError(
                     f"{self.where} unit {unit_id}: no valid reply to {table} {address}..{address + count - 1}: {exc}"
                 ) from None
             finally:
-                self._quiet_since = time.monotonic()
+                if self.frame_gap:
+                    self._quiet_since = time.monotonic()
         if reply.isError():
             code = int(getattr(reply, "exception_code", 0))
             return ReadReply(None, code if code in EXCEPTION_NAMES else code or 4)

@@ -10,7 +10,7 @@ import pytest
 
 from collectors.modbus.plugin import parse_endpoint
 from collectors.modbus.rtu import frame_gap_s
-from edge_agent.config import load_config
+from edge_agent.config import load_config, load_profile
 from edge_agent.config.yaml_source import ConfigError
 from tests.unit.test_config import GOOD, write
 
@@ -52,3 +52,14 @@ def test_a_wrong_serial_endpoint_is_reported_at_its_line(tmp_path: Path) -> None
 def test_frame_gap_follows_the_serial_line_specification() -> None:
     assert frame_gap_s(9600) == pytest.approx(3.5 * 11 / 9600)
     assert frame_gap_s(38400) == 0.00175
+
+
+def test_the_readme_example_profile_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "collectors" / "modbus" / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```yaml\nname: three-phase-meter")[1].split("```")[0]
+    path = tmp_path / "meter.yaml"
+    path.write_text("name: three-phase-meter" + example, encoding="utf-8")
+    warnings: list[str] = []
+    profile = load_profile(path, warnings)
+    assert warnings == []
+    assert len(profile.signals()) == 11

@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one branch per subcommand
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from edge_agent.config.secrets import install_log_redaction  # noqa: PLC0415
+
+    install_log_redaction()
     from edge_agent.config import load_config, load_profile  # noqa: PLC0415 - keep --help fast
 
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from collectors.plugin import CollectorPlugin, DeviceSpec, plugins
 from collectors.profile import ProfileBase, SignalSpec, builtin_profile_dir, signal_names
 from edge_agent.config.model import AgentConfig, Device, agent_config_model, union_tags
 from edge_agent.config.renamed import rename_in_config
+from edge_agent.config.secrets import read_secret_files, substitute
 from edge_agent.config.types import FROM_FILE
 from edge_agent.config.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
 
@@ -251,6 +253,9 @@ def load_config(path: Path) -> LoadedConfig:
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.problem((), "agent.yaml is a mapping with agent, sinks, devices")])
     warnings = rename_in_config(doc)
+    found = substitute(doc.data, os.environ) + read_secret_files(doc.data, path.parent)
+    if found:
+        raise ConfigError([doc.problem(loc, message) for loc, message in found])
     try:
         config = agent_config_model().model_validate(doc.data, context=FROM_FILE)
     except ValidationError as exc:

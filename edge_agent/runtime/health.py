@@ -1,4 +1,5 @@
-"""The health endpoint: ``GET /health`` answers the agent's report as JSON (on the event loop)."""
+"""The health endpoint: ``GET /health`` answers the agent's report as JSON (on the event loop),
+with every known secret removed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from edge_agent.config.secrets import REDACTOR
+
 
 async def serve_health(listen: str, report: Callable[[], dict[str, Any]]) -> asyncio.AbstractServer:
     """Serve ``report()`` on ``host:port`` (127.0.0.1 when no host is given)."""
@@ -16,7 +19,7 @@ async def serve_health(listen: str, report: Callable[[], dict[str, Any]]) -> asy
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(reader.readline(), 5)
-            body = json.dumps(report()).encode()
+            body = REDACTOR.redact(json.dumps(report())).encode()
             writer.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                 + str(len(body)).encode()

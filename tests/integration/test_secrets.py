@@ -20,9 +20,9 @@ from edge_agent.config.yaml_source import ConfigError
 from tests.conftest import dead_port
 from tests.faults.agent_process import AgentProcess
 
-PASSWORD = "Plant-Secret-7731"
-FILE_PASSWORD = "From-A-File-2291"
-URL_PASSWORD = "Url-Secret-5521"
+PASSWORD = "Plant-Secret-7731"  # noqa: S105 - a test secret to search for
+FILE_PASSWORD = "From-A-File-2291"  # noqa: S105
+URL_PASSWORD = "Url-Secret-5521"  # noqa: S105
 
 
 class EchoingDatabase(BaseHTTPRequestHandler):
@@ -144,5 +144,5 @@ def test_missing_variables_and_open_secret_files_are_config_errors(
     path.write_text(text.replace("'${EDGE_TEST_NOT_SET}'", "'$${literal}'"), encoding="utf-8")
     loaded = load_config(path)
     assert [s.database for s in loaded.config.sinks] == ["d", "e", "fallback"]  # type: ignore[union-attr]
-    assert loaded.config.sinks[0].password == "${literal}"  # type: ignore[union-attr]
-    assert loaded.config.sinks[1].password == "x-secret-x"  # type: ignore[union-attr]
+    assert loaded.config.sinks[0].password == "${literal}"  # type: ignore[union-attr]  # noqa: S105
+    assert loaded.config.sinks[1].password == "x-secret-x"  # type: ignore[union-attr]  # noqa: S105

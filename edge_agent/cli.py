@@ -37,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     plant.add_argument("--host", default="127.0.0.1")
     plant.add_argument("--opcua-port", type=int, default=4840)
     plant.add_argument("--modbus-port", type=int, default=5020)
-    health = sub.add_parser("health", help="ask a running agent's health endpoint; exit 0 when it answers")
+    health = sub.add_parser(
+        "health", help="ask a running agent's health endpoint; exit 0 when ok, 1 when degraded or silent"
+    )
     health.add_argument("--url", default="http://127.0.0.1:8089/health")
     anomaly = sub.add_parser("anomaly", help="anomaly scoring tools")
     asub = anomaly.add_subparsers(dest="action", required=True)
@@ -146,15 +148,25 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
 
 def _health(url: str) -> int:
     import json  # noqa: PLC0415
+    import urllib.error  # noqa: PLC0415
     import urllib.request  # noqa: PLC0415
 
     try:
         with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - operator-given URL
             report = json.load(reply)
-    except OSError as exc:
+    except urllib.error.HTTPError as exc:  # 503: degraded, the report says why
+        try:
+            report = json.loads(exc.read())
+        except ValueError:
+            print(f"unhealthy: {url} answered {exc.code}", file=sys.stderr)
+            return 1
+    except (OSError, ValueError) as exc:
         print(f"unhealthy: no answer from {url}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2))
+    if report.get("status", "ok") != "ok":
+        print("degraded: " + "; ".join(report.get("reasons", [])), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -45,12 +45,26 @@ class ReconnectSection(Strict):
         return self
 
 
+class HealthSection(Strict):
+    """When ``/health`` says degraded (HTTP 503) rather than ok (200)."""
+
+    device_down_after: Annotated[
+        Duration, Field(gt=0, description="a device unreachable this long (s) degrades the agent")
+    ] = 300.0
+    sink_failing_after: Annotated[
+        Duration, Field(gt=0, description="a sink failing this long (s) degrades the agent")
+    ] = 120.0
+
+
 class AgentSection(Strict):
     id: TagValue
     site: TagValue
     workshop: TagValue
     buffer: BufferSection = Field(default_factory=BufferSection)
-    health_listen: str | None = Field(None, description="host:port of the health endpoint")
+    health_listen: str | None = Field(
+        None, description="host:port of /health and /metrics (127.0.0.1 when only :port is given)"
+    )
+    health: HealthSection = Field(default_factory=HealthSection)
     reconnect: ReconnectSection = Field(default_factory=ReconnectSection)
     drain: Annotated[
         Duration, Field(ge=0, description="on stop, how long the sinks may drain the store (s); Docker waits 10 s")

@@ -18,6 +18,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
+
 from collectors.batch import Batch
 from collectors.plugin import Collector, CollectorContext
 from edge_agent.config import LoadedConfig
@@ -44,6 +46,14 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port is not None else host
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _sink_row(health: Any) -> dict[str, Any]:
+    row = {k: v for k, v in vars(health).items() if k != "latencies_s"}
+    latencies = list(health.latencies_s)
+    row["latency_p50_s"] = float(np.percentile(latencies, 50)) if latencies else None
+    row["latency_p95_s"] = float(np.percentile(latencies, 95)) if latencies else None
+    return row
 
 
 class Agent:
@@ -223,8 +233,12 @@ class Agent:
             with contextlib.suppress(Exception):
                 row |= collector.health()
             devices.append(row)
+        sinks = [_sink_row(f.health) for f in self.forwarders]
+        reasons = self._degraded(devices, sinks, now)
         return {
             "agent": self.loaded.config.agent.id,
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "uptime_s": (now - self.started_ns) / 1e9 if self.started_ns else 0.0,
             "points_produced": self.points_produced,
             "devices": devices,
@@ -235,9 +249,26 @@ class Agent:
                 "held_in_memory": self.held_points,
                 "store_writable": not self._store_failing,
             },
-            "sinks": [{k: v for k, v in vars(f.health).items() if k != "latencies_s"} for f in self.forwarders],
+            "sinks": sinks,
             "kpis": self.kpis.latest,
         }
+
+    def _degraded(self, devices: list[dict[str, Any]], sinks: list[dict[str, Any]], now: int) -> list[str]:
+        """Why the agent is degraded (``agent.health``): devices down, sinks failing, the store."""
+        limits = self.loaded.config.agent.health
+        reasons = [
+            f"device {d['name']} unreachable for {(now - d['down_since_ns']) / 1e9:.0f} s: {d['last_error']}"
+            for d in devices
+            if d["down_since_ns"] and now - d["down_since_ns"] > limits.device_down_after * 1e9
+        ]
+        reasons += [
+            f"sink {s['name']} failing for {(now - s['failing_since_ns']) / 1e9:.0f} s: {s['last_error']}"
+            for s in sinks
+            if s["failing_since_ns"] and now - s["failing_since_ns"] > limits.sink_failing_after * 1e9
+        ]
+        if self._store_failing:
+            reasons.append("the local store cannot be written (disk full or read-only): points are held in memory")
+        return reasons
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self, drain_s: float | None = None) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,8 @@ class DeviceHealth:
     #: Polls that started later than due because the previous one ran past the interval.
     overruns: int = 0
     last_error: str = ""
+    #: Since when the device has been failing (wall clock, UTC ns); 0 while it answers.
+    down_since_ns: int = 0
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,6 +116,7 @@ class DevicePoller:
         if not health.connected:
             log.info("device %s connected (%s)", health.name, health.endpoint)
         health.connected = True
+        health.down_since_ns = 0
         health.polls += 1
         health.last_ok_ns = now
         self._failures_in_row = 0
@@ -129,6 +133,8 @@ class DevicePoller:
         was_connected = health.connected
         health.failures += 1
         health.connected = False
+        if not health.down_since_ns:
+            health.down_since_ns = time.time_ns()
         self._failures_in_row += 1
         message = f"{exc.__class__.__name__}: {exc}" if str(exc) else exc.__class__.__name__
         if isinstance(exc, TimeoutError) and not str(exc):

@@ -37,6 +37,8 @@ class SinkHealth:
     written: int = 0
     rejected: int = 0
     last_ack_ns: int = 0
+    #: When the sink started failing (wall clock, UTC ns); 0 while it works.
+    failing_since_ns: int = 0
     #: Seconds from a point's timestamp to its acknowledgement, recent samples.
     latencies_s: list[float] = field(default_factory=list)
 
@@ -168,6 +170,8 @@ class Forwarder:
                         message,
                         exc_info=not expected,
                     )
+                if self.health.ok:
+                    self.health.failing_since_ns = time.time_ns()
                 self.health.ok, self.health.last_error = False, message
                 if stop.is_set():
                     return
@@ -177,6 +181,7 @@ class Forwarder:
             if not self.health.ok:
                 log.warning("%s is back; forwarding the backlog", self.sink.name)
             self.health.ok, self.health.last_error, backoff = True, "", 0.5
+            self.health.failing_since_ns = 0
             if sent == 0:
                 if stop.is_set():
                     return

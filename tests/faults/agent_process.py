@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +61,10 @@ class AgentProcess:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/health", timeout=5) as reply:
                 return dict(json.loads(reply.read()))
+        except urllib.error.HTTPError as exc:  # 503: degraded, with the same report
+            with contextlib.suppress(ValueError):
+                return dict(json.loads(exc.read()))
+            return None
         except (OSError, ValueError):
             return None
 

@@ -1,0 +1,91 @@
+"""``/metrics``: the health report in Prometheus' text format, through prometheus-client.
+
+Names follow Prometheus' conventions (``edge_`` prefix, base units, ``_total`` for counters):
+
+| metric | type | labels |
+| --- | --- | --- |
+| ``edge_up`` | gauge, 1 ok / 0 degraded | |
+| ``edge_device_up`` | gauge, 1 answering | device |
+| ``edge_device_polls_total``, ``edge_device_failures_total``, ``edge_device_overruns_total`` | counter | device |
+| ``edge_points_produced_total`` | counter | |
+| ``edge_points_dropped_total`` | counter | reason |
+| ``edge_buffer_backlog_points`` | gauge | |
+| ``edge_buffer_oldest_age_seconds`` | gauge | |
+| ``edge_sink_up`` | gauge | sink |
+| ``edge_sink_points_written_total``, ``edge_sink_points_rejected_total`` | counter | sink |
+| ``edge_sink_latency_seconds`` | gauge (p50, p95 of recent points, reading to acknowledgement) | sink, quantile |
+
+A fresh registry is filled from the report on each scrape: the agent keeps no second set of
+counters that could drift from ``/health``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class _Report:
+    def __init__(self, report: dict[str, Any]) -> None:
+        self.report = report
+
+    def collect(self) -> Iterator[Metric]:
+        r = self.report
+        yield GaugeMetricFamily("edge_up", "1 when /health says ok, 0 when degraded", r.get("status") == "ok")
+        devices = r.get("devices", [])
+        up = GaugeMetricFamily("edge_device_up", "1 while the device answers", labels=["device"])
+        counters = {
+            key: CounterMetricFamily(f"edge_device_{key}", f"device {key} since start", labels=["device"])
+            for key in ("polls", "failures", "overruns")
+        }
+        for d in devices:
+            up.add_metric([d["name"]], 1.0 if d.get("connected") else 0.0)
+            for key, family in counters.items():
+                family.add_metric([d["name"]], float(d.get(key, 0)))
+        yield up
+        yield from counters.values()
+        yield CounterMetricFamily(
+            "edge_points_produced", "points handed to the local store", value=float(r.get("points_produced", 0))
+        )
+        buffer = r.get("buffer", {})
+        dropped = CounterMetricFamily("edge_points_dropped", "points that will never reach a sink", labels=["reason"])
+        for reason, points in sorted(buffer.get("dropped", {}).items()):
+            dropped.add_metric([reason], float(points))
+        yield dropped
+        yield GaugeMetricFamily(
+            "edge_buffer_backlog_points", "points not yet acknowledged by every sink", buffer.get("pending_points", 0)
+        )
+        yield GaugeMetricFamily(
+            "edge_buffer_oldest_age_seconds", "age of the oldest of them", buffer.get("oldest_age_s", 0.0)
+        )
+        yield from _sinks(r.get("sinks", []))
+
+
+def _sinks(sinks: list[dict[str, Any]]) -> Iterator[Metric]:
+    up = GaugeMetricFamily("edge_sink_up", "1 while the sink accepts writes", labels=["sink"])
+    written = CounterMetricFamily("edge_sink_points_written", "points the sink acknowledged", labels=["sink"])
+    rejected = CounterMetricFamily("edge_sink_points_rejected", "points the sink refused as invalid", labels=["sink"])
+    latency = GaugeMetricFamily(
+        "edge_sink_latency_seconds", "reading to acknowledgement, recent points", labels=["sink", "quantile"]
+    )
+    for s in sinks:
+        up.add_metric([s["name"]], 1.0 if s.get("ok") else 0.0)
+        written.add_metric([s["name"]], float(s.get("written", 0)))
+        rejected.add_metric([s["name"]], float(s.get("rejected", 0)))
+        for q, key in (("0.5", "latency_p50_s"), ("0.95", "latency_p95_s")):
+            if s.get(key) is not None:
+                latency.add_metric([s["name"], q], float(s[key]))
+    yield from (up, written, rejected, latency)
+
+
+def render(report: dict[str, Any]) -> str:
+    """The metrics of ``report`` (the agent's health report) as Prometheus text."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Report(report))
+    return generate_latest(registry).decode()

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from edge_agent import __version__
 from edge_agent.config.yaml_source import ConfigError
@@ -26,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
     run.add_argument("-c", "--config", type=Path, required=True, help="agent.yaml")
+    reload = sub.add_parser("reload", help="check agent.yaml, then make the agent running on it re-read it (SIGHUP)")
+    reload.add_argument("-c", "--config", type=Path, required=True, help="agent.yaml")
     demo = sub.add_parser("demo", help="the simulated workshop with an agent and a live view")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     demo.add_argument("--seed", type=int, default=1)
@@ -108,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
             from edge_agent.runtime.agent import run_forever  # noqa: PLC0415
 
             return run_forever(load_config(args.config))
+        if args.command == "reload":
+            return _reload(load_config(args.config))
         if args.command == "demo":
             try:
                 from rich.console import Console  # noqa: PLC0415
@@ -144,6 +149,23 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
         logging.getLogger("edge_agent").exception("run-time failure: %s", exc)
         return 1
     return 2
+
+
+def _reload(loaded: Any) -> int:
+    import os  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    from edge_agent.runtime.agent import pid_file  # noqa: PLC0415
+
+    path = pid_file(loaded)
+    try:
+        pid = int(path.read_text(encoding="utf-8").strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        print(f"no running agent found through {path}: {exc}: is the agent running on this config?", file=sys.stderr)
+        return 1
+    print(f"ok: the configuration is valid; agent {pid} is reloading it")
+    return 0
 
 
 def _health(url: str) -> int:

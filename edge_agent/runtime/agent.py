@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -333,27 +335,70 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
+def pid_file(loaded: LoadedConfig) -> Path:
+    """Where a running agent writes its process id (beside its local store), for ``reload``."""
+    return loaded.resolve(loaded.config.agent.buffer.path).parent / "agent.pid"
+
+
 def run_forever(loaded: LoadedConfig) -> int:
-    """``edge-agent run``: until SIGTERM or SIGINT; exit code 0 after a clean flush."""
+    """``edge-agent run``: until SIGTERM or SIGINT; exit code 0 after a clean flush.
+
+    SIGHUP (``edge-agent reload``) re-reads the configuration file. A valid one replaces the
+    running agent: it stops as at shutdown (open OEE windows written, analytics checkpoint kept,
+    sinks drained for ``agent.drain``; what they did not send stays in the local store) and an
+    agent on the new configuration starts on the same store. An invalid one is refused with every
+    problem logged, and the running agent carries on.
+    """
     import signal  # noqa: PLC0415
 
+    from edge_agent.config import load_config  # noqa: PLC0415
+    from edge_agent.config.yaml_source import ConfigError  # noqa: PLC0415
+
     async def main() -> None:
-        for warning in loaded.warnings:
-            log.warning("%s", warning)
-        agent = Agent(loaded)
+        current = loaded
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, agent.stop)
-        log.info(
-            "agent %s started: %d devices, %d sinks",
-            loaded.config.agent.id,
-            len(agent.collectors),
-            len(agent.forwarders),
-        )
-        await agent.run()
+        while True:
+            for warning in current.warnings:
+                log.warning("%s", warning)
+            agent = Agent(current)
+            pid = pid_file(current)
+            with contextlib.suppress(OSError):
+                pid.write_text(f"{os.getpid()}\n", encoding="utf-8")
+            replacement: list[LoadedConfig] = []
+
+            def reload(agent: Agent = agent, path: Path = current.path, into: list[LoadedConfig] = replacement) -> None:
+                try:
+                    fresh = load_config(path)
+                except ConfigError as exc:
+                    log.error(
+                        "reload refused, the running configuration stays: %s has %d problems:\n%s",
+                        path,
+                        len(exc.problems),
+                        "\n".join(exc.problems),
+                    )
+                    return
+                log.info("reloading %s: stopping the running agent, then starting on the new configuration", path)
+                into.append(fresh)
+                agent.stop()
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, agent.stop)
+            loop.add_signal_handler(signal.SIGHUP, reload)
+            log.info(
+                "agent %s started: %d devices, %d sinks",
+                current.config.agent.id,
+                len(agent.collectors),
+                len(agent.forwarders),
+            )
+            await agent.run()
+            if not replacement:
+                with contextlib.suppress(OSError):
+                    pid.unlink()
+                return
+            current = replacement[-1]
 
     asyncio.run(main())
     return 0
 
 
-__all__ = ["Agent", "redact_url", "run_forever"]
+__all__ = ["Agent", "pid_file", "redact_url", "run_forever"]

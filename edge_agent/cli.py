@@ -24,6 +24,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json: one JSON object per line (time, level, logger, message, exception) for log collectors",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
     run.add_argument("-c", "--config", type=Path, required=True, help="agent.yaml")
@@ -70,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one branch per subcommand
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_format == "json":
+        from edge_agent.runtime.logs import JsonFormatter  # noqa: PLC0415
+
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     from edge_agent.config.secrets import install_log_redaction  # noqa: PLC0415
 
     install_log_redaction()

@@ -73,10 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one branch per subcommand
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.log_format == "json":
+def _setup_logging(level: str, form: str) -> None:
+    """Text or JSON lines on stderr, with every known secret removed."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if form == "json":
         from edge_agent.runtime.logs import JsonFormatter  # noqa: PLC0415
 
         for handler in logging.getLogger().handlers:
@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
     from edge_agent.config.secrets import install_log_redaction  # noqa: PLC0415
 
     install_log_redaction()
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one branch per subcommand
+    args = _parser().parse_args(argv)
+    _setup_logging(args.log_level, args.log_format)
     from edge_agent.config import load_config, load_profile  # noqa: PLC0415 - keep --help fast
 
     try:

@@ -25,7 +25,7 @@ import numpy as np
 from collectors.batch import Batch
 from collectors.plugin import Collector, CollectorContext
 from edge_agent.config import LoadedConfig
-from edge_agent.runtime import checkpoint
+from edge_agent.runtime import checkpoint, systemd
 from edge_agent.runtime.clock import Clock, WallClock
 from edge_agent.runtime.health import serve_health
 from edge_agent.runtime.kpi_stage import KpiStage
@@ -357,6 +357,15 @@ def run_forever(loaded: LoadedConfig) -> int:
     async def main() -> None:
         current = loaded
         loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        pinger = asyncio.create_task(systemd.watchdog(done))
+        try:
+            await run_configs(current, loop)
+        finally:
+            done.set()
+            await pinger
+
+    async def run_configs(current: LoadedConfig, loop: asyncio.AbstractEventLoop) -> None:
         while True:
             for warning in current.warnings:
                 log.warning("%s", warning)
@@ -378,11 +387,16 @@ def run_forever(loaded: LoadedConfig) -> int:
                     )
                     return
                 log.info("reloading %s: stopping the running agent, then starting on the new configuration", path)
+                systemd.notify("RELOADING=1")
                 into.append(fresh)
                 agent.stop()
 
+            def stop(agent: Agent = agent) -> None:
+                systemd.notify("STOPPING=1")
+                agent.stop()
+
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, agent.stop)
+                loop.add_signal_handler(sig, stop)
             loop.add_signal_handler(signal.SIGHUP, reload)
             log.info(
                 "agent %s started: %d devices, %d sinks",
@@ -390,7 +404,10 @@ def run_forever(loaded: LoadedConfig) -> int:
                 len(agent.collectors),
                 len(agent.forwarders),
             )
-            await agent.run()
+            running = asyncio.create_task(agent.run())
+            await asyncio.sleep(0)
+            systemd.notify(f"READY=1\nSTATUS=polling {len(agent.collectors)} devices")
+            await running
             if not replacement:
                 with contextlib.suppress(OSError):
                     pid.unlink()

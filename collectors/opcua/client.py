@@ -15,7 +15,10 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import numpy as np
 from asyncua import ua
@@ -24,9 +27,72 @@ from asyncua.ua.uaerrors import UaError
 
 from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, QUALITY_GOOD, Batch
 from collectors.opcua.profile import OpcUaProfile, fill_placeholders
+from collectors.opcua.security import (
+    MODE_CODE,
+    Security,
+    application_uri,
+    check_server_certificate,
+    choose_endpoint,
+    own_certificate,
+)
 
-for _name in ("asyncua", "asyncua.client", "asyncua.common", "asyncua.uaprotocol"):
-    logging.getLogger(_name).setLevel(logging.ERROR)
+
+class _OneLine(logging.Filter):
+    """asyncua's errors (a crashed publish loop when a server stops) as one line, no traceback:
+    the agent logs the failure itself, once per change."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {_one_line(error) if error else ''}"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
+def _quiet_asyncua() -> None:
+    for name in [n for n in logging.Logger.manager.loggerDict if n.split(".")[0] == "asyncua"] + ["asyncua"]:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.ERROR)
+        if not any(isinstance(f, _OneLine) for f in logger.filters):
+            logger.addFilter(_OneLine())
+
+
+def _policy_classes() -> dict[str, Any]:
+    from asyncua.crypto import security_policies as sp  # noqa: PLC0415
+
+    return {
+        "Basic256Sha256": sp.SecurityPolicyBasic256Sha256,
+        "Aes128_Sha256_RsaOaep": sp.SecurityPolicyAes128Sha256RsaOaep,
+        "Aes256_Sha256_RsaPss": sp.SecurityPolicyAes256Sha256RsaPss,
+        "Basic128Rsa15": sp.SecurityPolicyBasic128Rsa15,
+        "Basic256": sp.SecurityPolicyBasic256,
+    }
+
+
+POLICY_CLASS = _policy_classes()
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who we are to the server and how the session is secured (see :mod:`.security`)."""
+
+    security: Security = field(default_factory=Security)
+    username: str | None = None
+    password: str = field(default="", repr=False)
+    certificate: str | None = None
+    private_key: str | None = None
+    server_certificate: str | None = None
+    #: Where certificates are kept (``own/``, ``trusted/``).
+    pki: Path = Path("pki")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An asyncua error as one line (its class when it has no text)."""
+    text = " ".join(str(exc).split())
+    return text or exc.__class__.__name__
+
+
+_quiet_asyncua()
 
 
 def to_number(value: Any) -> float:
@@ -87,9 +153,22 @@ class OpcUaCollector:
         now_ns: Callable[[], int],
         timeout_s: float = 4.0,
         publish_interval_ms: int = 100,
+        access: Access | None = None,
     ) -> None:
-        self.profile, self.endpoint, self.params, self.now_ns = profile, endpoint, params, now_ns
+        self.profile, self.params, self.now_ns = profile, params, now_ns
         self.timeout_s, self.publish_interval_ms = timeout_s, publish_interval_ms
+        self.access = access or Access()
+        # A user name and password in the URL are taken out of it (and out of every message).
+        url = urlsplit(endpoint)
+        if url.username is not None or url.password is not None:
+            netloc = url.hostname or ""
+            netloc += f":{url.port}" if url.port is not None else ""
+            endpoint = urlunsplit((url.scheme, netloc, url.path, url.query, url.fragment))
+            if self.access.username is None:
+                self.access = replace(
+                    self.access, username=unquote(url.username or ""), password=unquote(url.password or "")
+                )
+        self.endpoint = endpoint
         self.node_ids = [fill_placeholders(n.node, params) for n in profile.nodes]
         self._client: Any = None
         self._nodes: list[Any] = []
@@ -100,6 +179,32 @@ class OpcUaCollector:
     def name(self) -> str:
         return self.endpoint
 
+    async def _secured_client(self) -> Any:
+        """A client set up for the configured security, after checking the server's endpoints."""
+        access, where = self.access, urlsplit(self.endpoint).netloc
+        probe = Client(self.endpoint, timeout=self.timeout_s)
+        try:
+            endpoints = await probe.connect_and_get_server_endpoints()
+        except (TimeoutError, OSError, UaError) as exc:
+            raise ConnectionError(f"no OPC UA answer at {self.endpoint}: {_one_line(exc)}") from None
+        chosen = choose_endpoint(endpoints, self.endpoint, access.security)
+        client = Client(self.endpoint, timeout=self.timeout_s)
+        client.application_uri = application_uri()
+        if access.username:
+            client.set_user(access.username)
+            client.set_password(access.password)
+        if access.security.mode != "None":
+            check_server_certificate(access.pki, where, bytes(chosen.ServerCertificate), access.server_certificate)
+            cert, key = await own_certificate(access.pki, access.certificate, access.private_key)
+            await client.set_security(
+                POLICY_CLASS[access.security.policy],
+                str(cert),
+                str(key),
+                server_certificate=bytes(chosen.ServerCertificate),
+                mode=ua.MessageSecurityMode(MODE_CODE[access.security.mode]),
+            )
+        return client
+
     async def _resolve(self, client: Any, text: str) -> Any:
         # asyncua sends 'nsu=' ids in a form some servers (node-opcua) cannot decode:
         # resolve the namespace index from its URI first, then build a plain 'ns=' id.
@@ -107,18 +212,22 @@ class OpcUaCollector:
             uri, rest = text[4:].split(";", 1)
             try:
                 index = await client.get_namespace_index(uri)
-            except ValueError as exc:
-                raise LookupError(f"{self.endpoint}: the server has no namespace {uri!r}") from exc
+            except ValueError:
+                known = await client.get_namespace_array()
+                raise LookupError(
+                    f"{self.endpoint}: the server has no namespace {uri!r}; it has {', '.join(map(repr, known))}: "
+                    "fix the nsu= of the profile's node ids"
+                ) from None
             text = f"ns={index};{rest}"
         return client.get_node(ua.NodeId.from_string(text))
 
     async def connect(self) -> None:
         await self.close()
-        client = Client(self.endpoint, timeout=self.timeout_s)
+        client = await self._secured_client()
         try:
             await client.connect()
         except (TimeoutError, OSError, UaError) as exc:
-            raise ConnectionError(f"no OPC UA session at {self.endpoint}: {exc}") from exc
+            raise ConnectionError(f"no OPC UA session at {self.endpoint}: {_one_line(exc)}") from None
         try:
             self._nodes = [await self._resolve(client, text) for text in self.node_ids]
             watched = [i for i, n in enumerate(self.profile.nodes) if n.subscribe]

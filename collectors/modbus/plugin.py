@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field
 
+from collectors.durations import parse_duration
 from collectors.modbus.client import Link, ModbusCollector
 from collectors.modbus.profile import ModbusProfile
 from collectors.modbus.rtu import PARITY, RtuLink
@@ -56,8 +57,6 @@ class Endpoint:
 
 
 def _seconds(text: str) -> float:
-    from edge_agent.config.types import parse_duration  # noqa: PLC0415 - config helpers, no cycle at import
-
     return parse_duration(text)
 
 

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import numpy as np
@@ -86,6 +86,32 @@ class Access:
     pki: Path = Path("pki")
 
 
+#: Server_ServerCapabilities_OperationLimits_MaxNodesPerRead and _MaxMonitoredItemsPerCall (OPC UA Part 5).
+MAX_NODES_PER_READ, MAX_MONITORED_ITEMS_PER_CALL = 11705, 11714
+#: A server clock further off than this (s) is reported once.
+CLOCK_SKEW_WARN_S = 5.0
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _chunks(items: list[T], size: int) -> list[list[T]]:
+    """``items`` in runs of at most ``size`` (all at once when ``size`` is 0: no limit)."""
+    if size <= 0 or len(items) <= size:
+        return [items]
+    return [items[k : k + size] for k in range(0, len(items), size)]
+
+
+async def _limit(client: Any, identifier: int) -> int:
+    """One of the server's OperationLimits; 0 when it has none or does not say."""
+    try:
+        value = await client.get_node(f"i={identifier}").read_value()
+    except (UaError, TimeoutError, OSError):
+        return 0
+    return int(value) if isinstance(value, int) and value > 0 else 0
+
+
 def _one_line(exc: BaseException) -> str:
     """An asyncua error as one line (its class when it has no text)."""
     text = " ".join(str(exc).split())
@@ -114,6 +140,8 @@ class _Changes:
         # exists before, and during an outage the value is unknown, not held).
         self.since_ns = now_ns()
         self.rows: list[tuple[int, int, float, int]] = []
+        #: Agent time minus the server's timestamp of the latest change (s; + the server is behind).
+        self.skew_s: float | None = None
 
     def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
         index = self.index_of.get(node.nodeid.to_string())
@@ -121,7 +149,10 @@ class _Changes:
             return
         dv = data.monitored_item.Value
         stamp = dv.SourceTimestamp or dv.ServerTimestamp
-        ts = int(stamp.timestamp() * 1e9) if stamp is not None else self.now_ns()
+        now = self.now_ns()
+        ts = int(stamp.timestamp() * 1e9) if stamp is not None else now
+        if dv.ServerTimestamp is not None:
+            self.skew_s = (now - dv.ServerTimestamp.timestamp() * 1e9) / 1e9
         ts = max(ts, self.since_ns)
         good = dv.StatusCode is None or dv.StatusCode.is_good()
         number = to_number(val)
@@ -174,6 +205,10 @@ class OpcUaCollector:
         self._nodes: list[Any] = []
         self._changes: _Changes | None = None
         self.last_error: str | None = None
+        #: The server's OperationLimits (0: none), read at each connect.
+        self.max_per_read = 0
+        self.max_per_call = 0
+        self._skew_said = False
 
     @property
     def name(self) -> str:
@@ -230,24 +265,55 @@ class OpcUaCollector:
             raise ConnectionError(f"no OPC UA session at {self.endpoint}: {_one_line(exc)}") from None
         try:
             self._nodes = [await self._resolve(client, text) for text in self.node_ids]
+            self.max_per_read = await _limit(client, MAX_NODES_PER_READ)
+            self.max_per_call = await _limit(client, MAX_MONITORED_ITEMS_PER_CALL)
             watched = [i for i, n in enumerate(self.profile.nodes) if n.subscribe]
             if watched:
                 index_of = {self._nodes[i].nodeid.to_string(): i for i in watched}
                 self._changes = _Changes(index_of, self.now_ns)
                 sub = await client.create_subscription(self.publish_interval_ms, self._changes)
-                await sub.subscribe_data_change([self._nodes[i] for i in watched])
+                await self._monitor(sub, watched)
         except BaseException:
             await client.disconnect()
             raise
         self._client = client
 
+    async def _monitor(self, sub: Any, watched: list[int]) -> None:
+        """Monitored items grouped by their options, in calls of at most MaxMonitoredItemsPerCall."""
+        groups: dict[tuple[float, int, str, float], list[int]] = {}
+        for i in watched:
+            n = self.profile.nodes[i]
+            sampling_ms = (n.sampling_interval * 1000) if n.sampling_interval is not None else self.publish_interval_ms
+            band = (n.deadband.type, n.deadband.value) if n.deadband is not None else ("", 0.0)
+            groups.setdefault((sampling_ms, n.queue_size, *band), []).append(i)
+        for (sampling_ms, queue, band_type, band_value), members in groups.items():
+            mfilter = None
+            if band_type:
+                mfilter = ua.DataChangeFilter()
+                mfilter.Trigger = ua.DataChangeTrigger.StatusValue
+                mfilter.DeadbandType = 1 if band_type == "absolute" else 2
+                mfilter.DeadbandValue = band_value
+            for chunk in _chunks(members, self.max_per_call):
+                # asyncua's public subscribe_data_change has no filter argument: its _subscribe does.
+                results = await sub._subscribe(
+                    [self._nodes[i] for i in chunk], mfilter=mfilter, queuesize=queue, sampling_interval=sampling_ms
+                )
+                for i, result in zip(chunk, results, strict=True):
+                    if isinstance(result, ua.StatusCode):
+                        raise LookupError(
+                            f"{self.endpoint}: cannot monitor {self.profile.nodes[i].name} "
+                            f"({self.node_ids[i]}): {result.name}"
+                        )
+
     async def collect(self) -> Batch:
         if self._client is None:
             raise ConnectionError(f"not connected to {self.endpoint}")
         try:
-            replies = await self._client.read_attributes(self._nodes)
+            replies = []
+            for chunk in _chunks(self._nodes, self.max_per_read):
+                replies += await self._client.read_attributes(chunk)
         except (TimeoutError, OSError, UaError, ConnectionError) as exc:
-            raise ConnectionError(f"{self.endpoint}: read failed: {exc}") from exc
+            raise ConnectionError(f"{self.endpoint}: read failed: {_one_line(exc)}") from None
         n = len(replies)
         values = np.full(n, np.nan)
         quality = np.zeros(n, np.uint8)
@@ -257,16 +323,43 @@ class OpcUaCollector:
                 quality[i] = QUALITY_BAD_DEVICE
                 bad.append(f"{self.profile.nodes[i].name}: {dv.StatusCode.name}")
                 continue
-            values[i] = to_number(dv.Value.Value if dv.Value is not None else None)
+            raw = dv.Value.Value if dv.Value is not None else None
+            values[i] = to_number(raw)
             if not math.isfinite(values[i]):
                 quality[i] = QUALITY_BAD_DECODE
+                if isinstance(raw, list | tuple | ua.ExtensionObject) or hasattr(raw, "ua_types"):
+                    what = f"an array of {len(raw)}" if isinstance(raw, list | tuple) else "a structure"
+                    bad.append(
+                        f"{self.profile.nodes[i].name} holds {what}: only scalars are collected "
+                        "(declare one node per element)"
+                    )
+        self._check_skew()
         self.last_error = "; ".join(bad) or None
         polled = Batch.of(self.now_ns(), np.arange(n, dtype=np.int32), values, quality)
         changes = self._changes.drain() if self._changes is not None else Batch.empty()
         return Batch.concat([changes, polled])
 
+    def _check_skew(self) -> None:
+        skew = self._changes.skew_s if self._changes is not None else None
+        if skew is not None and abs(skew) > CLOCK_SKEW_WARN_S and not self._skew_said:
+            self._skew_said = True
+            log.warning(
+                "%s: the server's clock is %.1f s %s the agent's: its source timestamps are used as they are; "
+                "synchronise the server's clock (NTP)",
+                self.endpoint,
+                abs(skew),
+                "behind" if skew > 0 else "ahead of",
+            )
+
     def health(self) -> dict[str, Any]:
-        return {"nodes": len(self.node_ids), "subscribed": sum(n.subscribe for n in self.profile.nodes)}
+        skew = self._changes.skew_s if self._changes is not None else None
+        return {
+            "nodes": len(self.node_ids),
+            "subscribed": sum(n.subscribe for n in self.profile.nodes),
+            "max_nodes_per_read": self.max_per_read,
+            "max_monitored_items_per_call": self.max_per_call,
+            "clock_skew_s": None if skew is None else round(skew, 3),
+        }
 
     async def close(self) -> None:
         client, self._client = self._client, None

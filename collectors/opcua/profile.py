@@ -7,17 +7,35 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from collectors.durations import Duration
 from collectors.profile import NAME_PATTERN, ProfileBase, SignalKind, SignalSpec, Strict
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+class Deadband(Strict):
+    """Report a change only beyond this: ``absolute`` in the node's unit, or ``percent`` of its
+    EURange (the server must know the range)."""
+
+    type: Literal["absolute", "percent"]
+    value: Annotated[float, Field(gt=0)]
+
+
 class OpcUaNode(Strict):
-    """One OPC UA variable. ``node`` may hold ``{placeholders}`` filled from the instance."""
+    """One OPC UA variable. ``node`` may hold ``{placeholders}`` filled from the instance.
+
+    Scalars only: a node holding an array or a structure is reported as a bad reading (quality
+    2) naming what it holds; declare one node per element instead.
+    """
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     node: Annotated[str, Field(min_length=3, description="node id, e.g. 'nsu=urn:x;s=M1.Temp' or 'ns=2;i=7'")]
     subscribe: bool = Field(False, description="deliver every change (exact source timestamps)")
+    sampling_interval: Duration | None = Field(
+        None, description="subscribe: how often the server samples the value (default: the publishing interval)"
+    )
+    queue_size: Annotated[int, Field(ge=0, le=10_000, description="subscribe: changes the server queues")] = 0
+    deadband: Deadband | None = None
     unit: str = ""
     kind: SignalKind = "analog"
     low: float | None = None
@@ -25,6 +43,10 @@ class OpcUaNode(Strict):
 
     @model_validator(mode="after")
     def _node_form(self) -> OpcUaNode:
+        if not self.subscribe and (self.sampling_interval is not None or self.queue_size or self.deadband):
+            raise ValueError(
+                "sampling_interval, queue_size and deadband apply to subscribed nodes: set subscribe: true"
+            )
         text = _PLACEHOLDER.sub("x", self.node)
         if not re.match(r"^(nsu=[^;]+;|ns=\d+;)?[isgb]=.+$", text):
             raise ValueError(

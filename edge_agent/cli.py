@@ -70,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     psub = profile.add_subparsers(dest="action", required=True)
     pcheck = psub.add_parser("check", help="validate device profile files")
     pcheck.add_argument("files", type=Path, nargs="+")
+    from edge_agent.tools import browse_profile  # noqa: PLC0415 - argparse set-up only
+
+    browse_profile.add_arguments(
+        psub.add_parser("browse", help="write an OPC UA profile from a server's address space")
+    )
     return p
 
 
@@ -98,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
                 print(f"warning: {warning}", file=sys.stderr)
             print("ok")
             return 0
+        if args.command == "profile" and args.action == "browse":
+            from edge_agent.tools.browse_profile import run as browse_run  # noqa: PLC0415
+
+            return browse_run(args)
         if args.command == "profile":
             problems: list[str] = []
             warnings: list[str] = []

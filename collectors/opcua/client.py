@@ -173,6 +173,34 @@ class _Changes:
         return Batch.of(np.asarray(ts, np.int64), idx, val, q)
 
 
+async def secured_client(endpoint: str, access: Access, timeout_s: float) -> Any:
+    """A client (not yet connected) set up for ``access``, after checking the server's endpoints:
+    exactly the configured security or :class:`UntrustedServer`."""
+    where = urlsplit(endpoint).netloc
+    probe = Client(endpoint, timeout=timeout_s)
+    try:
+        endpoints = await probe.connect_and_get_server_endpoints()
+    except (TimeoutError, OSError, UaError) as exc:
+        raise ConnectionError(f"no OPC UA answer at {endpoint}: {_one_line(exc)}") from None
+    chosen = choose_endpoint(endpoints, endpoint, access.security)
+    client = Client(endpoint, timeout=timeout_s)
+    client.application_uri = application_uri()
+    if access.username:
+        client.set_user(access.username)
+        client.set_password(access.password)
+    if access.security.mode != "None":
+        check_server_certificate(access.pki, where, bytes(chosen.ServerCertificate), access.server_certificate)
+        cert, key = await own_certificate(access.pki, access.certificate, access.private_key)
+        await client.set_security(
+            POLICY_CLASS[access.security.policy],
+            str(cert),
+            str(key),
+            server_certificate=bytes(chosen.ServerCertificate),
+            mode=ua.MessageSecurityMode(MODE_CODE[access.security.mode]),
+        )
+    return client
+
+
 class OpcUaCollector:
     """Reads one OPC UA device; signal indexes follow the profile's node order."""
 
@@ -215,30 +243,7 @@ class OpcUaCollector:
         return self.endpoint
 
     async def _secured_client(self) -> Any:
-        """A client set up for the configured security, after checking the server's endpoints."""
-        access, where = self.access, urlsplit(self.endpoint).netloc
-        probe = Client(self.endpoint, timeout=self.timeout_s)
-        try:
-            endpoints = await probe.connect_and_get_server_endpoints()
-        except (TimeoutError, OSError, UaError) as exc:
-            raise ConnectionError(f"no OPC UA answer at {self.endpoint}: {_one_line(exc)}") from None
-        chosen = choose_endpoint(endpoints, self.endpoint, access.security)
-        client = Client(self.endpoint, timeout=self.timeout_s)
-        client.application_uri = application_uri()
-        if access.username:
-            client.set_user(access.username)
-            client.set_password(access.password)
-        if access.security.mode != "None":
-            check_server_certificate(access.pki, where, bytes(chosen.ServerCertificate), access.server_certificate)
-            cert, key = await own_certificate(access.pki, access.certificate, access.private_key)
-            await client.set_security(
-                POLICY_CLASS[access.security.policy],
-                str(cert),
-                str(key),
-                server_certificate=bytes(chosen.ServerCertificate),
-                mode=ua.MessageSecurityMode(MODE_CODE[access.security.mode]),
-            )
-        return client
+        return await secured_client(self.endpoint, self.access, self.timeout_s)
 
     async def _resolve(self, client: Any, text: str) -> Any:
         # asyncua sends 'nsu=' ids in a form some servers (node-opcua) cannot decode:

@@ -31,6 +31,7 @@ class OpcUaNode(Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     node: Annotated[str, Field(min_length=3, description="node id, e.g. 'nsu=urn:x;s=M1.Temp' or 'ns=2;i=7'")]
     subscribe: bool = Field(False, description="deliver every change (exact source timestamps)")
+    data_type: str = Field("", description="the server's DataType, as browsed (informational)")
     sampling_interval: Duration | None = Field(
         None, description="subscribe: how often the server samples the value (default: the publishing interval)"
     )

@@ -1,0 +1,107 @@
+"""Interop with an OPC UA stack that is not ours: node-opcua (npm, pinned in tests/interop)
+serving only SignAndEncrypt/Basic256Sha256 with user names, MaxNodesPerRead 100 and
+MaxMonitoredItemsPerCall 50 (which node-opcua enforces). The agent's collector connects as
+configured, reads 303 nodes in chunks with exact values (a UInt32 above 2^31), receives state
+changes by subscription, and is refused with a weaker configuration or a wrong password."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from collectors.opcua.client import Access, OpcUaCollector
+from collectors.opcua.security import Security, UntrustedServer
+from edge_agent.config import load_profile
+from tests.influx_server import free_port
+
+PEER = Path(__file__).parents[1] / "interop"
+NAMESPACE = "urn:test:node-opcua-plant"
+PASSWORD = "Node-Opcua-Secret-8812"  # noqa: S105 - a test secret to search for
+
+
+@pytest.fixture
+def node_opcua(tmp_path: Path) -> Iterator[str]:
+    node = shutil.which("node")
+    if node is None or not (PEER / "node_modules" / "node-opcua").is_dir():
+        pytest.fail("node-opcua is not installed: run make test (it runs npm ci in tests/interop)")
+    port = free_port()
+    env = {**os.environ, "OPCUA_TEST_PASSWORD": PASSWORD}
+    process = subprocess.Popen(
+        [node, str(PEER / "opcua_server.js"), str(port), str(tmp_path / "server-pki"), NAMESPACE],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if line.startswith("listening"):
+                break
+            assert line or process.poll() is None, "node-opcua exited before listening"
+        yield f"opc.tcp://127.0.0.1:{port}/ua"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def profile(tmp_path: Path) -> object:
+    nodes = [
+        {"name": "temp", "node": f"nsu={NAMESPACE};s=M1.Temp"},
+        {"name": "parts", "node": f"nsu={NAMESPACE};s=M1.Parts", "kind": "counter"},
+        {"name": "state", "node": f"nsu={NAMESPACE};s=M1.State", "kind": "state", "subscribe": True},
+    ] + [{"name": f"v{i}", "node": f"nsu={NAMESPACE};s=M1.V{i}"} for i in range(300)]
+    path = tmp_path / "node-opcua.yaml"
+    path.write_text(
+        yaml.safe_dump({"name": "node-opcua-machine", "protocol": "opcua", "nodes": nodes}), encoding="utf-8"
+    )
+    return load_profile(path)
+
+
+def test_sign_and_encrypt_with_node_opcua(node_opcua: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    p = profile(tmp_path)
+    secure = Access(
+        Security(mode="SignAndEncrypt", policy="Basic256Sha256"), "operator", PASSWORD, pki=tmp_path / "pki"
+    )
+
+    async def body() -> None:
+        c = OpcUaCollector(p, node_opcua, {}, time.time_ns, timeout_s=10, access=secure)  # type: ignore[arg-type]
+        with caplog.at_level(logging.INFO):
+            await c.connect()
+        assert c.health()["max_nodes_per_read"] == 100
+        states: set[float] = set()
+        deadline = time.monotonic() + 60
+        while len(states) < 2:
+            assert time.monotonic() < deadline, states
+            batch = await c.collect()
+            polled = batch.value[-303:]
+            assert polled[0] == 21.5 and polled[1] == 3_000_000_000.0
+            assert polled[3:].tolist() == [float(i) for i in range(300)]
+            assert (batch.quality == 0).all(), c.last_error
+            states |= set(batch.value[: len(batch) - 303].tolist())
+            await asyncio.sleep(0.2)
+        await c.close()
+        weak = OpcUaCollector(
+            p, node_opcua, {}, time.time_ns, access=Access(username="operator", password=PASSWORD, pki=tmp_path / "pki")
+        )  # type: ignore[arg-type]
+        with pytest.raises(UntrustedServer, match="it offers"):
+            await weak.connect()
+        wrong = Access(secure.security, "operator", "wrong-" + PASSWORD, pki=tmp_path / "pki")
+        bad = OpcUaCollector(p, node_opcua, {}, time.time_ns, timeout_s=10, access=wrong)  # type: ignore[arg-type]
+        with pytest.raises(ConnectionError) as info:
+            await bad.connect()
+        assert PASSWORD not in str(info.value)
+
+    asyncio.run(body())
+    assert all(PASSWORD not in r.getMessage() for r in caplog.records)

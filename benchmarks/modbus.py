@@ -175,9 +175,7 @@ def main() -> None:
         ref_cpu = statistics.median(c for _, c in results[ref])
         rate = statistics.median(r for r, _ in rows)
         cpu = statistics.median(c for _, c in rows)
-        print(
-            f"{name:<10} {rate:8.0f} {rate * COUNT:10.0f} {cpu:11.3f} {rate / ref_rate:11.2f} {cpu / ref_cpu:10.2f}"
-        )
+        print(f"{name:<10} {rate:8.0f} {rate * COUNT:10.0f} {cpu:11.3f} {rate / ref_rate:11.2f} {cpu / ref_cpu:10.2f}")
     print("ratios to pymodbus (rtutcp: to pymodbus-rtu); goal >= 0.9 (requests/s and registers/s move together)")
 
 

@@ -58,7 +58,8 @@ SERVER = textwrap.dedent(
         while True:
             seq += 1
             for node in watched:
-                await server.write_attribute_value(node.nodeid, ua.DataValue(ua.Variant(float(seq), ua.VariantType.Double)))
+                value = ua.DataValue(ua.Variant(float(seq), ua.VariantType.Double))
+                await server.write_attribute_value(node.nodeid, value)
             print(f"seq {{seq}}", flush=True)
             await asyncio.sleep(max(0.0, start + seq * 0.1 - time.monotonic()))
     asyncio.run(main())
@@ -77,7 +78,8 @@ def profile(kind: str) -> OpcUaProfile:
         nodes = [{"name": f"p{i}", "node": f"nsu={NS};s=P{i}"} for i in range(POLLED)]
     else:
         nodes = [
-            {"name": f"w{i}", "node": f"nsu={NS};s=W{i}", "subscribe": True, "sampling_interval": 0.05, "queue_size": 10}
+            {"name": f"w{i}", "node": f"nsu={NS};s=W{i}", "subscribe": True}
+            | {"sampling_interval": 0.05, "queue_size": 10}
             for i in range(WATCHED)
         ]
     return OpcUaProfile.model_validate({"name": f"bench-{kind}", "protocol": "opcua", "nodes": nodes})

@@ -15,7 +15,7 @@ from edge_agent.cli import main
 from tests.conftest import InfluxServer, dead_port
 from tests.faults.agent_process import AgentProcess
 from tests.faults.counting_server import CountingServer, Unit
-from tests.faults.test_faults import agent_config
+from tests.faults.test_faults import DB, agent_config
 from tests.influx_server import free_port
 
 
@@ -77,3 +77,4 @@ def test_health_is_503_with_reasons_when_a_device_stays_down(
             healthy.terminate()
     finally:
         server.close()
+        influxdb.query(f'DROP DATABASE "{DB}"', DB)

@@ -22,6 +22,7 @@ from tests.influx_server import free_port
 def test_reload_adds_a_device_without_losing_a_reply_and_refuses_a_broken_config(
     influxdb: InfluxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    influxdb.query(f'DROP DATABASE "{DB}"', DB)  # other tests' agents write to the same database name
     server = CountingServer(free_port(), {1: Unit(), 2: Unit()})
     server.start()
     try:

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import InfluxServer
 from tests.faults.agent_process import AgentProcess
 from tests.faults.counting_server import CountingServer, Unit
-from tests.faults.test_faults import agent_config
+from tests.faults.test_faults import DB, agent_config
 from tests.influx_server import free_port
 
 UNIT = Path(__file__).parents[2] / "deploy" / "systemd" / "edge-agent.service"
@@ -65,6 +65,7 @@ def test_the_agent_notifies_systemd(influxdb: InfluxServer, tmp_path: Path, monk
             assert agent.process.wait(120) == 0  # type: ignore[union-attr]
     finally:
         server.close()
+        influxdb.query(f'DROP DATABASE "{DB}"', DB)
         sock.close()
 
 

@@ -85,6 +85,14 @@ def demo_config(
             # calibrated after 120 samples of a state and shifts armed after 240, instead of 300
             # and 1,200 (a real plant runs for days).
             "anomaly": {"forecast": {"calibrate_after": 120, "shift_after": 240}},
+            # Two 12-hour shifts covering the day (no breaks): OEE per shift as well (window=shift).
+            "shifts": {
+                "timezone": "UTC",
+                "schedule": [
+                    {"name": "day", "start": "00:00", "end": "12:00"},
+                    {"name": "night", "start": "12:00", "end": "00:00"},
+                ],
+            },
         },
         # Shop-floor and cloud KPIs each plant minute; devices count as seen within 5 plant minutes.
         "kpis": {"every": "60s", "seen_within": "5m", "energy_meters": ["energy-meter.energy"]},

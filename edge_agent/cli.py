@@ -70,7 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     psub = profile.add_subparsers(dest="action", required=True)
     pcheck = psub.add_parser("check", help="validate device profile files")
     pcheck.add_argument("files", type=Path, nargs="+")
-    from edge_agent.tools import browse_profile  # noqa: PLC0415 - argparse set-up only
+    from edge_agent.tools import browse_profile, dashboards_push  # noqa: PLC0415 - argparse set-up only
+
+    boards = sub.add_parser("dashboards", help="Grafana dashboards")
+    bsub = boards.add_subparsers(dest="action", required=True)
+    dashboards_push.add_arguments(bsub.add_parser("push", help="create or update the dashboards in a Grafana"))
 
     browse_profile.add_arguments(
         psub.add_parser("browse", help="write an OPC UA profile from a server's address space")
@@ -94,7 +98,7 @@ def _setup_logging(level: str, form: str) -> None:
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one branch per subcommand
     args = _parser().parse_args(argv)
     _setup_logging(args.log_level, args.log_format)
-    from edge_agent.config import load_config, load_profile  # noqa: PLC0415 - keep --help fast
+    from edge_agent.config import load_config  # noqa: PLC0415 - keep --help fast
 
     try:
         if args.command == "config":
@@ -103,25 +107,16 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
                 print(f"warning: {warning}", file=sys.stderr)
             print("ok")
             return 0
+        if args.command == "dashboards":
+            from edge_agent.tools.dashboards_push import run as push_run  # noqa: PLC0415
+
+            return push_run(args)
         if args.command == "profile" and args.action == "browse":
             from edge_agent.tools.browse_profile import run as browse_run  # noqa: PLC0415
 
             return browse_run(args)
         if args.command == "profile":
-            problems: list[str] = []
-            warnings: list[str] = []
-            for f in args.files:
-                try:
-                    load_profile(f, warnings)
-                except ConfigError as exc:
-                    problems += exc.problems
-            for warning in warnings:
-                print(f"warning: {warning}", file=sys.stderr)
-            if problems:
-                print("\n".join(problems), file=sys.stderr)
-                return 2
-            print("ok")
-            return 0
+            return _profile_check(args.files)
         if args.command == "anomaly":
             from edge_agent.tools.anomaly_replay import params, replay  # noqa: PLC0415
 
@@ -174,6 +169,25 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
         logging.getLogger("edge_agent").exception("run-time failure: %s", exc)
         return 1
     return 2
+
+
+def _profile_check(files: list[Path]) -> int:
+    from edge_agent.config import load_profile  # noqa: PLC0415
+
+    problems: list[str] = []
+    warnings: list[str] = []
+    for f in files:
+        try:
+            load_profile(f, warnings)
+        except ConfigError as exc:
+            problems += exc.problems
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 2
+    print("ok")
+    return 0
 
 
 def _reload(loaded: Any) -> int:

@@ -8,6 +8,9 @@ ANOMALY = "anomaly"
 ALARM = "alarm"
 AGENT = "agent"
 KPI = "kpi"
+#: The agent's state of each OEE machine (its device's code mapped by ``oee.state``), field ``state``:
+#: 0 running, 1 idle, 2 down, 3 setup, 4 planned_stop, 5 unknown (device unreachable).
+MACHINE_STATE = "machine_state"
 
 #: Fields of an ``oee`` point, in output order, with their units.
 OEE_FIELDS: dict[str, str] = {

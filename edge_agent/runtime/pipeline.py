@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from analytics.episodes import UNKNOWN as UNKNOWN_STATE
 from analytics.oee import ENERGY_KIND, NCOL, MachineOeeConfig, OeeEngine, WindowRows
 from analytics.oee_kpis import kpis
 from analytics.windows import NS, FixedWindows, ShiftWindows
@@ -27,7 +28,7 @@ from edge_agent.config import Device, LoadedConfig
 from edge_agent.config.oee import COUNTER_KIND, machine_config, shift_windows, work_schedule
 from edge_agent.runtime.anomaly_stage import AnalogSignal, AnomalyStage
 from edge_agent.runtime.checkpoint import fingerprint as checkpoint_fingerprint
-from edge_agent.schema import OEE, OEE_FIELDS, RAW
+from edge_agent.schema import MACHINE_STATE, OEE, OEE_FIELDS, RAW
 from edge_agent.sinks.line_protocol import TEXT_FIELD
 from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series
@@ -138,7 +139,14 @@ class Pipeline:
         if cfg.analytics.shifts is not None:
             self.grids["shift"] = shift_windows(cfg.analytics.shifts)
         oee_keys = [Series.of(OEE, {**t, "window": w}, f) for w in self.grids for t in machine_tags for f in OEE_FIELDS]
-        ids = buffer.register(raw_keys + oee_keys)
+        state_keys = [Series.of(MACHINE_STATE, t, "state") for t in machine_tags]
+        ids = buffer.register(raw_keys + oee_keys + state_keys)
+        #: Series id of each machine's mapped state, and each machine's code -> state table.
+        self.machine_state_ids = ids[len(ids) - len(state_keys) :] if state_keys else np.empty(0, np.int32)
+        self._state_lut = np.array(
+            [[c.state_map.get(code, c.default_state) for code in range(256)] for c in machine_cfgs], np.float64
+        ).reshape(len(machine_cfgs), 256)
+        ids = ids[: len(ids) - len(state_keys)]
         n_raw = len(raw_keys)
         raw_ids = ids[:n_raw]
         self.device_tables = [raw_ids[t] for t in self.device_tables]
@@ -163,6 +171,7 @@ class Pipeline:
             [AnalogSignal(key, int(raw_ids[i]), m, tags, low, high) for i, m, key, tags, low, high in analog],
             buffer,
         )
+        self._default_state = [float(c.default_state) for c in machine_cfgs]
         self._state_code = np.full(len(machine_cfgs), np.nan)
         self._state_ns = np.full(len(machine_cfgs), np.iinfo(np.int64).min // 2, np.int64)
         #: A device's readings of one poll are stamped within half a poll of each other, in any order.
@@ -204,7 +213,29 @@ class Pipeline:
         if final:
             out.append(self.anomaly.flush())
         out.append(self._oee(raw, now_ns, final))
+        out.append(self._machine_states(raw))
         return Batch.concat(out)
+
+    def _machine_states(self, raw: Batch) -> Batch:
+        """The mapped state of each state reading (``machine_state``): what dashboards show, whatever
+        codes the device uses; an unreachable device's machine is ``unknown``."""
+        if not len(raw) or not self.machines:
+            return Batch.empty()
+        pick = np.flatnonzero(
+            (self.role[raw.signal] == ROLE_STATE)
+            & ((raw.quality == QUALITY_GOOD) | (raw.quality == QUALITY_UNREACHABLE))
+        )
+        if not pick.shape[0]:
+            return Batch.empty()
+        machine = self.role_machine[raw.signal[pick]]
+        code = raw.value[pick]
+        known = np.isfinite(code) & (code >= 0) & (code < 256) & (code == np.round(code))
+        state = np.full(pick.shape[0], float(UNKNOWN_STATE))
+        good = known & (raw.quality[pick] == QUALITY_GOOD)
+        state[good] = self._state_lut[machine[good], code[good].astype(np.intp)]
+        bad_code = ~known & (raw.quality[pick] == QUALITY_GOOD)
+        state[bad_code] = [self._default_state[m] for m in machine[bad_code].tolist()]
+        return Batch(raw.ts[pick], self.machine_state_ids[machine], state, np.zeros(pick.shape[0], np.uint8))
 
     def _score(self, raw: Batch, cutoff_ns: int) -> Batch:
         """Anomaly scores of the readings up to ``cutoff_ns``; a machine whose state changed takes up

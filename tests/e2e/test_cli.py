@@ -62,7 +62,7 @@ def test_demo_streams_to_the_influxdb_named_in_the_environment(influxdb: InfluxS
     measurements = {
         s["values"][i][0] for s in influxdb.query("SHOW MEASUREMENTS", "demo_env") for i in range(len(s["values"]))
     }
-    assert measurements == {"agent", "anomaly", "kpi", "oee", "raw"}
+    assert measurements == {"agent", "anomaly", "kpi", "machine_state", "oee", "raw"}
 
 
 def test_demo_refuses_an_unknown_influx_api(tmp_path: Path) -> None:

@@ -24,6 +24,8 @@ from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import ScaledClock
 
 log = logging.getLogger(__name__)
+#: Seconds between progress lines when the output is not a terminal.
+PROGRESS_EVERY_S = 5.0
 _STATE_STYLE = {
     "running": "green",
     "idle": "yellow",
@@ -46,24 +48,19 @@ def _alarm_cell(agent: Agent, machine: int, score: float) -> str:
     return f"{score:.1f}"
 
 
-def machine_table(agent: Agent, servers: DemoServers, plant: Plant, with_truth: bool = False) -> Table:
-    title = f"demo workshop · plant time {servers.plant_s(agent.clock.now_ns()):7.0f} s · x{agent.clock.speed:g}"
+def machine_table(
+    agent: Agent,
+    servers: DemoServers,
+    plant: Plant,
+    with_truth: bool = False,
+    deadline: float = math.inf,
+    lang: str = "en",
+) -> Table:
+    left = f" · {max(0.0, deadline - time.monotonic()):.0f} s left" if math.isfinite(deadline) else ""
+    title = f"demo workshop · plant time {servers.plant_s(agent.clock.now_ns()):7.0f} s · x{agent.clock.speed:g}{left}"
     table = Table(title=title)
-    for col in (
-        "line",
-        "machine",
-        "state",
-        "good",
-        "reject",
-        "avail.",
-        "perf.",
-        "qual.",
-        "OEE",
-        "micro",
-        "fail",
-        "anomaly",
-    ):
-        table.add_column(col, justify="left" if col in ("line", "machine", "state") else "right")
+    for position, col in enumerate(LABELS.get(lang, LABELS["en"])):
+        table.add_column(col, justify="left" if position < 3 else "right")
     if with_truth:
         table.add_column("true OEE", justify="right")
     table.caption_justify = "left"
@@ -118,8 +115,71 @@ def prepare_workdir(workdir: Path) -> None:
         leftover.unlink()
 
 
-async def run_demo(duration_s: float | None, seed: int, speed: float, workdir: Path, console: Console) -> int:
-    servers = await DemoServers.started(seed, speed)
+#: Without --duration the plant starts this far back (plant time), so its data lands in Grafana's
+#: default range ("last 6 hours") until it runs ahead of the wall clock.
+OPEN_ENDED_LEAD_S = 6 * 3600.0
+
+
+def plant_start_ns(duration_s: float | None, speed: float, now_ns: int) -> int:
+    """When plant time starts: so that it ends at ``now`` when the run's length is known.
+
+    >>> plant_start_ns(60, 20, 10**12) == 10**12 - 1200 * 10**9
+    True
+    """
+    lead = duration_s * speed if duration_s else OPEN_ENDED_LEAD_S
+    return now_ns - int(lead * 1e9)
+
+
+LABELS = {
+    "en": (
+        "line",
+        "machine",
+        "state",
+        "good",
+        "reject",
+        "avail.",
+        "perf.",
+        "qual.",
+        "OEE",
+        "micro",
+        "fail",
+        "anomaly",
+    ),
+    "zh": (
+        "产线",
+        "设备",
+        "状态",
+        "合格品",
+        "不良品",
+        "时间开动率",
+        "性能开动率",
+        "合格品率",
+        "OEE",
+        "短停",
+        "故障",
+        "异常",
+    ),
+}
+
+
+def progress_line(agent: Agent, servers: DemoServers, deadline: float) -> str:
+    """One line for a log or a pipe (when the output is not a terminal)."""
+    rows = agent.pipeline.summary()
+    pbt = sum(float(r["planned_busy_s"]) for r in rows)
+    ideal = sum(float(r["ideal_good_s"]) for r in rows)
+    report = agent.health_report()
+    left = f"{max(0.0, deadline - time.monotonic()):.0f} s left" if math.isfinite(deadline) else "until Ctrl-C"
+    return (
+        f"plant time {servers.plant_s(agent.clock.now_ns()):.0f} s, {left}: "
+        f"{sum(d['polls'] for d in report['devices'])} polls, OEE {_pct(ideal / pbt if pbt else math.nan)}, "
+        f"{agent.points_produced} points, {report['buffer']['pending_points']} waiting in the local store"
+    )
+
+
+async def run_demo(
+    duration_s: float | None, seed: int, speed: float, workdir: Path, console: Console, lang: str = "en"
+) -> int:
+    servers = await DemoServers.started(seed, speed, plant_start_ns(duration_s, speed, time.time_ns()))
     clock, plant = servers.clock, servers.plant
     try:
         content = servers.agent_config(str((workdir / "demo-buffer.sqlite3").resolve()), sinks_from_env())
@@ -135,19 +195,28 @@ async def run_demo(duration_s: float | None, seed: int, speed: float, workdir: P
         )
         task = asyncio.create_task(agent.run())
         deadline = time.monotonic() + duration_s if duration_s else math.inf
-        with Live(
-            machine_table(agent, servers, plant),
-            console=console,
-            refresh_per_second=2,
-            transient=False,
-        ) as live:
+        if console.is_terminal:
+            with Live(
+                machine_table(agent, servers, plant, deadline=deadline, lang=lang),
+                console=console,
+                refresh_per_second=2,
+                transient=False,
+            ) as live:
+                while not task.done() and time.monotonic() < deadline:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(task), 0.5)
+                    live.update(machine_table(agent, servers, plant, deadline=deadline, lang=lang))
+        else:  # a pipe or a log: a line every few seconds instead of a live table
+            next_line = time.monotonic()
             while not task.done() and time.monotonic() < deadline:
+                if time.monotonic() >= next_line:
+                    console.print(progress_line(agent, servers, deadline), soft_wrap=True)
+                    next_line += PROGRESS_EVERY_S
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(task), 0.5)
-                live.update(machine_table(agent, servers, plant))
         agent.stop()
         await task
-        console.print(machine_table(agent, servers, plant, with_truth=True))
+        console.print(machine_table(agent, servers, plant, with_truth=True, lang=lang))
         report = agent.health_report()
         console.print(
             f"summary: {sum(d['polls'] for d in report['devices'])} polls, "

@@ -70,9 +70,10 @@ class DemoServers:
         self.modbus_up = asyncio.Event()
 
     @classmethod
-    async def started(cls, seed: int, speed: float) -> DemoServers:
-        """A new plant for ``seed`` on a clock running ``speed`` times real time, serving."""
-        servers = cls(Plant(seed=seed), ScaledClock(speed=speed))
+    async def started(cls, seed: int, speed: float, start_ns: int | None = None) -> DemoServers:
+        """A new plant for ``seed`` on a clock running ``speed`` times real time from ``start_ns``
+        (default now), serving."""
+        servers = cls(Plant(seed=seed), ScaledClock(start_ns, speed=speed))
         await servers.start()
         return servers
 

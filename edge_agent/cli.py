@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--speed", type=float, default=20.0, help="plant seconds per wall second")
     demo.add_argument("--workdir", type=Path, default=Path("var"), help="where the demo keeps its files")
+    demo.add_argument("--lang", choices=["en", "zh"], default="en", help="labels of the live view (zh: 中文)")
     plant = sub.add_parser("plant", help="only the demo workshop's OPC UA and Modbus servers")
     plant.add_argument("--seed", type=int, default=1)
     plant.add_argument("--speed", type=float, default=1.0)
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
             logging.getLogger().setLevel(logging.WARNING if args.log_level == "INFO" else args.log_level)
             prepare_workdir(args.workdir)
             console = Console() if sys.stdout.isatty() else Console(width=132)
-            return asyncio.run(run_demo(args.duration, args.seed, args.speed, args.workdir, console))
+            return asyncio.run(run_demo(args.duration, args.seed, args.speed, args.workdir, console, args.lang))
         if args.command == "plant":
             from demo.runner import run_plant  # noqa: PLC0415
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,6 +53,15 @@ def test_demo_stops_by_itself_and_prints_a_summary(tmp_path: Path) -> None:
     assert "sinks: none (embedded store only)" in result.stdout
     assert "summary:" in result.stdout
     assert (tmp_path / "demo-agent.yaml").exists()
+    # Not a terminal: a progress line every few seconds, with the time left.
+    assert re.search(r"plant time \d+ s, \d+ s left: \d+ polls, OEE", result.stdout), result.stdout[:2000]
+
+
+def test_demo_labels_in_chinese(tmp_path: Path) -> None:
+    env = {**os.environ, "INFLUX_URL": ""}
+    result = cli("demo", "--duration", "3", "--lang", "zh", "--workdir", str(tmp_path), timeout=180, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "时间开动率" in result.stdout and "合格品" in result.stdout
 
 
 def test_demo_streams_to_the_influxdb_named_in_the_environment(influxdb: InfluxServer, tmp_path: Path) -> None:
@@ -63,6 +73,11 @@ def test_demo_streams_to_the_influxdb_named_in_the_environment(influxdb: InfluxS
         s["values"][i][0] for s in influxdb.query("SHOW MEASUREMENTS", "demo_env") for i in range(len(s["values"]))
     }
     assert measurements == {"agent", "anomaly", "kpi", "machine_state", "oee", "raw"}
+    # Plant time ends at about now: the data lands in Grafana's default range (the last 6 hours).
+    first_ns = influxdb.query('SELECT first("value") FROM "raw"', "demo_env")[0]["values"][0][0]
+    last_ns = influxdb.query('SELECT last("value") FROM "raw"', "demo_env")[0]["values"][0][0]
+    now = time.time_ns()
+    assert now - 6 * 3600 * 10**9 < first_ns and last_ns < now + 60 * 10**9, (first_ns, last_ns, now)
 
 
 def test_demo_refuses_an_unknown_influx_api(tmp_path: Path) -> None:

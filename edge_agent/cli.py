@@ -71,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     psub = profile.add_subparsers(dest="action", required=True)
     pcheck = psub.add_parser("check", help="validate device profile files")
     pcheck.add_argument("files", type=Path, nargs="+")
-    from edge_agent.tools import browse_profile, dashboards_push  # noqa: PLC0415 - argparse set-up only
+    from edge_agent.tools import browse_profile, dashboards_push, monthly_report  # noqa: PLC0415 - argparse set-up only
+
+    monthly_report.add_arguments(sub.add_parser("report", help="a month's KPI evidence as an HTML page (matplotlib)"))
 
     boards = sub.add_parser("dashboards", help="Grafana dashboards")
     bsub = boards.add_subparsers(dest="action", required=True)
@@ -108,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
                 print(f"warning: {warning}", file=sys.stderr)
             print("ok")
             return 0
+        if args.command == "report":
+            from edge_agent.tools.monthly_report import run as report_run  # noqa: PLC0415
+
+            return report_run(args)
         if args.command == "dashboards":
             from edge_agent.tools.dashboards_push import run as push_run  # noqa: PLC0415
 

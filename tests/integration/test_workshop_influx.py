@@ -271,3 +271,28 @@ def test_machine_state_is_the_agents_mapped_state(workshop: WorkshopRun, influxd
                 assert states[ts] == order.index(STATE_CODES[int(code)]), (s["tags"], ts, code)
                 compared += 1
     assert compared > 100
+
+
+def test_monthly_report_from_influxdb(workshop: WorkshopRun, influxdb: InfluxServer, tmp_path: Path) -> None:
+    """``edge-agent report --month`` on the run's month: the KPI figures are the ratios of sums the
+    database holds, with charts embedded as PNG."""
+    import base64  # noqa: PLC0415
+    import datetime as dt  # noqa: PLC0415
+
+    from edge_agent.cli import main  # noqa: PLC0415
+
+    month = dt.datetime.fromtimestamp(workshop.start_ns / 1e9, dt.UTC).strftime("%Y-%m")
+    out = tmp_path / "report.html"
+    assert main(["report", "--month", month, "--influx-url", influxdb.url, "--db", DB, "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    (series,) = influxdb.query(
+        'SELECT sum("ideal_good_s") / sum("planned_busy_s") FROM "oee" WHERE "window" = \'1m\'', DB
+    )
+    oee = series["values"][0][1]
+    assert f"<td>OEE 设备综合效率</td><td>{100 * oee:.1f} %</td>" in page
+    (kpi,) = influxdb.query('SELECT sum("devices_seen") / sum("devices_in_scope") FROM "kpi"', DB)
+    assert f"<td>Networking rate 设备联网率</td><td>{100 * kpi['values'][0][1]:.1f} %</td>" in page
+    images = page.split('src="data:image/png;base64,')[1:]
+    assert len(images) == 3
+    assert base64.b64decode(images[0].split('"')[0])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["report", "--month", "1999-01", "--influx-url", influxdb.url, "--db", DB, "--out", str(out)]) == 1

@@ -76,10 +76,12 @@ def start_server(framer: str) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError("the pymodbus server did not start")
 
 
-async def run_pymodbus(port: int, n: int) -> None:
+async def run_pymodbus(port: int, n: int, rtu: bool = False) -> None:
     from pymodbus.client import AsyncModbusTcpClient  # noqa: PLC0415
+    from pymodbus.framer import FramerType  # noqa: PLC0415
 
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5)
+    framer = FramerType.RTU if rtu else FramerType.SOCKET
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, framer=framer)
     await client.connect()
     for _ in range(n):
         reply = await client.read_holding_registers(0, count=COUNT, device_id=1)
@@ -88,19 +90,11 @@ async def run_pymodbus(port: int, n: int) -> None:
 
 
 async def run_pymodbus_rtu(port: int, n: int) -> None:
-    from pymodbus.client import AsyncModbusTcpClient  # noqa: PLC0415
-    from pymodbus.framer import FramerType  # noqa: PLC0415
-
-    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=5, framer=FramerType.RTU)
-    await client.connect()
-    for _ in range(n):
-        reply = await client.read_holding_registers(0, count=COUNT, device_id=1)
-        assert len(reply.registers) == COUNT
-    client.close()
+    await run_pymodbus(port, n, rtu=True)
 
 
-async def run_link(port: int, n: int) -> None:
-    link = TcpLink("127.0.0.1", port, 5)
+async def run_link(port: int, n: int, rtu: bool = False) -> None:
+    link: TcpLink | RtuLink = RtuLink.tcp("127.0.0.1", port, 5) if rtu else TcpLink("127.0.0.1", port, 5)
     await link.connect()
     for _ in range(n):
         reply = await link.read("holding", 0, COUNT, 1)
@@ -122,13 +116,7 @@ async def run_collector(port: int, n: int) -> None:
 
 
 async def run_rtutcp(port: int, n: int) -> None:
-    link = RtuLink.tcp("127.0.0.1", port, 5)
-    await link.connect()
-    for _ in range(n):
-        reply = await link.read("holding", 0, COUNT, 1)
-        assert reply.words is not None
-        assert reply.words.shape[0] == COUNT
-    link.close()
+    await run_link(port, n, rtu=True)
 
 
 def measure(run: object, port: int, n: int) -> tuple[float, float]:

@@ -159,6 +159,20 @@ def transform(kind: str, options: dict[str, Any]) -> model.DataTransformerConfig
     return t
 
 
+def stat_panel(title: str, description: str, query: str, place: model.GridPos, unit: str = "") -> stat.Panel:
+    """A stat panel showing the one value its query returns."""
+    panel = (
+        stat.Panel()
+        .title(title)
+        .reduce_options(LAST)
+        .description(description)
+        .datasource(DATASOURCE)
+        .with_target(Query(query))
+        .grid_pos(place)
+    )
+    return panel.unit(unit) if unit else panel
+
+
 def ratio_stats() -> list[cogbuilder.Builder[model.Panel]]:
     panels: list[cogbuilder.Builder[model.Panel]] = []
     for i, (name, expr) in enumerate(RATIOS.items()):
@@ -355,28 +369,20 @@ def process_panels() -> list[cogbuilder.Builder[model.Panel]]:
         .interval("10s")
         .grid_pos(grid(0, 28, 12, 8))
     )
-    energy = (
-        stat.Panel()
-        .title("Energy used 能耗 (kWh)")
-        .reduce_options(LAST)
-        .description(
-            "Energy over the range: the sum of the agent's per-interval increases of every configured "
-            "energy meter (kpis.energy_meters), so several meters add up correctly."
-        )
-        .datasource(DATASOURCE)
-        .with_target(Query(f'SELECT sum("energy_kwh") AS "kWh" FROM "kpi" WHERE {KPI_WHERE}'))
-        .unit("kwatth")
-        .grid_pos(grid(12, 28, 6, 8))
+    energy = stat_panel(
+        "Energy used 能耗 (kWh)",
+        "Energy over the range: the sum of the agent's per-interval increases of every configured "
+        "energy meter (kpis.energy_meters), so several meters add up correctly.",
+        f'SELECT sum("energy_kwh") AS "kWh" FROM "kpi" WHERE {KPI_WHERE}',
+        grid(12, 28, 6, 8),
+        "kwatth",
     )
-    good = (
-        stat.Panel()
-        .title("Good parts 合格品产量")
-        .reduce_options(LAST)
-        .description("Good parts counted over the range (believed counter increases).")
-        .datasource(DATASOURCE)
-        .with_target(Query(f'SELECT sum("good") AS "good" FROM "oee" WHERE {OEE_WHERE}'))
-        .unit("none")
-        .grid_pos(grid(18, 28, 6, 8))
+    good = stat_panel(
+        "Good parts 合格品产量",
+        "Good parts counted over the range (believed counter increases).",
+        f'SELECT sum("good") AS "good" FROM "oee" WHERE {OEE_WHERE}',
+        grid(18, 28, 6, 8),
+        "none",
     )
     alarms = (
         table.Panel()
@@ -405,31 +411,25 @@ def kpi_panels() -> list[cogbuilder.Builder[model.Panel]]:
     )
     low, high = BANDS["oee"]
     return [
-        stat.Panel()
-        .title("Networking and cloud 联网与上云")
-        .reduce_options(LAST)
-        .description("Shop-floor and cloud-adoption KPIs over the range (ratios of sums; docs/kpis.md).")
-        .datasource(DATASOURCE)
-        .with_target(Query(kpi_query(ADOPTION)))
-        .unit("percentunit")
-        .thresholds(bands(0.9, 0.98))
-        .grid_pos(grid(0, 44, 12, 6)),
-        stat.Panel()
-        .title("Upload and backlog 上云时延与积压")
-        .reduce_options(LAST)
-        .description("Continuous days on cloud, upload latency (s) and the edge backlog.")
-        .datasource(DATASOURCE)
-        .with_target(Query(kpi_query(UPLOAD)))
-        .grid_pos(grid(12, 44, 12, 6)),
-        stat.Panel()
-        .title("Energy and quality against the baseline 能耗与质量对比基线")
-        .reduce_options(LAST)
-        .description(
-            "Energy per good unit, defect rate and throughput, and their change from the baseline (kpis.baseline)."
-        )
-        .datasource(DATASOURCE)
-        .with_target(Query(kpi_query(IMPROVEMENT)))
-        .grid_pos(grid(0, 50, 24, 6)),
+        stat_panel(
+            "Networking and cloud 联网与上云",
+            "Shop-floor and cloud-adoption KPIs over the range (ratios of sums; docs/kpis.md).",
+            kpi_query(ADOPTION),
+            grid(0, 44, 12, 6),
+            "percentunit",
+        ).thresholds(bands(0.9, 0.98)),
+        stat_panel(
+            "Upload and backlog 上云时延与积压",
+            "Continuous days on cloud, upload latency (s) and the edge backlog.",
+            kpi_query(UPLOAD),
+            grid(12, 44, 12, 6),
+        ),
+        stat_panel(
+            "Energy and quality against the baseline 能耗与质量对比基线",
+            "Energy per good unit, defect rate and throughput, and their change from the baseline (kpis.baseline).",
+            kpi_query(IMPROVEMENT),
+            grid(0, 50, 24, 6),
+        ),
         bargauge.Panel()
         .title("OEE by line 产线OEE")
         .description("Each line: its machines' time elements summed, then divided (never an average of ratios).")

@@ -105,3 +105,33 @@ def test_sign_and_encrypt_with_node_opcua(node_opcua: str, tmp_path: Path, caplo
 
     asyncio.run(body())
     assert all(PASSWORD not in r.getMessage() for r in caplog.records)
+
+
+def test_profile_browse_against_node_opcua(node_opcua: str, tmp_path: Path) -> None:
+    """``edge-agent profile browse`` on node-opcua's address space (SignAndEncrypt, a user name):
+    the profile it writes passes ``profile check`` and collects every value."""
+    from edge_agent.cli import main  # noqa: PLC0415
+
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD, encoding="utf-8")
+    out = tmp_path / "browsed.yaml"
+    args = ["profile", "browse", node_opcua, "--out", str(out), "--pki", str(tmp_path / "pki"), "--timeout", "30"]
+    args += ["--security-mode", "SignAndEncrypt", "--username", "operator", "--password-file", str(secret)]
+    assert main(args) == 0
+    profile = load_profile(out)
+    names = [n.name for n in profile.nodes]  # type: ignore[attr-defined]
+    assert {"m1_temp", "m1_parts", "m1_state"} <= set(names) and len(names) == 303
+    assert all(n.node.startswith(f"nsu={NAMESPACE};") for n in profile.nodes)  # type: ignore[attr-defined]
+    assert PASSWORD not in out.read_text(encoding="utf-8")
+    access = Access(Security(mode="SignAndEncrypt"), "operator", PASSWORD, pki=tmp_path / "pki")
+
+    async def body() -> None:
+        c = OpcUaCollector(profile, node_opcua, {}, time.time_ns, timeout_s=30, access=access)  # type: ignore[arg-type]
+        await c.connect()
+        batch = await c.collect()
+        assert (batch.quality == 0).all(), c.last_error
+        values = dict(zip(names, batch.value[-303:].tolist(), strict=True))
+        assert values["m1_temp"] == 21.5 and values["m1_parts"] == 3_000_000_000.0
+        await c.close()
+
+    asyncio.run(body())

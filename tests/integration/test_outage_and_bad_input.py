@@ -144,6 +144,8 @@ def test_points_influxdb_refuses_go_to_the_rejected_file(
     assert report["buffer"]["dropped"] == {"rejected": len(lines)}
     assert report["buffer"]["pending_points"] == 0
     # Everything else arrived; the refused points are accounted for, none lost silently.
-    delivered = sum(count_points(influxdb, db, f'"{m}"') for m in ("raw", "oee", "agent", "alarm", "kpi"))
+    delivered = sum(
+        count_points(influxdb, db, f'"{m}"') for m in ("raw", "oee", "agent", "alarm", "kpi", "machine_state")
+    )
     assert delivered + len(lines) == run.agent.points_produced
     assert any("refused" in r.getMessage() and str(rejected_file) in r.getMessage() for r in caplog.records)

@@ -120,14 +120,14 @@ def prepare_workdir(workdir: Path) -> None:
 OPEN_ENDED_LEAD_S = 6 * 3600.0
 
 
-def plant_start_ns(duration_s: float | None, speed: float, now_ns: int) -> int:
-    """When plant time starts: so that it ends at ``now`` when the run's length is known.
+def plant_lead_s(duration_s: float | None, speed: float) -> float:
+    """How long before the start of the run plant time starts: so that it ends at the run's end
+    when its length is known.
 
-    >>> plant_start_ns(60, 20, 10**12) == 10**12 - 1200 * 10**9
-    True
+    >>> plant_lead_s(60, 20)
+    1200.0
     """
-    lead = duration_s * speed if duration_s else OPEN_ENDED_LEAD_S
-    return now_ns - int(lead * 1e9)
+    return float(duration_s * speed) if duration_s else OPEN_ENDED_LEAD_S
 
 
 LABELS = {
@@ -179,7 +179,8 @@ def progress_line(agent: Agent, servers: DemoServers, deadline: float) -> str:
 async def run_demo(
     duration_s: float | None, seed: int, speed: float, workdir: Path, console: Console, lang: str = "en"
 ) -> int:
-    servers = await DemoServers.started(seed, speed, plant_start_ns(duration_s, speed, time.time_ns()))
+    servers = await DemoServers.started(seed, speed, plant_lead_s(duration_s, speed))
+    deadline = time.monotonic() + duration_s if duration_s else math.inf
     clock, plant = servers.clock, servers.plant
     try:
         content = servers.agent_config(str((workdir / "demo-buffer.sqlite3").resolve()), sinks_from_env())
@@ -194,7 +195,6 @@ async def run_demo(
             f"Modbus TCP at 127.0.0.1:{servers.modbus_port}; config {path}"
         )
         task = asyncio.create_task(agent.run())
-        deadline = time.monotonic() + duration_s if duration_s else math.inf
         if console.is_terminal:
             with Live(
                 machine_table(agent, servers, plant, deadline=deadline, lang=lang),

@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import logging
 import socket
+import time
 from typing import Any
 
 from asyncua import ua
@@ -70,11 +71,17 @@ class DemoServers:
         self.modbus_up = asyncio.Event()
 
     @classmethod
-    async def started(cls, seed: int, speed: float, start_ns: int | None = None) -> DemoServers:
-        """A new plant for ``seed`` on a clock running ``speed`` times real time from ``start_ns``
-        (default now), serving."""
-        servers = cls(Plant(seed=seed), ScaledClock(start_ns, speed=speed))
+    async def started(cls, seed: int, speed: float, lead_s: float = 0.0) -> DemoServers:
+        """A new plant for ``seed``, serving, on a clock running ``speed`` times real time.
+
+        Plant time 0 is ``lead_s`` seconds before the moment the servers are up: the clock stands
+        still while they start (seconds of wall time, minutes of plant time at 30x).
+        """
+        clock = ScaledClock(time.time_ns() - int(lead_s * 1e9), speed=speed, held=True)
+        servers = cls(Plant(seed=seed), clock)
         await servers.start()
+        servers.start_ns = time.time_ns() - int(lead_s * 1e9)
+        clock.release(servers.start_ns)
         return servers
 
     def agent_config(self, buffer_path: str, sinks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -121,11 +128,12 @@ class DemoServers:
         await self._write_opcua(self.clock.now_ns())
         self._tasks.append(asyncio.create_task(self._feed_opcua()))
 
-    async def _write(self, name: str, signal: str, value: float, ns: int) -> None:
+    async def _write(self, name: str, signal: str, value: float, ns: int, server_ns: int | None = None) -> None:
+        """Write a value that changed at ``ns`` (source time) and reached the server at ``server_ns``."""
         node, variant = self._nodes[(name, signal)]
         v = int(value) if variant == ua.VariantType.Int32 else float(value)
-        stamp = _stamp(ns)
-        dv = ua.DataValue(ua.Variant(v, variant), SourceTimestamp=stamp, ServerTimestamp=stamp)
+        server = _stamp(ns if server_ns is None else server_ns)
+        dv = ua.DataValue(ua.Variant(v, variant), SourceTimestamp=_stamp(ns), ServerTimestamp=server)
         await self._opcua.write_attribute_value(node.nodeid, dv)
 
     async def _write_opcua(self, now_ns: int) -> None:
@@ -138,7 +146,7 @@ class DemoServers:
             if self._last_state.get(name) != state:
                 # Stamp the change with the moment it happened, not with this update.
                 changed_at = self.to_ns(max(sim.starts[episode], 0.0))
-                await self._write(name, "State", state, changed_at)
+                await self._write(name, "State", state, changed_at, server_ns=now_ns)
                 self._last_state[name] = state
             good, reject = self.plant.counts(name, t)
             await self._write(name, "PartCount", sim.spec.counter_start + good + reject, now_ns)

@@ -140,8 +140,13 @@ class _Changes:
         # exists before, and during an outage the value is unknown, not held).
         self.since_ns = now_ns()
         self.rows: list[tuple[int, int, float, int]] = []
-        #: Agent time minus the server's timestamp of the latest change (s; + the server is behind).
+        #: Agent time minus the server's clock (s; + the server is behind): the smallest lag of a
+        #: notification behind its ServerTimestamp since the last drain, kept until the next one.
         self.skew_s: float | None = None
+        self._lag_min = math.inf
+        #: Items whose first notification came: that one carries the time the value last changed,
+        #: possibly hours ago, so it says nothing about the server's clock.
+        self._reported: set[int] = set()
 
     def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
         index = self.index_of.get(node.nodeid.to_string())
@@ -151,8 +156,10 @@ class _Changes:
         stamp = dv.SourceTimestamp or dv.ServerTimestamp
         now = self.now_ns()
         ts = int(stamp.timestamp() * 1e9) if stamp is not None else now
-        if dv.ServerTimestamp is not None:
-            self.skew_s = (now - dv.ServerTimestamp.timestamp() * 1e9) / 1e9
+        if index not in self._reported:
+            self._reported.add(index)
+        elif dv.ServerTimestamp is not None:
+            self._lag_min = min(self._lag_min, (now - dv.ServerTimestamp.timestamp() * 1e9) / 1e9)
         ts = max(ts, self.since_ns)
         good = dv.StatusCode is None or dv.StatusCode.is_good()
         number = to_number(val)
@@ -166,6 +173,8 @@ class _Changes:
         return
 
     def drain(self) -> Batch:
+        if math.isfinite(self._lag_min):
+            self.skew_s, self._lag_min = self._lag_min, math.inf
         if not self.rows:
             return Batch.empty()
         rows, self.rows = self.rows, []
@@ -338,10 +347,10 @@ class OpcUaCollector:
                         f"{self.profile.nodes[i].name} holds {what}: only scalars are collected "
                         "(declare one node per element)"
                     )
-        self._check_skew()
         self.last_error = "; ".join(bad) or None
         polled = Batch.of(self.now_ns(), np.arange(n, dtype=np.int32), values, quality)
         changes = self._changes.drain() if self._changes is not None else Batch.empty()
+        self._check_skew()
         return Batch.concat([changes, polled])
 
     def _check_skew(self) -> None:

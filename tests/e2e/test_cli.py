@@ -138,7 +138,8 @@ def test_run_streams_to_influxdb_and_exits_0_on_sigterm(influxdb: InfluxServer, 
         assert agent.returncode == 0, out[-3000:]
         series = influxdb.query('SELECT count("value") FROM "raw" GROUP BY "device"', "cli")
         assert {s["tags"]["device"] for s in series} == {"press-1", "cnc-1", "energy-meter"}
-        assert influxdb.query('SELECT count("oee") FROM "oee"', "cli"), "the last OEE window was flushed on exit"
+        # Any field: in a break (00:00-00:30 in Shanghai, where CI may run) the OEE ratio itself is undefined.
+        assert influxdb.query('SELECT count(*) FROM "oee"', "cli"), "the last OEE window was flushed on exit"
     finally:
         plant.send_signal(signal.SIGTERM)
         plant.communicate(timeout=30)

@@ -169,7 +169,7 @@ def test_text_readings_reach_influxdb_as_string_fields(influxdb: InfluxServer, t
         }
         path = tmp_path / "agent.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        agent = Agent(load_config(path), ScaledClock(1.0))
+        agent = Agent(load_config(path), ScaledClock(speed=1.0))
         task = asyncio.create_task(agent.run(drain_s=30))
         try:
             deadline = time.monotonic() + 60
@@ -225,7 +225,7 @@ def test_every_unit_behind_a_gateway_polls_again_soon_after_it_returns(tmp_path:
         }
         path = tmp_path / "agent.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
-        agent = Agent(load_config(path), ScaledClock(1.0))
+        agent = Agent(load_config(path), ScaledClock(speed=1.0))
         task = asyncio.create_task(agent.run(drain_s=1))
         try:
             await until(lambda: all(h.polls > 5 for h in agent.health), "both units polling")

@@ -116,7 +116,7 @@ def test_a_dead_unit_is_down_in_health_and_its_neighbours_keep_polling(peer: int
     report: dict[str, dict[str, object]] = {}
 
     async def body() -> None:
-        agent = Agent(load_config(tmp_path / "agent.yaml"), ScaledClock(1.0))
+        agent = Agent(load_config(tmp_path / "agent.yaml"), ScaledClock(speed=1.0))
         task = asyncio.create_task(agent.run(drain_s=1))
         try:
             await until(lambda: agent.health[2].failures >= 3 and agent.health[0].polls >= 50, "dead unit retried")

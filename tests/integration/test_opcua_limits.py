@@ -134,7 +134,7 @@ def test_recovery_after_a_restart_that_moves_the_namespace(tmp_path: Path, capsy
 
     async def body() -> None:
         server, _ = await big_server(port)
-        agent = Agent(load_config(tmp_path / "agent.yaml"), ScaledClock(1.0))
+        agent = Agent(load_config(tmp_path / "agent.yaml"), ScaledClock(speed=1.0))
         task = asyncio.create_task(agent.run(drain_s=1))
         try:
             await until(lambda: agent.health[0].polls > 5, "polling")

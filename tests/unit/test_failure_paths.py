@@ -101,7 +101,7 @@ def test_backing_off_ends_when_a_shared_connection_is_made_again() -> None:
 
     async def body() -> None:
         collector = Shared()
-        poller = DevicePoller(0, collector, DeviceHealth("d", "x"), 1.0, 1.0, ScaledClock(1.0), lambda i, b: None)  # type: ignore[arg-type]
+        poller = DevicePoller(0, collector, DeviceHealth("d", "x"), 1.0, 1.0, ScaledClock(speed=1.0), lambda i, b: None)  # type: ignore[arg-type]
         waiting = asyncio.create_task(poller._back_off(3600.0))
         await asyncio.sleep(0.3)
         assert not waiting.done()

@@ -136,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
             return _health(args.url)
         if args.command == "run":
             from edge_agent.runtime.agent import run_forever  # noqa: PLC0415
+            from edge_agent.runtime.memory import return_freed_memory  # noqa: PLC0415
 
+            return_freed_memory()  # before any thread starts
             return run_forever(load_config(args.config))
         if args.command == "reload":
             return _reload(load_config(args.config))

@@ -85,7 +85,7 @@ class DevicePoller:
         self._failures_in_row = 0
 
     async def run(self) -> None:
-        health, collector = self.health, self.collector
+        collector = self.collector
         limit = self.timeout_s * 2 + 1
         next_due = self.clock.now_ns()
         connected = False
@@ -105,11 +105,29 @@ class DevicePoller:
                 continue
             now = self.clock.now_ns()
             self._succeeded(batch, now)
-            next_due += self.interval_ns
-            if next_due < now:
-                health.overruns += 1
-                next_due = now
-            await asyncio.sleep((next_due - now) / 1e9 / self.clock.speed)
+            next_due = self._next_slot(next_due, now)
+            await asyncio.sleep(max(next_due - now, 0) / 1e9 / self.clock.speed)
+
+    def _next_slot(self, due: int, now: int) -> int:
+        """The next poll's slot on the device's grid of ``poll_interval`` (clock ns).
+
+        A poll that ran late (a slow reply, a busy box) is followed at once by the next one, so
+        the grid keeps its rate; slots more than one interval in the past are skipped and
+        counted in ``overruns``.
+
+        >>> p = DevicePoller(0, None, DeviceHealth("d", "x"), 0.01, 1.0, None, None)  # type: ignore[arg-type]
+        >>> p._next_slot(0, 4_000_000), p._next_slot(10_000_000, 15_000_000), p.health.overruns
+        (10000000, 20000000, 0)
+        >>> p._next_slot(20_000_000, 57_000_000), p.health.overruns   # 30 and 40 ms are skipped
+        (50000000, 2)
+        """
+        due += self.interval_ns
+        behind = now - due
+        if behind > self.interval_ns:
+            missed = behind // self.interval_ns
+            self.health.overruns += int(missed)
+            due += missed * self.interval_ns
+        return due
 
     def _succeeded(self, batch: Batch, now: int) -> None:
         health = self.health

@@ -2,9 +2,10 @@
 
 Each series id maps to a prefix ``measurement,tag=value,... field=``, built once per catalog
 snapshot. A batch is encoded in bulk: prefixes are picked by fancy indexing, each distinct
-timestamp is formatted once, values are formatted by one C-level ``map`` (integral values as
-integers, which line protocol reads as the same float; others with ``repr``, the shortest form
-that reads back exactly), and one ``join`` makes the body. Good points carry the float value; a
+timestamp is formatted once, the value text of every point is written by numpy into one byte
+matrix (:mod:`edge_agent.sinks._numbers`: integral values as integers, which line protocol
+reads as the same float, others with the fewest decimals that read back exactly, ``repr`` for the rare value
+that needs more), and one ``join`` makes the body. Good points carry the float value; a
 point whose quality is not good carries ``<field>_quality=<code>i`` instead, so a bad reading is
 visible, never lost. A point of a text series (field ``text``: a serial number, a recipe name)
 carries the id of its text (:meth:`SeriesCatalog.texts`) and is written as a string field.
@@ -26,12 +27,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from collectors.batch import Batch
+from edge_agent.sinks._numbers import EXACT_INT, values_text
 from edge_agent.store.catalog import Series, SeriesCatalog
 
 #: The field name of text series.
 TEXT_FIELD = "text"
-#: Integral values below this magnitude are written as integers (exact in float64).
-_EXACT_INT = 2.0**53
 
 
 def escape_tag(text: str) -> str:
@@ -55,8 +55,9 @@ class LineProtocol:
 
     def __init__(self, catalog: SeriesCatalog, previous: LineProtocol | None = None) -> None:
         self.catalog = catalog
-        self.good = np.full(catalog.size, "", dtype=object)
-        self.bad = np.full(catalog.size, "", dtype=object)
+        #: The UTF-8 prefix of each series id: ``... field=`` for good points, ``... field_quality=``.
+        self.good = np.full(catalog.size, b"", dtype=object)
+        self.bad = np.full(catalog.size, b"", dtype=object)
         # Catalogs only grow: the prefixes of an earlier snapshot stay valid.
         known = 0 if previous is None else min(previous.good.shape[0], catalog.size)
         if known:
@@ -65,8 +66,8 @@ class LineProtocol:
         for sid, series in catalog.items():
             if sid >= known or not self.good[sid]:
                 prefix, field = series_prefix(series), escape_tag(series.field)
-                self.good[sid] = f"{prefix} {field}="
-                self.bad[sid] = f"{prefix} {field}_quality="
+                self.good[sid] = f"{prefix} {field}=".encode()
+                self.bad[sid] = f"{prefix} {field}_quality=".encode()
         self.is_text = np.fromiter(
             (catalog.get(i) is not None and catalog[i].field == TEXT_FIELD for i in range(catalog.size)),
             bool,
@@ -87,23 +88,32 @@ class LineProtocol:
         n = len(batch)
         if n == 0:
             return b""
-        parts = np.empty(3 * n, dtype=object)
         ok = batch.quality == 0
         all_ok = bool(ok.all())
         signal = batch.signal
-        parts[0::3] = self.good[signal] if all_ok else np.where(ok, self.good[signal], self.bad[signal])
-        parts[1::3] = _format_values(batch.value, batch.quality, all_ok)
+        ends, rest = values_text(batch.value, None if all_ok else batch.quality)
+        for i in rest.tolist():  # values that need more digits, or are not finite: Python's repr
+            ends[i] = _value_text(float(batch.value[i]), int(batch.quality[i])).encode()
         if self.any_text:
-            text = np.flatnonzero(self.is_text[signal] & ok)
-            if text.shape[0]:
+            texts_at = np.flatnonzero(self.is_text[signal] & ok)
+            if texts_at.shape[0]:
                 texts = self.catalog.texts
-                parts[3 * text + 1] = [
-                    _string_field(texts.get(int(code), "")) if math.isfinite(code) else '""'
-                    for code in batch.value[text].tolist()
-                ]
+                for i, code in zip(texts_at.tolist(), batch.value[texts_at].tolist(), strict=True):
+                    ends[i] = (_string_field(texts.get(int(code), "")) if math.isfinite(code) else '""').encode()
+        parts = np.empty(3 * n, dtype=object)
+        parts[0::3] = self.good[signal] if all_ok else np.where(ok, self.good[signal], self.bad[signal])
+        parts[1::3] = ends
         parts[2::3] = _format_times(batch.ts)
-        parts[-1] = parts[-1][:-1]  # no newline after the last line
-        return "".join(parts.tolist()).encode()
+        return b"".join(parts.tolist())[:-1]  # no newline after the last line
+
+
+def _value_text(value: float, quality: int) -> str:
+    """One value as line protocol writes it, where :func:`tails` leaves it out."""
+    if quality != 0:
+        return f"{quality}i"
+    if value == int(value) and abs(value) < EXACT_INT:
+        return str(int(value))
+    return repr(value)
 
 
 def _string_field(text: str) -> str:
@@ -118,31 +128,10 @@ def _format_times(ts: NDArray[np.int64]) -> NDArray[np.object_]:
     np.not_equal(ts[1:], ts[:-1], out=change[1:])
     if int(np.count_nonzero(change)) * 4 > ts.shape[0]:
         unique, where = np.unique(ts, return_inverse=True)
-        texts = np.array([f" {t}\n" for t in unique.tolist()], dtype=object)
+        texts = np.array([f" {t}\n".encode() for t in unique.tolist()], dtype=object)
         by_point: NDArray[np.object_] = texts[where]
         return by_point
     starts = np.flatnonzero(change)
-    texts = np.array([f" {t}\n" for t in ts[starts].tolist()], dtype=object)
-    run = np.cumsum(change) - 1
-    by_run: NDArray[np.object_] = texts[run]
+    texts = np.array([f" {t}\n".encode() for t in ts[starts].tolist()], dtype=object)
+    by_run: NDArray[np.object_] = texts[np.cumsum(change) - 1]
     return by_run
-
-
-def _format_values(value: NDArray[np.float64], quality: NDArray[np.uint8], all_ok: bool) -> list[str]:
-    out: list[str]
-    with np.errstate(invalid="ignore"):
-        as_int = value.astype(np.int64)
-        integral = (as_int == value) & (np.abs(value) < _EXACT_INT)
-    if all_ok and bool(integral.all()):
-        return list(map(str, as_int.tolist()))
-    texts = np.empty(value.shape[0], dtype=object)
-    if integral.any():
-        texts[integral] = list(map(str, as_int[integral].tolist()))
-    rest = ~integral
-    if rest.any():
-        texts[rest] = list(map(repr, value[rest].tolist()))
-    if not all_ok:
-        bad = quality != 0
-        texts[bad] = [f"{q}i" for q in quality[bad].tolist()]
-    out = texts.tolist()
-    return out

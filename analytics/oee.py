@@ -331,7 +331,10 @@ class OeeEngine:
         delta = v - prev
         mod = self.modulus[m, k]
         wraps = mod > 0
-        delta[wraps] = np.mod(delta[wraps], mod[wraps])
+        # Under a modulus the increase is delta mod modulus; only a wrap (a drop) needs the division.
+        fix = wraps & ((delta < 0) | (delta >= mod))
+        if fix.any():
+            delta[fix] = np.mod(delta[fix], mod[fix])
         # What the machine could have made since the previous reading (energy: no bound).
         elapsed_s = np.maximum(t - prev_t, 0) / NS
         limit = np.where(k == ENERGY_KIND, np.inf, (elapsed_s / self.ideal_cycle_s[m] + 1.0) * self.margin[m])
@@ -396,6 +399,24 @@ class OeeEngine:
     ) -> None:
         if m.shape[0] == 0:
             return
+        if self._open_m.shape[0]:
+            # Most rows fall in their machine's latest open window: summed there in one pass.
+            n_machines = self.accounted.shape[0]
+            latest = np.full(n_machines, np.iinfo(np.int64).min, np.int64)
+            np.maximum.at(latest, self._open_m, self._open_start)
+            row_of = np.full(n_machines, -1, np.intp)
+            is_latest = self._open_start == latest[self._open_m]
+            row_of[self._open_m[is_latest]] = np.flatnonzero(is_latest)
+            there = ws == latest[m]
+            if there.any():
+                flat = row_of[m[there]] * NCOL + col[there]
+                self._open_acc += np.bincount(flat, weights=amount[there], minlength=self._open_acc.size).reshape(
+                    self._open_acc.shape
+                )
+                if there.all():
+                    return
+                rest = ~there
+                m, ws, we, col, amount = m[rest], ws[rest], we[rest], col[rest], amount[rest]
         n_open = self._open_m.shape[0]
         all_m = np.concatenate([self._open_m, m])
         all_s = np.concatenate([self._open_start, ws])

@@ -328,13 +328,7 @@ class OeeEngine:
         prev_t[1:] = t[:-1]
         prev_t[first] = self.last_count_ts[m[first], k[first]]
         rebase = self._across_outage(m, prev_t, t)
-        delta = v - prev
-        mod = self.modulus[m, k]
-        wraps = mod > 0
-        # Under a modulus the increase is delta mod modulus; only a wrap (a drop) needs the division.
-        fix = wraps & ((delta < 0) | (delta >= mod))
-        if fix.any():
-            delta[fix] = np.mod(delta[fix], mod[fix])
+        delta = _unwrapped(v - prev, self.modulus[m, k])
         # What the machine could have made since the previous reading (energy: no bound).
         elapsed_s = np.maximum(t - prev_t, 0) / NS
         limit = np.where(k == ENERGY_KIND, np.inf, (elapsed_s / self.ideal_cycle_s[m] + 1.0) * self.margin[m])
@@ -482,3 +476,14 @@ class OeeEngine:
                 acc[before, C_TOTAL:] += acc[i, C_TOTAL:]
         keep = ~empty
         return m[keep], key[keep], start[keep], end[keep], acc[keep], span_end[keep]
+
+
+def _unwrapped(delta: NDArray[np.float64], modulus: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Counter increases, taken modulo the counter's modulus where it has one (> 0).
+
+    Only a drop (a wrap) or a jump past the modulus needs the division.
+    """
+    fix = (modulus > 0) & ((delta < 0) | (delta >= modulus))
+    if fix.any():
+        delta[fix] = np.mod(delta[fix], modulus[fix])
+    return delta

@@ -174,9 +174,9 @@ class Pipeline:
         self._default_state = [float(c.default_state) for c in machine_cfgs]
         self._state_code = np.full(len(machine_cfgs), np.nan)
         self._state_ns = np.full(len(machine_cfgs), np.iinfo(np.int64).min // 2, np.int64)
-        #: A device's readings of one poll are stamped within half a poll of each other, in any order.
+        #: How far before the reading that shows a new state the change may be dated: two polls.
         self._state_lead_ns = np.array(
-            [int(cfg.devices[d].poll_interval * NS) // 2 for d in self.machine_device], np.int64
+            [2 * int(cfg.devices[d].poll_interval * NS) for d in self.machine_device], np.int64
         )
         schedule = work_schedule(cfg.analytics.shifts)
         self.engines = {w: OeeEngine(machine_cfgs, g, schedule) for w, g in self.grids.items()}
@@ -189,6 +189,13 @@ class Pipeline:
         self.last_raw = Batch.empty()
         self._held = Batch.empty()
         self._unscored = Batch.empty()
+        #: How much longer than ``settle`` each raw series' readings wait to be scored (ns): a
+        #: machine's analog signals wait for the state readings that may date a change before them.
+        with_machine = [(a.raw_id, a.machine) for a in self.anomaly.signals if a.machine >= 0]
+        self._score_lead = np.zeros(max((a.raw_id for a in self.anomaly.signals), default=-1) + 1, np.int64)
+        if with_machine:
+            ids, of = np.array(with_machine, np.intp).T
+            self._score_lead[ids] = self._state_lead_ns[of]
 
     # -- input -------------------------------------------------------------------------------
     def ingest(self, device_index: int, batch: Batch) -> None:
@@ -209,7 +216,7 @@ class Pipeline:
         """Everything produced since the last tick: raw points, scores, closed OEE windows."""
         raw = Batch.concat(self.inbox.take())
         self.last_raw = raw
-        out = [raw, self._score(raw, now_ns if final else now_ns - self.settle_ns)]
+        out = [raw, self._score(raw, now_ns if final else now_ns - self.settle_ns, hold=not final)]
         if final:
             out.append(self.anomaly.flush())
         out.append(self._oee(raw, now_ns, final))
@@ -237,19 +244,24 @@ class Pipeline:
         state[bad_code] = [self._default_state[m] for m in machine[bad_code].tolist()]
         return Batch(raw.ts[pick], self.machine_state_ids[machine], state, np.zeros(pick.shape[0], np.uint8))
 
-    def _score(self, raw: Batch, cutoff_ns: int) -> Batch:
+    def _score(self, raw: Batch, cutoff_ns: int, hold: bool = True) -> Batch:
         """Anomaly scores of the readings up to ``cutoff_ns``; a machine whose state changed takes up
         that state's normal.
 
-        Readings wait ``settle`` like the OEE's: a state change that a subscription reports after
-        the poll that already saw its effect (power dropping with the machine) is then in place
-        before that poll's samples are scored.
+        Readings wait ``settle`` like the OEE's, and a machine's analog readings wait two of its
+        polls longer than its state readings: a state change that shows one poll after its effect
+        (power dropping with the machine), or that a subscription reports late, is then in place
+        before the samples it explains are scored. At the end (``hold`` False) nothing waits.
         """
         if self.anomaly.column.shape[0] == 0:
             return self.anomaly.score(Batch.empty(), [])
         keep = self.anomaly.wanted(raw) | (self.role[raw.signal] == ROLE_STATE) if len(raw) else np.empty(0, bool)
         pending = Batch.concat([self._unscored, raw.take(keep)]) if len(raw) else self._unscored
-        ready = pending.ts <= cutoff_ns
+        limit = np.full(len(pending), cutoff_ns, np.int64)
+        if hold and len(pending):
+            inside = pending.signal < self._score_lead.shape[0]
+            limit[inside] -= self._score_lead[pending.signal[inside]]
+        ready = pending.ts <= limit
         now, self._unscored = pending.take(ready), pending.take(~ready)
         scored = self.anomaly.score(now, self._state_changes(now))
         for m, view in enumerate(self.machines):
@@ -261,9 +273,12 @@ class Pipeline:
     def _state_changes(self, raw: Batch) -> list[tuple[int, int, int]]:
         """``(time ns, machine, state code)`` of every state a machine entered in ``raw``, in time order.
 
-        A change is dated half a poll before the reading that showed it (but after the reading
-        before it): the machine's other readings of that poll may be stamped a little earlier and
-        already show the new state.
+        A change is dated at the last reading that still showed the old state, at most two polls
+        before the reading that shows the new one (a poll's readings share its time): the machine
+        changed somewhere in between, and when the state is read in another request than the
+        other values (a Modbus holding block, then an input block), the poll before may already
+        show the new power. Those readings then fall in the new state's first samples, which
+        score 0.
         """
         if not len(raw) or not self.machines:
             return []
@@ -272,7 +287,7 @@ class Pipeline:
         for i in state[np.argsort(raw.ts[state], kind="stable")].tolist():
             m, code, ts = int(self.role_machine[raw.signal[i]]), float(raw.value[i]), int(raw.ts[i])
             if code != self._state_code[m] and np.isfinite(code):
-                at = max(ts - int(self._state_lead_ns[m]), int(self._state_ns[m]) + 1)
+                at = max(ts - int(self._state_lead_ns[m]), int(self._state_ns[m]))
                 changes.append((at, m, int(code)))
             self._state_code[m], self._state_ns[m] = code, ts
         changes.sort(key=lambda c: c[0])

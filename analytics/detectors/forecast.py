@@ -422,7 +422,13 @@ class ForecastModel(RowDetector):
         # Past warm-up every signal learns at its own rates: the chunk weights are then constant.
         settled = valid is None and rows == PERIOD and bool((self.count >= 10_000).all())
         if valid is not None:  # a gap teaches nothing (its deviations count as 0, its weight as 0)
-            for a in (d0, d1, d2, w.e_ar, w.e_last, e_long, dev_clipped, long_clipped, w.raw):
+            # d0, d1 and d2 are shifted views of one history: zeroing one in place would zero a
+            # valid sample of another (and e_long may be d0 itself). Only d0 needs zeros: the
+            # products with d1 and d2 then vanish at gaps.
+            d0 = d0.copy()
+            if e_long is w.d0:
+                e_long = d0
+            for a in (d0, w.e_ar, w.e_last, e_long, dev_clipped, long_clipped, w.raw):
                 a[~valid] = 0.0
         # Warm-up: the exact running mean (k new samples after ``count``) until the EWMA weighs more.
         share = k / np.maximum(self.count + k, 1.0)

@@ -364,3 +364,25 @@ def test_vectorised_alarms_follow_the_plain_state_machine() -> None:
             assert bool(alarms.active[col]) == (bool(expected) and expected[-1][1] == -1)
             if alarms.active[col]:
                 assert still and still[-1].start_ns == expected[-1][0]
+
+
+def test_gaps_in_a_chunk_teach_the_model_only_the_samples_that_are_there() -> None:
+    """Devices report at their own times: the agent's blocks are full of NaN holes.
+
+    The model learns what the valid samples say, whatever the holes: a signal seen at 68 with two
+    samples missing learns a level of 68, and its scales are those of the same signal seen whole.
+    """
+    rng = np.random.default_rng(12)
+    x = 68.0 + 0.3 * rng.standard_normal((4000, 2))
+    x[:, 1] = x[:, 0]
+    x[np.arange(4000) % 8 >= 5, 1] = np.nan  # every chunk of signal 1 misses three samples
+    detectors = DetectorSet(2)
+    detectors.update(x[:8])
+    model = detectors.model
+    assert model is not None
+    assert model.mean[1] == pytest.approx(float(np.nanmean(x[:8, 1])), abs=1e-6)
+    detectors.update(x[8:])
+    assert model.mean[1] == pytest.approx(68.0, abs=0.05)
+    # The same noise, learnt through the holes: the same autocovariance and residual scales.
+    assert model.c0[1] == pytest.approx(model.c0[0], rel=0.35)
+    assert np.sqrt(model.var_long[1]) == pytest.approx(np.sqrt(model.var_long[0]), rel=0.35)

@@ -10,7 +10,9 @@ Synthetic suite (seeded). Baselines, each with unit noise (sd 1) unless said:
 * ``trend``: +3 sd over the series;
 * ``regimes``: a machine that switches between two operating levels 6 sd apart (noise 1 and 1.5)
   every 300-800 samples; the scorer is told the machine state, as the agent does;
-* ``repeats``: a device that updates 5 times slower than it is polled (each value 5 times).
+* ``repeats``: a device that updates 5 times slower than it is polled (each value 5 times);
+* ``gaps``: the AR(1) loop of ``ar80`` from a device that misses 30 % of its replies at random
+  (NaN; the anomaly's first sample is always there).
 
 On each, series with one labelled anomaly of each kind, starting between samples 1,500 and 3,400:
 spike (8 sd for one sample), level shift (4 sd for 300 samples), drift (0.03 sd per sample for 300
@@ -64,7 +66,10 @@ BASELINES = (
     "trend",
     "regimes",
     "repeats",
+    "gaps",
 )
+#: Share of samples missing in the ``gaps`` baseline.
+GAP_SHARE = 0.3
 F64 = NDArray[np.float64]
 
 
@@ -134,8 +139,13 @@ def suite(per_combo: int, seed: int) -> tuple[F64, list[Labelled]]:
     for base in BASELINES:
         for kind in (*KINDS, "clean"):
             for _ in range(per_combo):
-                x, state = baseline(base, rng)
+                x, state = baseline("ar80" if base == "gaps" else base, rng)  # gaps: holes cut below
                 start, end = (-1, -1) if kind == "clean" else inject(x, kind, rng, state)
+                if base == "gaps":  # a device that misses replies: NaN, but never the anomaly's start
+                    missing = rng.random(LENGTH) < GAP_SHARE
+                    if start >= 0:
+                        missing[start] = False
+                    x[missing] = np.nan
                 columns.append(x)
                 labels.append(Labelled(kind, base, start, end, state))
     return np.column_stack(columns), labels

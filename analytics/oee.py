@@ -11,9 +11,12 @@ the part of each interval that falls inside it. A counter increase counts in the
 the later of its two readings, when it is *plausible*: at most ``(elapsed / ideal_cycle_s + 1) *
 counter_margin`` parts (energy: any increase). A counter may wrap under its ``modulus``; a wrap
 counts when plausible too. A decrease without a modulus, an implausible jump and the first
-reading after an outage are not counted: the reading re-baselines the counter, is counted in
-``counter_resets``, and what the machine made meanwhile, if it can be told (the increase over
-the outage, or the count since a reset), goes to the window's ``unattributed_*`` columns.
+reading after an outage are not counted as an increase: the reading re-baselines the counter and
+is counted in ``counter_resets``. A counter that restarted between two readings of the same
+window (both readings inside it) made what it shows since the restart, in that window: the new
+reading counts there when it is plausible for the time since the last reading. Otherwise what the
+machine made meanwhile, if it can be told (the increase over the outage, or the count since a
+reset), goes to the window's ``unattributed_*`` columns: its window is not known.
 
 An outage (a state reading with a NaN code: the device could not be reached) makes the
 machine's time *unknown* from that moment until its next state reading.
@@ -36,6 +39,7 @@ KPIs are in :mod:`analytics.oee_kpis`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,6 +138,10 @@ class WindowRows:
 
     def __len__(self) -> int:
         return int(self.machine.shape[0])
+
+    def take(self, pick: NDArray[np.bool_]) -> WindowRows:
+        """The rows ``pick`` selects."""
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name)[pick] for f in dataclasses.fields(self)})
 
 
 class OeeEngine:
@@ -338,12 +346,14 @@ class OeeEngine:
         reset = known & ~counted
         # Made meanwhile: the increase over an outage when believable, else what the counter
         # shows when it could have counted that much since a reset (0 otherwise).
-        since_reset = np.where((v >= 0) & (v <= limit), v, 0.0)
-        meanwhile = np.where(believed, delta, since_reset)
+        since_reset = (v >= 0) & (v <= limit)
+        meanwhile = np.where(believed, delta, np.where(since_reset, v, 0.0))
+        # A restart between two readings of one window: what it shows since is that window's.
+        restarted = self._inside_one_window(reset & ~believed & ~rebase & since_reset, prev_t, t)
         self.last_count[m[last], k[last]] = v[last]
         self.last_count_ts[m[last], k[last]] = t[last]
         rows = np.flatnonzero(counted | reset)
-        col = np.where(counted[rows], C_TOTAL + k[rows], C_UNATTRIBUTED + k[rows])
+        col = np.where((counted | restarted)[rows], C_TOTAL + k[rows], C_UNATTRIBUTED + k[rows])
         amount = np.where(counted[rows], delta[rows], meanwhile[rows])
         resets = np.flatnonzero(reset)
         m = np.concatenate([m[rows], m[resets]])
@@ -363,6 +373,18 @@ class OeeEngine:
             ws[off[edge]], we[off[edge]] = before_s[edge], before_e[edge]
         inside = ws >= 0
         self._accumulate(m[inside], ws[inside], we[inside], col[inside], amount[inside])
+
+    def _inside_one_window(
+        self, candidates: NDArray[np.bool_], prev_t: NDArray[np.int64], t: NDArray[np.int64]
+    ) -> NDArray[np.bool_]:
+        """Which ``candidates`` have both readings (``prev_t``, ``t``) in one window of the grid."""
+        inside = np.zeros(candidates.shape[0], bool)
+        rows = np.flatnonzero(candidates)
+        if rows.shape[0]:
+            before, _ = self.grid.locate(prev_t[rows])
+            now, _ = self.grid.locate(t[rows])
+            inside[rows] = (before == now) & (now >= 0)
+        return inside
 
     def _across_outage(self, m: NDArray[np.intp], prev_t: NDArray[np.int64], t: NDArray[np.int64]) -> NDArray[np.bool_]:
         """Whether an outage of machine ``m`` lies in ``(prev_t, t]`` (a counter's last two readings)."""

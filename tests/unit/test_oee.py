@@ -108,16 +108,38 @@ def test_counter_wrap_with_modulus() -> None:
     assert rows.elements[0, C_GOOD] == 10
 
 
-def test_a_counter_reset_is_not_counted_but_flagged_and_its_count_since_kept_apart() -> None:
+def test_a_counter_reset_inside_a_window_counts_what_it_shows_since_and_is_flagged() -> None:
     e = engine(counters={TOTAL_KIND: 0.0})
     states(e, [0, 59], [1, 1])
     counters(e, TOTAL_KIND, [0, 20, 40, 50], [100, 110, 3, 7])  # +10, reset (3 made since), +4
     rows = e.close(final=True)
-    assert rows.elements[0, C_TOTAL] == 14
-    assert rows.elements[0, C_UNATTRIBUTED + TOTAL_KIND] == 3
+    assert rows.elements[0, C_TOTAL] == 17
+    assert rows.elements[0, C_UNATTRIBUTED + TOTAL_KIND] == 0
     assert rows.elements[0, C_RESETS] == 1
     k = kpis(rows.elements, np.array([1.0]), np.array([[True, False, False, False]]), rows.partial)
-    assert flag_names(k["flags"][0]) == ["counter_reset", "partial_window", "unattributed_counts"]
+    assert flag_names(k["flags"][0]) == ["counter_reset", "partial_window"]
+
+
+def test_a_counter_reset_between_two_windows_keeps_its_count_apart() -> None:
+    """Which window the parts made since the reset belong to is not known: unattributed, flagged."""
+    e = engine(counters={TOTAL_KIND: 0.0})
+    states(e, [0, 119], [1, 1])
+    counters(e, TOTAL_KIND, [0, 50, 70, 110], [100, 110, 3, 7])  # the reset lies between 50 s and 70 s
+    rows = e.close(final=True)
+    assert rows.elements[:, C_TOTAL].tolist() == [10, 4]
+    assert rows.elements[:, C_UNATTRIBUTED + TOTAL_KIND].tolist() == [0, 3]
+    assert rows.elements[:, C_RESETS].tolist() == [0, 1]
+
+
+def test_an_implausible_restart_count_inside_a_window_is_not_counted() -> None:
+    """A counter that shows more after its restart than the machine could have made is not believed."""
+    e = engine(counters={TOTAL_KIND: 0.0}, ideal_cycle_s=1.0, counter_margin=2.0)
+    states(e, [0, 59], [1, 1])
+    counters(e, TOTAL_KIND, [0, 10, 20], [100, 110, 90])  # 90 > (10 + 1) x 2: a drop, not a restart
+    rows = e.close(final=True)
+    assert rows.elements[0, C_TOTAL] == 10
+    assert rows.elements[0, C_UNATTRIBUTED + TOTAL_KIND] == 0
+    assert rows.elements[0, C_RESETS] == 1
 
 
 def test_a_wrap_is_counted_only_when_the_machine_could_have_made_that_many() -> None:

@@ -39,6 +39,7 @@ from analytics.detectors.deviation import Deviation
 from analytics.detectors.forecast import ChunkView, ForecastModel
 from analytics.detectors.level import EwmaLevel
 from analytics.detectors.limits import OutOfRange
+from analytics.detectors.plausible import CAP, IMPLAUSIBLE, Plausibility
 from analytics.detectors.robust import RobustLevel
 from analytics.detectors.season import PERIOD
 from analytics.detectors.shift import Shift
@@ -178,6 +179,8 @@ class DetectorSet:
         #: Each held signal's distance to its level at its last four looks (level sd), a ring.
         self._settle_gaps = np.full((4, n_signals), np.inf)
         self._settle_looks = np.zeros(n_signals, np.int64)
+        #: Readings no detector learns from (:mod:`~analytics.detectors.plausible`).
+        self.plausibility = Plausibility(n_signals)
 
     @property
     def kernel(self) -> str:
@@ -204,7 +207,42 @@ class DetectorSet:
         if ts is not None and ts.shape != block.shape:
             raise ValueError(f"ts has shape {ts.shape}; the block has {block.shape}")
         combined = np.empty_like(block) if out is None else out
-        fired = Fired(self.names)
+        fired = Fired([*self.names, IMPLAUSIBLE])
+        with np.errstate(all="ignore"):  # overflow and 0/0 are handled where they matter
+            bad = self._gate(block)
+            if bad is not None:
+                block = np.where(bad, np.nan, block)
+            self._run(block, on, combined, fired, ts)
+        if bad is not None:
+            # An implausible reading scores the cap, whatever the detectors made of the gap.
+            rows, cols = np.nonzero(bad)
+            combined[rows, cols] = CAP
+            fired.add(rows, cols, np.full(rows.shape[0], len(self.names), np.intp))
+        return combined, fired
+
+    def _gate(self, block: NDArray[np.float64]) -> NDArray[np.bool_] | None:
+        """Where ``block`` holds implausible readings (None: nowhere); signals that have sent
+        readings far from their level for long start afresh (a new range, not a fault)."""
+        model = self.model
+        level = model.mean if model is not None else None
+        known = model.count > 0 if model is not None else None
+        bad, far = self.plausibility.check(block, level, known)
+        if far.any() or self.plausibility.run.any():
+            stale = self.plausibility.stale(far, ~np.isnan(block))
+            if stale.shape[0]:
+                self.reset(stale)  # from this block on they learn their new range
+                bad[:, stale] &= ~far[:, stale]
+        return bad if bad.any() else None
+
+    def _run(
+        self,
+        block: NDArray[np.float64],
+        on: float,
+        combined: NDArray[np.float64],
+        fired: Fired,
+        ts: NDArray[np.int64] | None,
+    ) -> None:
+        """Score ``block`` chunk by chunk of the row clock into ``combined``."""
         buffers = [np.empty((PERIOD, self.n_signals)) for _ in self.detectors]
         i, n = 0, block.shape[0]
         clock = self.model.position if self.model is not None else self._clock
@@ -239,7 +277,6 @@ class DetectorSet:
             clock += rows
             i += rows
         self._clock = clock % PERIOD
-        return combined, fired
 
     def _combine(
         self, parts: list[NDArray[np.float64]], into: NDArray[np.float64], first: int, on: float, fired: Fired
@@ -264,6 +301,7 @@ class DetectorSet:
     def reset(self, signals: NDArray[np.intp]) -> None:
         for det in self.built.values():
             det.reset(signals)
+        self.plausibility.reset(signals)
 
     def settle(self, signals: NDArray[np.intp], rows: int, longest: int = 0) -> None:
         """Keep the sums of ``signals`` at 0, and the model from learning, for ``rows`` rows, and

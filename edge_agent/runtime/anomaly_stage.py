@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from analytics.alarms import AlarmEvent
 from analytics.anomaly import AnomalyScorer
 from analytics.detectors import REGISTRY
+from analytics.detectors.plausible import IMPLAUSIBLE
 from collectors.batch import QUALITY_GOOD, Batch
 from edge_agent.config.anomaly import AnomalyBase, anomaly_settings
 from edge_agent.runtime.peaks import PeakPerInterval
@@ -57,8 +58,9 @@ class AnomalyStage:
                 "on the forecast model, by chunks" if detectors.kernel == "chunked" else "row by row",
             )
         self.score_ids = buffer.register([Series.of(ANOMALY, s.tags, "score") for s in signals])
-        #: Alarm tags: the detectors of the set, and ``combined`` when no single one reached the threshold.
-        self.detector_tags = (*[d for d in section.detectors if d in REGISTRY], "combined")
+        #: Alarm tags: the detectors of the set, ``implausible`` (a reading no instrument makes), and
+        #: ``combined`` when no single one reached the threshold.
+        self.detector_tags = (*[d for d in section.detectors if d in REGISTRY], IMPLAUSIBLE, "combined")
         self.buffer = buffer
         # Alarm series are registered when a signal first alarms: most signals never do.
         self._alarm_ids: dict[tuple[int, str], list[int]] = {}

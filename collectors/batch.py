@@ -20,6 +20,9 @@ QUALITY_BAD_DEVICE = 1
 QUALITY_BAD_DECODE = 2
 #: The device could not be reached at this time (value NaN): an outage mark, made by the agent.
 QUALITY_UNREACHABLE = 3
+#: A value the agent computed (a score, a KPI) came out NaN or infinite: kept, flagged, never
+#: handed to an encoder as a number.
+QUALITY_NOT_FINITE = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,21 @@ class Batch:
     def remap(self, table: NDArray[np.int32]) -> Batch:
         """Replace each signal index ``i`` by ``table[i]`` (collector index to series id)."""
         return Batch(self.ts, table[self.signal], self.value, self.quality)
+
+    def flag_not_finite(self, code: int = QUALITY_BAD_DECODE) -> Batch:
+        """This batch with every good point whose value is NaN or infinite flagged ``code``.
+
+        >>> b = Batch.of(0, [0, 1, 2], [1.0, float("inf"), float("nan")]).flag_not_finite()
+        >>> b.quality.tolist()
+        [0, 2, 2]
+        """
+        bad = ~np.isfinite(self.value)
+        bad &= self.quality == QUALITY_GOOD
+        if not bad.any():
+            return self
+        quality = self.quality.copy()
+        quality[bad] = code
+        return Batch(self.ts, self.signal, self.value, quality)
 
     def take(self, mask_or_index: NDArray[np.bool_] | NDArray[np.intp] | slice) -> Batch:
         """The readings a boolean mask, an index array or a slice picks."""

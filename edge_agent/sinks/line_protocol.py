@@ -10,7 +10,7 @@ point whose quality is not good carries ``<field>_quality=<code>i`` instead, so 
 visible, never lost. A point of a text series (field ``text``: a serial number, a recipe name)
 carries the id of its text (:meth:`SeriesCatalog.texts`) and is written as a string field.
 
->>> from collectors.batch import Batch
+>>> from collectors.batch import QUALITY_NOT_FINITE, Batch
 >>> from edge_agent.store.catalog import Series, SeriesCatalog
 >>> catalog = SeriesCatalog({0: Series.of("raw", {"machine": "press 1", "signal": "temp"}, "value")})
 >>> for line in LineProtocol(catalog).lines(Batch.of(10**18, [0, 0], [21.5, 3.0], [0, 1])):
@@ -26,7 +26,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from collectors.batch import Batch
+from collectors.batch import QUALITY_NOT_FINITE, Batch
 from edge_agent.sinks._numbers import EXACT_INT, values_text
 from edge_agent.store.catalog import Series, SeriesCatalog
 
@@ -88,12 +88,19 @@ class LineProtocol:
         n = len(batch)
         if n == 0:
             return b""
-        ok = batch.quality == 0
+        quality = batch.quality
+        ok = quality == 0
+        # A good point whose value is not finite has no line-protocol number: it is written as a
+        # quality code (the agent flags such values before they are stored; this is the last guard).
+        not_finite = ok & ~np.isfinite(batch.value)
+        if not_finite.any():
+            quality = np.where(not_finite, np.uint8(QUALITY_NOT_FINITE), quality)
+            ok &= ~not_finite
         all_ok = bool(ok.all())
         signal = batch.signal
-        ends, rest = values_text(batch.value, None if all_ok else batch.quality)
-        for i in rest.tolist():  # values that need more digits, or are not finite: Python's repr
-            ends[i] = _value_text(float(batch.value[i]), int(batch.quality[i])).encode()
+        ends, rest = values_text(batch.value, None if all_ok else quality)
+        for i in rest.tolist():  # values that need more digits: Python's repr
+            ends[i] = _value_text(float(batch.value[i]), int(quality[i])).encode()
         if self.any_text:
             texts_at = np.flatnonzero(self.is_text[signal] & ok)
             if texts_at.shape[0]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PROFILE_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -22,9 +22,37 @@ SignalKind = Literal["analog", "state", "counter", "energy", "text"]
 
 
 class Strict(BaseModel):
-    """Unknown fields are errors; models are immutable."""
+    """Unknown fields are errors; models are immutable; numbers are finite (``.nan`` and ``.inf``
+    are refused)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+#: The largest magnitude a profile's numbers (offsets, limits) may have. A reading decoded with
+#: larger ones is no longer a measurement (float32's largest value, 3.4e38, is what broken sensors send).
+MAX_MAGNITUDE = 1e12
+
+
+def _measured(value: float) -> float:
+    if abs(value) > MAX_MAGNITUDE:
+        raise ValueError(f"{value:g} is not a measurement in any unit: keep it within ±{MAX_MAGNITUDE:g}")
+    return value
+
+
+def _scale(value: float) -> float:
+    if value == 0:
+        raise ValueError("a scale of 0 makes every reading equal to the offset: use 1 for no scaling")
+    if not 1 / MAX_MAGNITUDE <= abs(value) <= MAX_MAGNITUDE:
+        raise ValueError(
+            f"scale {value:g} is out of reach: keep its size between {1 / MAX_MAGNITUDE:g} and {MAX_MAGNITUDE:g}"
+        )
+    return value
+
+
+#: A number in a signal's unit (an offset, an engineering limit): finite and within ``MAX_MAGNITUDE``.
+Measured = Annotated[float, AfterValidator(_measured)]
+#: A multiplier from raw to engineering units: not 0, its size within 1e-12 .. 1e12.
+Scale = Annotated[float, AfterValidator(_scale)]
 
 
 @dataclass(frozen=True, slots=True)

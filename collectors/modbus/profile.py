@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from collectors.modbus.decode import TEXT_TYPES, WIDTH
-from collectors.profile import NAME_PATTERN, Finding, ProfileBase, SignalKind, SignalSpec, Strict
+from collectors.profile import NAME_PATTERN, Finding, Measured, ProfileBase, Scale, SignalKind, SignalSpec, Strict
 
 Table = Literal["holding", "input", "coil", "discrete"]
 RegisterType = Literal[
@@ -81,12 +81,12 @@ class ModbusField(Strict):
     ) = None
     byte: Literal["high", "low"] | None = Field(None, description="int8/uint8: which byte of the register")
     values: dict[int, str] | None = Field(None, description="enum: register value -> name")
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: Scale = 1.0
+    offset: Measured = 0.0
     unit: str = ""
     kind: SignalKind | None = None
-    low: float | None = Field(None, description="engineering lower limit, in unit")
-    high: float | None = Field(None, description="engineering upper limit, in unit")
+    low: Measured | None = Field(None, description="engineering lower limit, in unit")
+    high: Measured | None = Field(None, description="engineering upper limit, in unit")
 
     @model_validator(mode="before")
     @classmethod

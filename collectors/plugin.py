@@ -115,12 +115,19 @@ class CollectorContext:
     across restarts; ``data_dir`` is where a collector may keep files (certificates).
     ``intern_text`` gives the id (kept across restarts) of a text reading: a signal of kind
     ``text`` carries that id as its value. It may be called from any thread.
+
+    ``deliver`` (on the event loop) takes readings that arrive between polls, a subscription's
+    changes, as a batch indexed like ``collect()``'s: the agent stores them at once, whatever the
+    poll interval. None: there is no one to take them; keep them for the next ``collect()``.
+    ``count_drop(reason, points)`` counts readings a collector had to drop (a full queue).
     """
 
     now_ns: Callable[[], int]
     state: KeyValueStore = field(default_factory=_MemoryState)
     data_dir: str = "."
     intern_text: Callable[[str], int] = field(default_factory=lambda: _MemoryTexts().intern)
+    deliver: Callable[[Batch], None] | None = None
+    count_drop: Callable[[str, int], None] | None = None
     _shared: dict[Hashable, Any] = field(default_factory=dict)
 
     def shared_resource(self, key: Hashable, make: Callable[[], T]) -> T:

@@ -2,7 +2,10 @@
 
 Every node of the profile is read in one batched Read per cycle, stamped with the time of the
 reply. Nodes marked ``subscribe`` are also monitored: each change arrives with its
-``SourceTimestamp``, so state transitions are timed by the device, not by our poll rate.
+``SourceTimestamp``, so state transitions are timed by the device, not by our poll rate, and is
+handed to the agent within the publishing interval (:mod:`.changes`). A subscribed node with
+``poll: false`` is not read: each poll reports its latest value, while a read of the server's
+state shows the session (and so the subscription) alive.
 A lost session (PLC restart, network cut) surfaces as :class:`ConnectionError`; the agent then
 reconnects and this collector builds a new session and subscription from scratch, which is
 what recovers servers that forgot our subscription.
@@ -25,15 +28,18 @@ from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.ua.uaerrors import UaError
 
-from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, QUALITY_GOOD, Batch
+from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, Batch
+from collectors.opcua.changes import Changes, to_number
 from collectors.opcua.profile import OpcUaProfile, fill_placeholders
 from collectors.opcua.security import (
     MODE_CODE,
     Security,
+    UntrustedServer,
     application_uri,
     check_server_certificate,
     choose_endpoint,
     own_certificate,
+    password_in_clear,
 )
 
 
@@ -88,6 +94,8 @@ class Access:
 
 #: Server_ServerCapabilities_OperationLimits_MaxNodesPerRead and _MaxMonitoredItemsPerCall (OPC UA Part 5).
 MAX_NODES_PER_READ, MAX_MONITORED_ITEMS_PER_CALL = 11705, 11714
+#: Server_ServerStatus_State: read when no node is polled, to see the session alive.
+SERVER_STATE = 2259
 #: A server clock further off than this (s) is reported once.
 CLOCK_SKEW_WARN_S = 5.0
 
@@ -121,67 +129,6 @@ def _one_line(exc: BaseException) -> str:
 _quiet_asyncua()
 
 
-def to_number(value: Any) -> float:
-    """A float for numbers and booleans; NaN for anything else."""
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, int | float):
-        return float(value)
-    return math.nan
-
-
-class _Changes:
-    """asyncua subscription handler: keeps (timestamp, index, value, quality) of each change."""
-
-    def __init__(self, index_of: dict[str, int], now_ns: Callable[[], int]) -> None:
-        self.index_of, self.now_ns = index_of, now_ns
-        # The first notification reports the value with the time it last *changed*, possibly
-        # long before we were watching; we only know it from now on (no counter baseline
-        # exists before, and during an outage the value is unknown, not held).
-        self.since_ns = now_ns()
-        self.rows: list[tuple[int, int, float, int]] = []
-        #: Agent time minus the server's clock (s; + the server is behind): the smallest lag of a
-        #: notification behind its ServerTimestamp since the last drain, kept until the next one.
-        self.skew_s: float | None = None
-        self._lag_min = math.inf
-        #: Items whose first notification came: that one carries the time the value last changed,
-        #: possibly hours ago, so it says nothing about the server's clock.
-        self._reported: set[int] = set()
-
-    def datachange_notification(self, node: Any, val: Any, data: Any) -> None:
-        index = self.index_of.get(node.nodeid.to_string())
-        if index is None:
-            return
-        dv = data.monitored_item.Value
-        stamp = dv.SourceTimestamp or dv.ServerTimestamp
-        now = self.now_ns()
-        ts = int(stamp.timestamp() * 1e9) if stamp is not None else now
-        if index not in self._reported:
-            self._reported.add(index)
-        elif dv.ServerTimestamp is not None:
-            self._lag_min = min(self._lag_min, (now - dv.ServerTimestamp.timestamp() * 1e9) / 1e9)
-        ts = max(ts, self.since_ns)
-        good = dv.StatusCode is None or dv.StatusCode.is_good()
-        number = to_number(val)
-        quality = (
-            QUALITY_GOOD if good and math.isfinite(number) else (QUALITY_BAD_DEVICE if not good else QUALITY_BAD_DECODE)
-        )
-        self.rows.append((ts, index, number, quality))
-
-    def status_change_notification(self, status: Any) -> None:
-        # The session or subscription died; the next collect() notices through the read.
-        return
-
-    def drain(self) -> Batch:
-        if math.isfinite(self._lag_min):
-            self.skew_s, self._lag_min = self._lag_min, math.inf
-        if not self.rows:
-            return Batch.empty()
-        rows, self.rows = self.rows, []
-        ts, idx, val, q = zip(*rows, strict=True)
-        return Batch.of(np.asarray(ts, np.int64), idx, val, q)
-
-
 async def secured_client(endpoint: str, access: Access, timeout_s: float) -> Any:
     """A client (not yet connected) set up for ``access``, after checking the server's endpoints:
     exactly the configured security or :class:`UntrustedServer`."""
@@ -197,6 +144,8 @@ async def secured_client(endpoint: str, access: Access, timeout_s: float) -> Any
     if access.username:
         client.set_user(access.username)
         client.set_password(access.password)
+        if access.password and access.security.mode == "None":
+            _password_over_none(client, chosen, access, where)
     if access.security.mode != "None":
         check_server_certificate(access.pki, where, bytes(chosen.ServerCertificate), access.server_certificate)
         cert, key = await own_certificate(access.pki, access.certificate, access.private_key)
@@ -210,6 +159,31 @@ async def secured_client(endpoint: str, access: Access, timeout_s: float) -> Any
     return client
 
 
+def _password_over_none(client: Any, chosen: Any, access: Access, where: str) -> None:
+    """A password on an unsecured channel: encrypted by the token policy with the server's pinned
+    certificate, or refused (unless ``allow_plaintext_password``)."""
+    clear = password_in_clear(chosen)
+    if clear is None:
+        raise UntrustedServer(f"{where} takes no user name on {{mode: None}}: remove username, or secure the session")
+    if clear:
+        if not access.security.allow_plaintext_password:
+            raise UntrustedServer(
+                f"{where} would receive the password in clear text ({{mode: None}} and a user-name token "
+                "policy without encryption): set security to {mode: SignAndEncrypt}, or security.allow_plaintext_"
+                "password: true on a network you trust"
+            )
+        return
+    server_der = bytes(chosen.ServerCertificate or b"")
+    if not server_der:
+        raise UntrustedServer(f"{where} asks for an encrypted password but sends no certificate to encrypt it with")
+    check_server_certificate(access.pki, where, server_der, access.server_certificate)
+    from asyncua.crypto.security_policies import SecurityPolicyNone  # noqa: PLC0415
+
+    # asyncua encrypts the user token with its channel policy's peer certificate: on a None channel
+    # it has none unless given.
+    client.security_policy = SecurityPolicyNone(peer_cert=server_der)  # type: ignore[no-untyped-call]
+
+
 class OpcUaCollector:
     """Reads one OPC UA device; signal indexes follow the profile's node order."""
 
@@ -220,12 +194,18 @@ class OpcUaCollector:
         params: dict[str, str],
         now_ns: Callable[[], int],
         timeout_s: float = 4.0,
-        publish_interval_ms: int = 100,
+        publish_interval_ms: float = 100,
         access: Access | None = None,
+        deliver: Callable[[Batch], None] | None = None,
+        count_drop: Callable[[str, int], None] | None = None,
     ) -> None:
         self.profile, self.params, self.now_ns = profile, params, now_ns
         self.timeout_s, self.publish_interval_ms = timeout_s, publish_interval_ms
         self.access = access or Access()
+        #: Where subscription changes go as they arrive (None: with the next poll).
+        self.deliver, self.count_drop = deliver, count_drop
+        self.polled = np.array([i for i, n in enumerate(profile.nodes) if n.poll], np.int32)
+        self.listened = np.array([i for i, n in enumerate(profile.nodes) if not n.poll], np.int32)
         # A user name and password in the URL are taken out of it (and out of every message).
         url = urlsplit(endpoint)
         if url.username is not None or url.password is not None:
@@ -240,7 +220,9 @@ class OpcUaCollector:
         self.node_ids = [fill_placeholders(n.node, params) for n in profile.nodes]
         self._client: Any = None
         self._nodes: list[Any] = []
-        self._changes: _Changes | None = None
+        self._changes: Changes | None = None
+        #: Changes dropped by the subscriptions of earlier sessions.
+        self._dropped_before = 0
         self.last_error: str | None = None
         #: The server's OperationLimits (0: none), read at each connect.
         self.max_per_read = 0
@@ -284,7 +266,14 @@ class OpcUaCollector:
             watched = [i for i, n in enumerate(self.profile.nodes) if n.subscribe]
             if watched:
                 index_of = {self._nodes[i].nodeid.to_string(): i for i in watched}
-                self._changes = _Changes(index_of, self.now_ns)
+                self._changes = Changes(
+                    index_of,
+                    len(self._nodes),
+                    self.now_ns,
+                    self.deliver,
+                    self.count_drop,
+                    max(65_536, 64 * len(watched)),
+                )
                 sub = await client.create_subscription(self.publish_interval_ms, self._changes)
                 await self._monitor(sub, watched)
         except BaseException:
@@ -297,9 +286,14 @@ class OpcUaCollector:
         groups: dict[tuple[float, int, str, float], list[int]] = {}
         for i in watched:
             n = self.profile.nodes[i]
-            sampling_ms = (n.sampling_interval * 1000) if n.sampling_interval is not None else self.publish_interval_ms
+            # By default the server samples twice per publishing interval and queues every sample
+            # between two publishes: a value that changes once per interval loses no change.
+            sampling_ms = (
+                n.sampling_interval * 1000 if n.sampling_interval is not None else self.publish_interval_ms / 2
+            )
+            queue = n.queue_size or math.ceil(self.publish_interval_ms / max(sampling_ms, 1.0)) + 1
             band = (n.deadband.type, n.deadband.value) if n.deadband is not None else ("", 0.0)
-            groups.setdefault((sampling_ms, n.queue_size, *band), []).append(i)
+            groups.setdefault((sampling_ms, queue, *band), []).append(i)
         for (sampling_ms, queue, band_type, band_value), members in groups.items():
             mfilter = None
             if band_type:
@@ -322,36 +316,50 @@ class OpcUaCollector:
     async def collect(self) -> Batch:
         if self._client is None:
             raise ConnectionError(f"not connected to {self.endpoint}")
+        nodes = [self._nodes[i] for i in self.polled.tolist()]
         try:
             replies = []
-            for chunk in _chunks(self._nodes, self.max_per_read):
-                replies += await self._client.read_attributes(chunk)
+            if nodes:
+                for chunk in _chunks(nodes, self.max_per_read):
+                    replies += await self._client.read_attributes(chunk)
+            else:  # subscribed only: the session (and its subscription) must still be alive
+                await self._client.get_node(f"i={SERVER_STATE}").read_value()
         except (TimeoutError, OSError, UaError, ConnectionError) as exc:
             raise ConnectionError(f"{self.endpoint}: read failed: {_one_line(exc)}") from None
+        values, quality = self._decode(replies)
+        now = self.now_ns()
+        polled = Batch.of(now, self.polled, values, quality)
+        changes = self._changes
+        latest = Batch.empty()
+        if changes is not None and self.listened.shape[0]:
+            # Subscribed only: the latest value holds until a change says otherwise.
+            seen = self.listened[changes.last_quality[self.listened] != 255]
+            latest = Batch.of(now, seen, changes.last_value[seen], changes.last_quality[seen])
+        held = changes.drain() if changes is not None else Batch.empty()
+        self._check_skew()
+        return Batch.concat([held, polled, latest])
+
+    def _decode(self, replies: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Values and qualities of the polled nodes' replies; ``last_error`` says what was bad."""
         n = len(replies)
         values = np.full(n, np.nan)
         quality = np.zeros(n, np.uint8)
         bad: list[str] = []
-        for i, dv in enumerate(replies):
+        for k, dv in enumerate(replies):
+            node = self.profile.nodes[int(self.polled[k])]
             if dv.StatusCode is not None and not dv.StatusCode.is_good():
-                quality[i] = QUALITY_BAD_DEVICE
-                bad.append(f"{self.profile.nodes[i].name}: {dv.StatusCode.name}")
+                quality[k] = QUALITY_BAD_DEVICE
+                bad.append(f"{node.name}: {dv.StatusCode.name}")
                 continue
             raw = dv.Value.Value if dv.Value is not None else None
-            values[i] = to_number(raw)
-            if not math.isfinite(values[i]):
-                quality[i] = QUALITY_BAD_DECODE
+            values[k] = to_number(raw)
+            if not math.isfinite(values[k]):
+                quality[k] = QUALITY_BAD_DECODE
                 if isinstance(raw, list | tuple | ua.ExtensionObject) or hasattr(raw, "ua_types"):
                     what = f"an array of {len(raw)}" if isinstance(raw, list | tuple) else "a structure"
-                    bad.append(
-                        f"{self.profile.nodes[i].name} holds {what}: only scalars are collected "
-                        "(declare one node per element)"
-                    )
+                    bad.append(f"{node.name} holds {what}: only scalars are collected (declare one node per element)")
         self.last_error = "; ".join(bad) or None
-        polled = Batch.of(self.now_ns(), np.arange(n, dtype=np.int32), values, quality)
-        changes = self._changes.drain() if self._changes is not None else Batch.empty()
-        self._check_skew()
-        return Batch.concat([changes, polled])
+        return values, quality
 
     def _check_skew(self) -> None:
         skew = self._changes.skew_s if self._changes is not None else None
@@ -370,14 +378,21 @@ class OpcUaCollector:
         return {
             "nodes": len(self.node_ids),
             "subscribed": sum(n.subscribe for n in self.profile.nodes),
+            "subscribed_only": int(self.listened.shape[0]),
+            "changes_dropped": self._dropped_before + (self._changes.dropped if self._changes is not None else 0),
             "max_nodes_per_read": self.max_per_read,
             "max_monitored_items_per_call": self.max_per_call,
             "clock_skew_s": None if skew is None else round(skew, 3),
         }
 
     async def close(self) -> None:
+        """End the session; changes still held are handed to the agent first (a stop keeps them)."""
         client, self._client = self._client, None
-        self._changes = None
+        changes, self._changes = self._changes, None
+        if changes is not None:
+            self._dropped_before += changes.dropped
+            if changes.deliver is not None:
+                changes.hand_over()
         if client is not None:
             # When the server is already gone there is nothing to tell it.
             with contextlib.suppress(TimeoutError, OSError, UaError, ConnectionError):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
+from collectors.durations import Duration
 from collectors.opcua.profile import OpcUaProfile
 from collectors.opcua.security import DEPRECATED, Security
 from collectors.plugin import Collector, CollectorContext, CollectorPlugin, DeviceOptions, DeviceSpec, register
@@ -17,6 +18,9 @@ class OpcUaDeviceOptions(DeviceOptions):
     :mod:`collectors.opcua.security`)."""
 
     params: dict[str, str] = Field(default_factory=dict, description="fills {placeholders} in node ids")
+    publishing_interval: Annotated[
+        Duration, Field(ge=0.01, le=60, description="how often the server sends subscribed changes")
+    ] = 0.1
     security: Security = Field(default_factory=Security)
     username: str | None = None
     password: str = Field("", description="${VAR} from the environment, or password_file: PATH")
@@ -43,7 +47,17 @@ def _make(profile: Any, device: DeviceSpec, context: CollectorContext) -> Collec
         options.server_certificate,
         Path(context.data_dir) / "pki",
     )
-    return OpcUaCollector(profile, device.endpoint, options.params, context.now_ns, device.timeout, access=access)
+    return OpcUaCollector(
+        profile,
+        device.endpoint,
+        options.params,
+        context.now_ns,
+        device.timeout,
+        options.publishing_interval * 1000,
+        access=access,
+        deliver=context.deliver,
+        count_drop=context.count_drop,
+    )
 
 
 def _check(profile: Any, device: DeviceSpec) -> list[tuple[tuple[str | int, ...], str]]:

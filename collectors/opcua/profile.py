@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from collectors.durations import Duration
-from collectors.profile import NAME_PATTERN, ProfileBase, SignalKind, SignalSpec, Strict
+from collectors.profile import NAME_PATTERN, Measured, ProfileBase, SignalKind, SignalSpec, Strict
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -18,7 +18,7 @@ class Deadband(Strict):
     EURange (the server must know the range)."""
 
     type: Literal["absolute", "percent"]
-    value: Annotated[float, Field(gt=0)]
+    value: Annotated[Measured, Field(gt=0)]
 
 
 class OpcUaNode(Strict):
@@ -31,16 +31,22 @@ class OpcUaNode(Strict):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     node: Annotated[str, Field(min_length=3, description="node id, e.g. 'nsu=urn:x;s=M1.Temp' or 'ns=2;i=7'")]
     subscribe: bool = Field(False, description="deliver every change (exact source timestamps)")
+    poll: bool = Field(
+        True, description="read each poll; false (subscribed nodes): only changes, the latest value reported per poll"
+    )
     data_type: str = Field("", description="the server's DataType, as browsed (informational)")
     sampling_interval: Duration | None = Field(
         None, description="subscribe: how often the server samples the value (default: the publishing interval)"
     )
-    queue_size: Annotated[int, Field(ge=0, le=10_000, description="subscribe: changes the server queues")] = 0
+    queue_size: Annotated[
+        int,
+        Field(ge=0, le=10_000, description="subscribe: changes the server queues (0: every sample between publishes)"),
+    ] = 0
     deadband: Deadband | None = None
     unit: str = ""
     kind: SignalKind = "analog"
-    low: float | None = None
-    high: float | None = None
+    low: Measured | None = None
+    high: Measured | None = None
 
     @model_validator(mode="after")
     def _node_form(self) -> OpcUaNode:
@@ -48,6 +54,8 @@ class OpcUaNode(Strict):
             raise ValueError(
                 "sampling_interval, queue_size and deadband apply to subscribed nodes: set subscribe: true"
             )
+        if not self.subscribe and not self.poll:
+            raise ValueError("a node that is neither polled nor subscribed is never read: set subscribe: true")
         text = _PLACEHOLDER.sub("x", self.node)
         if not re.match(r"^(nsu=[^;]+;|ns=\d+;)?[isgb]=.+$", text):
             raise ValueError(

@@ -7,12 +7,12 @@ from types import SimpleNamespace
 
 from asyncua import ua
 
-from collectors.opcua.client import _Changes
+from collectors.opcua.changes import Changes
 
 NODE = "ns=2;s=M.Temp"
 
 
-def _notify(changes: _Changes, server_s: float, value: float) -> None:
+def _notify(changes: Changes, server_s: float, value: float) -> None:
     """One notification as asyncua hands it over: node, value, and the monitored item's DataValue."""
     stamp = dt.datetime.fromtimestamp(server_s, dt.UTC).replace(tzinfo=None)
     dv = ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=stamp, ServerTimestamp=stamp)
@@ -22,7 +22,7 @@ def _notify(changes: _Changes, server_s: float, value: float) -> None:
 
 def test_a_value_unchanged_for_an_hour_is_not_a_clock_skew() -> None:
     now = [10_000.0]
-    changes = _Changes({NODE: 0}, lambda: int(now[0] * 1e9))
+    changes = Changes({NODE: 0}, 1, lambda: int(now[0] * 1e9))
     # The first notification reports the value with the time it last changed: an hour ago.
     _notify(changes, 10_000.0 - 3600.0, 1.0)
     changes.drain()
@@ -37,7 +37,7 @@ def test_a_value_unchanged_for_an_hour_is_not_a_clock_skew() -> None:
 
 def test_a_server_clock_ahead_shows_as_negative_skew_and_is_kept_between_changes() -> None:
     now = [5_000.0]
-    changes = _Changes({NODE: 0}, lambda: int(now[0] * 1e9))
+    changes = Changes({NODE: 0}, 1, lambda: int(now[0] * 1e9))
     _notify(changes, 5_000.0, 1.0)
     _notify(changes, 5_030.0, 2.0)  # the server runs 30 s ahead
     changes.drain()

@@ -5,7 +5,10 @@
   deprecated Basic128Rsa15 and Basic256 only with ``allow_deprecated: true``. The agent connects
   to exactly the configured endpoint (mode and policy) or not at all: it never picks a weaker one.
 * ``username`` and ``password`` (``${VAR}`` or ``password_file``, see the README); a user name and
-  password in the endpoint URL are taken out of it and used the same way.
+  password in the endpoint URL are taken out of it and used the same way. Over ``mode: None`` a
+  password is sent only when the server's user-name token policy encrypts it (with the server's
+  certificate, pinned as below); a server that would take it in clear text is refused, unless
+  ``allow_plaintext_password: true`` says the network is trusted.
 * ``certificate`` and ``private_key``: our application instance certificate (DER) and key (PEM).
   When absent, both are generated on first start (RSA 2048, one year, the application URI
   ``urn:<host>:edge-monitor:agent`` the server sees) under ``<data dir>/pki/own/``.
@@ -52,6 +55,9 @@ class Security(Strict):
     mode: Mode = "None"
     policy: Policy = "Basic256Sha256"
     allow_deprecated: bool = Field(False, description="permit Basic128Rsa15 and Basic256 (broken, avoid)")
+    allow_plaintext_password: bool = Field(
+        False, description="mode None: send a password the server does not encrypt (a trusted network only)"
+    )
 
 
 class UntrustedServer(ConnectionError):
@@ -146,6 +152,24 @@ def choose_endpoint(endpoints: list[Any], where: str, security: Security) -> Any
         f"{where} offers no endpoint with security {wanted}; it offers {', '.join(offers) or 'none'}: "
         "set the device's security: to one of those"
     )
+
+
+def user_token_policy(endpoint: Any) -> Any | None:
+    """The endpoint's user-name token policy (None: it takes no user name)."""
+    for token in endpoint.UserIdentityTokens or []:
+        if int(token.TokenType) == 1:  # UserTokenType.UserName
+            return token
+    return None
+
+
+def password_in_clear(endpoint: Any) -> bool | None:
+    """Whether a password given on ``endpoint`` (mode None) would travel in clear text; None when
+    the endpoint takes no user name at all."""
+    token = user_token_policy(endpoint)
+    if token is None:
+        return None
+    uri = token.SecurityPolicyUri or ""
+    return uri in ("", POLICY_URI["None"])
 
 
 def _mode_name(code: int) -> str:

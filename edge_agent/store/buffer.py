@@ -15,6 +15,23 @@ A full disk: a write that fails is rolled back whole (the store stays consistent
 ``RESERVE_BYTES`` beside it; an acknowledgement that cannot be written frees the reserve and
 tries again, so the store keeps draining (and deleting what was sent) while the disk is full.
 Drop counts that cannot be written are kept in memory and written with the next write.
+
+A damaged file (not a database, truncated, a bad page) never stops the agent: at opening, the
+file and its write-ahead log are renamed beside it with the time (``NAME.damaged-YYYYmmddTHHMMSSZ``),
+a new store is made, the points the damaged file held (where it can still be read) are counted as
+dropped under ``store_damaged``, and :meth:`Buffer.damage_notices` reports it until the operator
+deletes or moves the kept file. Damage found while running marks the store (``damaged``); the
+agent then restarts on it, which sets the file aside the same way.
+
+A chunk that a sink cannot take (it cannot be encoded, or fails the same way again and again) is
+set aside for that sink in the dead-letter table with the error (:meth:`Buffer.set_aside`), so the
+points behind it flow; so are points a database refused when they cannot be written to the
+rejected-points file.
+
+Durability: ``synchronous`` is SQLite's setting. ``normal`` (the default) in WAL mode loses nothing
+when the process dies; a power cut or an OS crash may lose the last transactions (about a second
+of points) but never corrupts the store. ``full`` makes every transaction durable at the cost of a
+disk flush per tick.
 """
 
 from __future__ import annotations
@@ -27,7 +44,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +66,31 @@ CREATE TABLE IF NOT EXISTS drops (reason TEXT PRIMARY KEY, points INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS texts (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS dead_letter (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, chunk INTEGER,
+                                        created_ns INTEGER NOT NULL, n INTEGER NOT NULL, error TEXT NOT NULL,
+                                        ts BLOB NOT NULL, signal BLOB NOT NULL, value BLOB NOT NULL,
+                                        quality BLOB NOT NULL);
 """
+
+#: SQLite result codes (primary) that mean the file is damaged: SQLITE_CORRUPT, SQLITE_NOTADB.
+_DAMAGE_CODES = frozenset({11, 26})
+#: Where the notices of damaged files set aside are kept (JSON list).
+DAMAGE_KEY = "store-damaged"
+
+
+class StoreDamaged(sqlite3.DatabaseError):
+    """The store file is damaged; the agent sets it aside at its next start."""
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database file is damaged (not merely busy or full)."""
+    if isinstance(exc, StoreDamaged):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int) and (code & 0xFF) in _DAMAGE_CODES:
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and ("malformed" in text or "not a database" in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +107,8 @@ class BufferStats:
     chunks: int
     oldest_ts: int | None
     dropped: dict[str, int]
+    #: Points set aside per sink (dead letter): kept in the store, not sent.
+    set_aside: dict[str, int] = field(default_factory=dict)
 
 
 #: Bytes set aside beside the store for writes that must succeed on a full disk (acknowledgements).
@@ -75,22 +118,83 @@ RESERVE_BYTES = 8 * 1024 * 1024
 class Buffer:
     """Store-and-forward buffer; thread-safe (the pipeline appends, sink threads read and ack)."""
 
-    def __init__(self, path: Path, max_points: int = 50_000_000) -> None:
+    def __init__(self, path: Path, max_points: int = 50_000_000, synchronous: str = "normal") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.max_points = path, max_points
         self.reserve = path.with_name(path.name + ".reserve")
         #: Drops not written yet (the store could not be written): reason -> points.
         self._unwritten_drops: dict[str, int] = {}
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a process crash; only an OS crash may lose the last commits.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._migrate_series_keys()
+        #: Set when damage is seen while running: the agent restarts on a fresh file.
+        self.damaged = False
+        self._synchronous = synchronous.upper()
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc) and not isinstance(exc, _CheckFailed):
+                raise
+            self._db = self._replace_damaged(exc)
         self._points = int(self._db.execute("SELECT COALESCE(SUM(n), 0) FROM chunks").fetchone()[0])
         self._catalog = self._read_catalog()
         self._make_reserve()
+
+    def _open(self) -> sqlite3.Connection:
+        """Connect, check the file (``quick_check``), set WAL and the schema."""
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                raise _CheckFailed(f"integrity check failed: {problem}")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self._synchronous}")
+            db.executescript(_SCHEMA)
+            self._migrate_series_keys(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _replace_damaged(self, exc: BaseException) -> sqlite3.Connection:
+        """Rename the damaged file (and its log) beside it, count what it held, start a new one."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        kept = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = self.path.with_name(self.path.name + suffix)
+            if source.exists():
+                source.rename(kept.with_name(kept.name + suffix))
+        lost = _readable_points(kept)
+        db = self._open()
+        notice = {"file": str(kept), "at_ns": time.time_ns(), "error": str(exc), "lost_points": lost}
+        notices = [*self._damage_notices(db), notice]
+        db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (DAMAGE_KEY, json.dumps(notices)))
+        if lost:
+            self._unwritten_drops["store_damaged"] = lost
+        log.error(
+            "local store %s was damaged (%s): kept as %s, a new store started; %s points it held are lost. "
+            "Inspect the kept file, then delete or move it to clear this from /health",
+            self.path,
+            exc,
+            kept,
+            "its" if lost is None else f"{lost:,}",
+        )
+        return db
+
+    @staticmethod
+    def _damage_notices(db: sqlite3.Connection) -> list[dict[str, object]]:
+        row = db.execute("SELECT value FROM state WHERE key = ?", (DAMAGE_KEY,)).fetchone()
+        return list(json.loads(row[0])) if row else []
+
+    def damage_notices(self) -> list[dict[str, object]]:
+        """Damaged files set aside whose kept file is still there (the operator has not cleared them)."""
+        with self._lock:
+            notices = self._damage_notices(self._db)
+        return [n for n in notices if Path(str(n["file"])).exists()]
+
+    def _watch(self, exc: BaseException) -> None:
+        """Note damage seen while running (the agent restarts on a fresh file)."""
+        if is_damage(exc) and not self.damaged:
+            self.damaged = True
+            log.error("local store %s is damaged (%s): the agent restarts on a fresh file", self.path, exc)
 
     # -- a full disk -------------------------------------------------------------------------
     def _make_reserve(self) -> None:
@@ -138,19 +242,19 @@ class Buffer:
             list(drops.items()),
         )
 
-    def _migrate_series_keys(self) -> None:
+    def _migrate_series_keys(self, db: sqlite3.Connection) -> None:
         """Stores written before 0.2 keep series as line-protocol keys: move them to the catalog, ids kept."""
-        old = self._db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='series'").fetchone()
+        old = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='series'").fetchone()
         if old is None:
             return
         rows = []
-        for sid, key, field in self._db.execute("SELECT id, key, field FROM series"):
+        for sid, key, name in db.execute("SELECT id, key, field FROM series"):
             measurement, tags = parse_line_protocol_key(key)
-            rows.append((sid, measurement, Series.of(measurement, tags, field).tags_json(), field))
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.executemany("INSERT OR IGNORE INTO catalog (id, measurement, tags, field) VALUES (?, ?, ?, ?)", rows)
-        self._db.execute("DROP TABLE series")
-        self._db.execute("COMMIT")
+            rows.append((sid, measurement, Series.of(measurement, tags, name).tags_json(), name))
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("INSERT OR IGNORE INTO catalog (id, measurement, tags, field) VALUES (?, ?, ?, ?)", rows)
+        db.execute("DROP TABLE series")
+        db.execute("COMMIT")
         log.info("local store %s: %d series moved to the structured catalog", self.path, len(rows))
 
     def _read_catalog(self) -> SeriesCatalog:
@@ -166,7 +270,7 @@ class Buffer:
         """
         parsed: dict[str, tuple[tuple[str, str], ...]] = {}
         more: dict[int, Series] = {}
-        for sid, measurement, tags, field in self._db.execute(
+        for sid, measurement, tags, name in self._db.execute(
             "SELECT id, measurement, tags, field FROM catalog WHERE id > ? ORDER BY id", (last_id,)
         ):
             pairs = parsed.get(tags)
@@ -174,7 +278,7 @@ class Buffer:
                 pairs = parsed[tags] = tuple(
                     sorted((sys.intern(k), sys.intern(v)) for k, v in json.loads(tags).items())
                 )
-            more[int(sid)] = Series(sys.intern(measurement), pairs, sys.intern(field))
+            more[int(sid)] = Series(sys.intern(measurement), pairs, sys.intern(name))
         return known.with_entries(more) if more else known
 
     # -- series ------------------------------------------------------------------------------
@@ -220,21 +324,30 @@ class Buffer:
             return self._catalog
 
     # -- chunks ------------------------------------------------------------------------------
-    def append(self, batch: Batch) -> None:
-        """Store ``batch`` durably as one chunk (drops the oldest chunks when full).
+    def append(self, batch: Batch, state: dict[str, str] | None = None) -> None:
+        """Store ``batch`` durably as one chunk (drops the oldest chunks when full), and the small
+        values ``state`` (see :meth:`put_state`) in the same transaction.
 
         Raises :class:`sqlite3.Error` when it cannot be written, with nothing of it stored.
         """
-        if len(batch) == 0:
+        if len(batch) == 0 and not state:
             return
-        with self._lock:
-            self._with_room(lambda: self._append_locked(batch))
+        try:
+            with self._lock:
+                self._with_room(lambda: self._append_locked(batch, state or {}))
+        except sqlite3.Error as exc:
+            self._watch(exc)
+            raise
         if not self.reserve.exists():
             self._make_reserve()
 
-    def _append_locked(self, batch: Batch) -> None:
+    def _append_locked(self, batch: Batch, state: dict[str, str]) -> None:
         n = len(batch)
         with self._transaction() as db:
+            if state:
+                db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", list(state.items()))
+            if n == 0:
+                return
             db.execute(
                 "INSERT INTO chunks (created_ns, n, oldest_ts, ts, signal, value, quality)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -293,6 +406,13 @@ class Buffer:
 
     def read(self, after: int, max_points: int) -> list[Chunk]:
         """Chunks with id > ``after``, oldest first, up to about ``max_points`` (at least one)."""
+        try:
+            return self._read(after, max_points)
+        except sqlite3.DatabaseError as exc:
+            self._watch(exc)
+            raise
+
+    def _read(self, after: int, max_points: int) -> list[Chunk]:
         with self._lock:
             # Choose by size first, then read only the blobs that will be used.
             sizes = self._db.execute(
@@ -362,6 +482,34 @@ class Buffer:
                 db.execute("DELETE FROM chunks WHERE id <= ?", (low,))
         self._points -= gone
 
+    def set_aside(self, sink: str, batch: Batch, error: str, chunk: int | None = None) -> None:
+        """Keep ``batch`` in the dead-letter table for ``sink`` with ``error``; when it is a whole
+        stored chunk (``chunk``), the sink's cursor moves past it, so the points behind it flow."""
+        row = (
+            sink,
+            chunk,
+            time.time_ns(),
+            len(batch),
+            error[:2000],
+            batch.ts.astype("<i8").tobytes(),
+            batch.signal.astype("<i4").tobytes(),
+            batch.value.astype("<f8").tobytes(),
+            batch.quality.tobytes(),
+        )
+
+        def insert() -> None:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO dead_letter (sink, chunk, created_ns, n, error, ts, signal, value, quality)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+
+        with self._lock:
+            self._with_room(insert, reserve=True)
+        if chunk is not None:
+            self.ack(sink, chunk)
+
     def forget_sinks_except(self, sinks: list[str]) -> None:
         """Remove cursors of sinks no longer configured, so they do not pin the store."""
         with self._lock:
@@ -401,7 +549,8 @@ class Buffer:
             dropped = dict(self._db.execute("SELECT reason, points FROM drops"))
             for reason, points in self._unwritten_drops.items():
                 dropped[reason] = dropped.get(reason, 0) + points
-        return BufferStats(int(n), int(chunks), oldest, dropped)
+            aside = dict(self._db.execute("SELECT sink, SUM(n) FROM dead_letter GROUP BY sink"))
+        return BufferStats(int(n), int(chunks), oldest, dropped, {k: int(v) for k, v in aside.items()})
 
     def close(self) -> None:
         with self._lock:
@@ -411,3 +560,21 @@ class Buffer:
             if self._unwritten_drops:
                 log.error("local store %s: drop counts not written (disk full): %s", self.path, self._unwritten_drops)
             self._db.close()
+
+
+class _CheckFailed(sqlite3.DatabaseError):
+    """``PRAGMA quick_check`` found a problem in the file."""
+
+
+def _readable_points(path: Path) -> int | None:
+    """Points a damaged store still shows it held (None: it cannot say)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        return int(db.execute("SELECT COALESCE(SUM(n), 0) FROM chunks").fetchone()[0])
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()

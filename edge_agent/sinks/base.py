@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from collectors.batch import Batch
+from edge_agent.config.secrets import is_secret_key
 from edge_agent.config.types import Duration, Strict
 from edge_agent.store.catalog import SeriesCatalog
 
@@ -77,14 +78,51 @@ def abort(sink: Sink) -> None:
         method()
 
 
+#: Options of every sink that say how points are fed to it, not where they go.
+FEEDING = frozenset({"type", "batch_size", "concurrency", "timeout", "retry_max", "rejected_file", "gzip"})
+
+
 class SinkConfig(Strict):
     """Options every sink has: how the forwarder feeds it. Subclasses add ``type`` and their own."""
 
     batch_size: Annotated[int, Field(ge=1, le=100_000, description="points per write")] = 5000
     concurrency: Annotated[int, Field(ge=1, le=8, description="writes in flight at once")] = 2
-    timeout: Duration = 10.0
+    timeout: Annotated[Duration, Field(gt=0, description="longest wait for one write (s)")] = 10.0
     retry_max: Annotated[Duration, Field(gt=0, description="longest wait between retries while unavailable")] = 5.0
-    rejected_file: str = Field("var/rejected.lp", description="refused points, relative to agent.yaml")
+    rejected_file: str | None = Field(
+        None,
+        description="refused points, relative to agent.yaml (default: rejected.lp beside the local store)",
+    )
+
+    def identity(self) -> str:
+        """Where this sink's points go, as one string: its cursor in the local store and its name in
+        logs and ``/health``. Two sinks with one identity would share a cursor (``config check``
+        refuses them). By default: the type and every option that is not about feeding the sink
+        (``FEEDING``) or a secret; a sink type may say it more readably."""
+        values = self.model_dump(mode="json", exclude=set(FEEDING))
+        where = ",".join(f"{k}={v}" for k, v in sorted(values.items()) if v not in ("", None) and not is_secret_key(k))
+        return f"{getattr(self, 'type', '?')}:{where}"
+
+
+def normalized_url(url: str) -> str:
+    """``url`` as an identity: scheme and host in lower case, no default port, no trailing slash,
+    no user information.
+
+    >>> normalized_url("HTTP://Influx.Plant:80/api/")
+    'http://influx.plant/api'
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443, "mqtt": 1883, "mqtts": 8883}.get(scheme)
+    netloc = host if port in (None, default) else f"{host}:{port}"
+    return f"{scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
 @dataclass(frozen=True)

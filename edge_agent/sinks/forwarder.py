@@ -3,7 +3,15 @@
 Points a destination refuses as bad data (HTTP 400) are found by splitting the batch (by
 measurement, then in halves) until the bad points stand alone; those go to the rejected-points
 file (as line protocol, whatever the sink, with the destination's reason) and are counted under
-``rejected``. Everything else is retried with backoff until it is written.
+``rejected``. When that file cannot be written they are kept in the store's dead-letter table
+instead, and still counted and logged. Refusals are logged at most once a minute (with a count);
+a destination that has refused every point for ``agent.health.sink_failing_after`` makes the sink
+failing in ``/health``.
+
+A destination that is unavailable (:class:`SinkUnavailable`) is retried with backoff until it
+takes the points. Any other failure of a chunk (it cannot be encoded, the sink raises something
+unexpected) that repeats ``POISON_AFTER`` times with the same error sets that chunk aside for this
+sink (the dead-letter table, counted in ``/health`` and ``/metrics``), and the points behind it flow.
 """
 
 from __future__ import annotations
@@ -21,12 +29,24 @@ from pathlib import Path
 import numpy as np
 
 from collectors.batch import Batch
+from edge_agent.runtime.logs import Throttled
 from edge_agent.sinks.base import RejectedPoints, Sink, SinkUnavailable, abort
 from edge_agent.sinks.line_protocol import LineProtocol
 from edge_agent.store.buffer import Buffer, Chunk
 from edge_agent.store.catalog import SeriesCatalog
 
 log = logging.getLogger(__name__)
+
+#: A chunk that fails this many times in a row with the same unexpected error is set aside.
+POISON_AFTER = 3
+
+
+class _ChunkFailed(Exception):
+    """A write of chunk ``index`` (of one step's chunks) failed with ``error``."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.index, self.error = index, error
 
 
 @dataclass
@@ -39,6 +59,8 @@ class SinkHealth:
     last_ack_ns: int = 0
     #: When the sink started failing (wall clock, UTC ns); 0 while it works.
     failing_since_ns: int = 0
+    #: Points set aside (dead letter) for this sink since start.
+    set_aside: int = 0
     #: Seconds from a point's timestamp to its acknowledgement, recent samples.
     latencies_s: list[float] = field(default_factory=list)
 
@@ -61,6 +83,15 @@ class Forwarder:
         self.cursor = buffer.cursor(sink.name)
         self._sender = ThreadPoolExecutor(max_workers=sink.concurrency, thread_name_prefix=f"send-{sink.name}")
         self._reject_lock = threading.Lock()
+        self._refusals = Throttled(log)
+        #: Points the destination took and refused in the current step (sender threads add).
+        self._took = self._refused = 0
+        self._refusal = ""
+        #: Since when the destination has refused every point it was sent (wall ns; 0: it has not).
+        self.refusing_since_ns = 0
+        #: (chunk id, error) of the latest unexpected failure, and how many times in a row.
+        self._strike: tuple[int, str] = (-1, "")
+        self._strikes = 0
 
     def close(self) -> None:
         self._sender.shutdown(wait=True)
@@ -84,29 +115,39 @@ class Forwarder:
             return 0
         catalog = self.buffer.catalog()
         size = self.sink.batch_size
-        in_flight: list[tuple[Future[None], int]] = []  # (write, chunk index it completes or -1)
+        # (write, its chunk's index, whether it is the chunk's last batch)
+        in_flight: list[tuple[Future[None], int, bool]] = []
         done = -1  # index of the last chunk whose every batch was written
+        with self._reject_lock:
+            self._took = self._refused = 0
 
         def settle(keep: int) -> None:
             nonlocal done
             while len(in_flight) > keep:
-                future, completes = in_flight.pop(0)
-                future.result()  # raises SinkUnavailable: nothing after this is acknowledged
-                done = max(done, completes)
+                future, index, last = in_flight.pop(0)
+                try:
+                    future.result()
+                except Exception as exc:  # nothing after this is acknowledged
+                    raise _ChunkFailed(index, exc) from exc
+                if last:
+                    done = max(done, index)
 
+        failed: _ChunkFailed | None = None
         try:
             for index, chunk in enumerate(chunks):
                 starts = range(0, len(chunk.batch), size)
                 for lo in starts:
                     part = chunk.batch.take(slice(lo, lo + size))
-                    last = lo == starts[-1]
-                    in_flight.append((self._sender.submit(self._write, part, catalog), index if last else -1))
+                    future = self._sender.submit(self._write, part, catalog)
+                    in_flight.append((future, index, lo == starts[-1]))
                     settle(keep=2 * self.sink.concurrency)
             settle(keep=0)
+        except _ChunkFailed as exc:
+            failed = exc
         finally:
-            for future, _ in in_flight:
+            for future, _, _ in in_flight:
                 future.cancel()
-            for future, _ in in_flight:
+            for future, _, _ in in_flight:
                 if not future.cancelled():
                     future.exception()  # wait: nothing may still be writing when we return
             # One acknowledgement for everything written, also when a later batch failed.
@@ -118,7 +159,50 @@ class Forwarder:
                     self.on_ack(chunks[: done + 1], self.health.last_ack_ns)
         sent = sum(len(c.batch) for c in chunks[: done + 1])
         self.health.written += sent
+        self._judge_refusals()
+        if failed is not None:
+            self._failed_chunk(chunks[failed.index], failed.error)
+        else:
+            self._strike, self._strikes = (-1, ""), 0
         return sent
+
+    def _failed_chunk(self, chunk: Chunk, error: Exception) -> None:
+        """A write of ``chunk`` failed: retried later when the sink is unavailable; set aside when
+        it fails the same unexpected way ``POISON_AFTER`` times in a row; raised either way until then."""
+        if isinstance(error, SinkUnavailable):
+            self._strike, self._strikes = (-1, ""), 0
+            raise error
+        message = f"{error.__class__.__name__}: {error}"
+        if self._strike == (chunk.id, message):
+            self._strikes += 1
+        else:
+            self._strike, self._strikes = (chunk.id, message), 1
+        if self._strikes < POISON_AFTER:
+            raise error
+        self.buffer.set_aside(self.sink.name, chunk.batch, message, chunk=chunk.id)
+        self.cursor = max(self.cursor, chunk.id)
+        self.health.set_aside += len(chunk.batch)
+        self._strike, self._strikes = (-1, ""), 0
+        log.error(
+            "%s failed %d times on the same %d points (%s): they are set aside in the local store's "
+            "dead-letter table, and the points behind them flow",
+            self.sink.name,
+            POISON_AFTER,
+            len(chunk.batch),
+            message,
+            exc_info=error,
+        )
+
+    def _judge_refusals(self) -> None:
+        """A destination that took nothing and refused points in this step is refusing everything."""
+        with self._reject_lock:
+            took, refused, reason = self._took, self._refused, self._refusal
+        if refused and not took:
+            if not self.refusing_since_ns:
+                self.refusing_since_ns = time.time_ns()
+            self.health.last_error = f"the destination refuses every point it is sent: {reason}"
+        elif took:
+            self.refusing_since_ns = 0
 
     def _latency(self, newest_ts: int) -> None:
         now = time.time_ns()
@@ -133,23 +217,40 @@ class Forwarder:
             if len(batch) == 1 or exc.dropped == len(batch):
                 self._reject(batch, catalog, str(exc))
                 return
+            if exc.dropped is not None:
+                with self._reject_lock:
+                    self._took += len(batch) - exc.dropped
             for part in _split(batch, catalog):
                 self._write(part, catalog)
+            return
+        with self._reject_lock:
+            self._took += len(batch)
 
     def _reject(self, batch: Batch, catalog: SeriesCatalog, reason: str) -> None:
-        text = self._text = LineProtocol(catalog) if self._text is None else self._text.follow(catalog)
-        lines = text.lines(batch)
-        self.rejected_file.parent.mkdir(parents=True, exist_ok=True)
-        with self._reject_lock, self.rejected_file.open("a", encoding="utf-8") as fh:
-            fh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {reason}\n")
-            fh.write("\n".join(lines) + "\n")
-        self.buffer.count_drop("rejected", len(lines))
-        self.health.rejected += len(lines)
-        log.error(
+        """Keep points the destination refused: in the rejected-points file, else in the store."""
+        n = len(batch)
+        where = str(self.rejected_file)
+        try:
+            text = self._text = LineProtocol(catalog) if self._text is None else self._text.follow(catalog)
+            lines = text.lines(batch)
+            self.rejected_file.parent.mkdir(parents=True, exist_ok=True)
+            with self._reject_lock, self.rejected_file.open("a", encoding="utf-8") as fh:
+                fh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {self.sink.name}: {reason}\n")
+                fh.write("\n".join(lines) + "\n")
+        except (OSError, ValueError) as exc:
+            self.buffer.set_aside(self.sink.name, batch, f"refused: {reason}; rejected_file {where}: {exc}")
+            where = f"the local store's dead-letter table ({self.rejected_file} cannot be written: {exc})"
+        self.buffer.count_drop("rejected", n)
+        with self._reject_lock:
+            self.health.rejected += n
+            self._refused += n
+            self._refusal = reason
+        self._refusals.event(
+            logging.ERROR,
             "%s refused %d point(s) as bad data; kept in %s: %s",
             self.sink.name,
-            len(lines),
-            self.rejected_file,
+            n,
+            where,
             reason,
         )
 
@@ -178,10 +279,15 @@ class Forwarder:
                 await _wait(stop, backoff * random.uniform(0.8, 1.2))
                 backoff = min(backoff * 2, max_backoff_s)
                 continue
-            if not self.health.ok:
-                log.warning("%s is back; forwarding the backlog", self.sink.name)
-            self.health.ok, self.health.last_error, backoff = True, "", 0.5
-            self.health.failing_since_ns = 0
+            if self.refusing_since_ns:
+                # It answers, but takes nothing: failing once that lasts (agent.health).
+                self.health.ok = False
+                self.health.failing_since_ns = self.health.failing_since_ns or self.refusing_since_ns
+            else:
+                if not self.health.ok:
+                    log.warning("%s is back; forwarding the backlog", self.sink.name)
+                self.health.ok, self.health.last_error, self.health.failing_since_ns = True, "", 0
+            backoff = 0.5
             if sent == 0:
                 if stop.is_set():
                     return

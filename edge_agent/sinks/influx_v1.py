@@ -6,16 +6,13 @@ not appear in proxy logs, error messages or the health report.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import re
-import threading
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from pydantic import Field
 
-from collectors.batch import Batch
 from edge_agent.config.types import TagValue
 from edge_agent.sinks.base import (
     RejectedPoints,
@@ -23,12 +20,11 @@ from edge_agent.sinks.base import (
     SinkContext,
     SinkPlugin,
     SinkUnavailable,
-    compress_for,
+    normalized_url,
     register,
 )
-from edge_agent.sinks.http import TRANSPORT_ERRORS, HttpClient
-from edge_agent.sinks.line_protocol import LineProtocol
-from edge_agent.store.catalog import SeriesCatalog
+from edge_agent.sinks.http import TRANSPORT_ERRORS, HttpClient, Reply
+from edge_agent.sinks.influx_write import LineProtocolWriter
 
 log = logging.getLogger(__name__)
 _DROPPED = re.compile(r"dropped=(\d+)")
@@ -42,34 +38,29 @@ class InfluxV1Sink(SinkConfig):
     database: TagValue
     retention_policy: str = ""
     username: str = ""
-    password: str = ""
+    password: str = Field("", description="${VAR} from the environment, or password_file: PATH")
     gzip: bool | Literal["auto"] = Field("auto", description="compress bodies; auto: except over loopback")
 
+    def identity(self) -> str:
+        """``influxdb_v1:URL/DATABASE``, with ``?rp=...&user=...`` when they are set."""
+        extra = {k: v for k, v in (("rp", self.retention_policy), ("user", self.username)) if v}
+        return f"influxdb_v1:{normalized_url(self.url)}/{self.database}" + (f"?{urlencode(extra)}" if extra else "")
 
-class InfluxV1:
+
+class InfluxV1(LineProtocolWriter):
     """Writes to ``{url}/write?db=...``; creates the database if it is missing."""
 
     def __init__(self, cfg: InfluxV1Sink) -> None:
-        self.cfg = cfg
-        self.name = f"influxdb_v1:{cfg.url.rstrip('/')}/{cfg.database}"
-        self.batch_size, self.concurrency = cfg.batch_size, cfg.concurrency
-        self._params = {"db": cfg.database, "precision": "ns"}
-        if cfg.retention_policy:
-            self._params["rp"] = cfg.retention_policy
         auth = (cfg.username, cfg.password) if cfg.username else None
-        self._http = HttpClient(cfg.url, cfg.timeout, auth)
+        super().__init__(cfg, HttpClient(cfg.url, cfg.timeout, auth))
+        self.params = {"db": cfg.database, "precision": "ns"}
+        if cfg.retention_policy:
+            self.params["rp"] = cfg.retention_policy
         self._db_checked = False
-        self._gzip = compress_for(cfg.url, cfg.gzip)
-        self._encoder: LineProtocol | None = None
-        self._encoder_lock = threading.Lock()
 
-    def _encode(self, batch: Batch, catalog: SeriesCatalog) -> bytes:
-        with self._encoder_lock:
-            encoder = self._encoder
-            encoder = self._encoder = LineProtocol(catalog) if encoder is None else encoder.follow(catalog)
-        return encoder.encode(batch)
-
-    def _ensure_database(self) -> None:
+    def before_write(self) -> None:
+        if self._db_checked:
+            return
         query = f'CREATE DATABASE "{self.cfg.database}"'
         try:
             reply = self._http.post(
@@ -84,22 +75,8 @@ class InfluxV1:
         # 4xx here usually means no admin rights: the database may exist anyway; writes will tell.
         self._db_checked = True
 
-    def write(self, batch: Batch, catalog: SeriesCatalog) -> None:
-        if not self._db_checked:
-            self._ensure_database()
-        body = self._encode(batch, catalog)
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
-        if self._gzip:
-            body = gzip.compress(body, compresslevel=1)
-            headers["Content-Encoding"] = "gzip"
-        try:
-            reply = self._http.post("/write", body, self._params, headers)
-        except TRANSPORT_ERRORS as exc:
-            raise SinkUnavailable(f"{self.name}: {exc.__class__.__name__}: {exc}") from exc
-        status = reply.status
-        if status == 204:
-            return
-        text = reply.text.strip()[:500]
+    def answer(self, reply: Reply) -> None:
+        status, text = reply.status, reply.text.strip()[:500]
         if status == 400:
             dropped = _DROPPED.search(text)
             raise RejectedPoints(f"{self.name}: 400 {text}", int(dropped.group(1)) if dropped else None)
@@ -108,12 +85,6 @@ class InfluxV1:
         if status in (401, 403):
             raise SinkUnavailable(f"{self.name}: {status} {text}: check username/password in agent.yaml")
         raise SinkUnavailable(f"{self.name}: HTTP {status} {text}")
-
-    def close(self) -> None:
-        self._http.close()
-
-    def abort(self) -> None:
-        self._http.abort()
 
 
 def _make(config: Any, context: SinkContext) -> InfluxV1:

@@ -1,17 +1,18 @@
-"""InfluxDB v2 API sink (``type: influxdb_v2``: InfluxDB 2.x, 3.x, and 1.8+) via influxdb-client.
+"""InfluxDB v2 API sink (``type: influxdb_v2``: InfluxDB 2.x, 3.x, and 1.8+): ``/api/v2/write``.
 
-Writes are synchronous: the client's batching mode only logs failures, and we must know.
+Line protocol with nanosecond precision, gzip when not on loopback, the token in an
+``Authorization: Token ...`` header (never in the URL). The same lean HTTP client as the 1.x sink
+(:mod:`edge_agent.sinks.http`), so a stop breaks off a write that hangs (``abort``) within the drain
+time, and no client library is loaded.
 """
 
 from __future__ import annotations
 
-import threading
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
-from urllib3.exceptions import HTTPError
 
-from collectors.batch import Batch
 from edge_agent.config.types import TagValue
 from edge_agent.sinks.base import (
     RejectedPoints,
@@ -19,11 +20,11 @@ from edge_agent.sinks.base import (
     SinkContext,
     SinkPlugin,
     SinkUnavailable,
-    compress_for,
+    normalized_url,
     register,
 )
-from edge_agent.sinks.line_protocol import LineProtocol
-from edge_agent.store.catalog import SeriesCatalog
+from edge_agent.sinks.http import HttpClient, Reply
+from edge_agent.sinks.influx_write import LineProtocolWriter
 
 
 class InfluxV2Sink(SinkConfig):
@@ -31,65 +32,44 @@ class InfluxV2Sink(SinkConfig):
 
     type: Literal["influxdb_v2"]
     url: Annotated[str, Field(pattern=r"^https?://")]
-    org: str
+    org: Annotated[str, Field(min_length=1)]
     bucket: TagValue
-    token: str = ""
+    token: str = Field("", description="API token: ${VAR} from the environment, or token_file: PATH")
     gzip: bool | Literal["auto"] = Field("auto", description="compress bodies; auto: except over loopback")
 
+    def identity(self) -> str:
+        return f"influxdb_v2:{normalized_url(self.url)}/{self.org}/{self.bucket}"
 
-class InfluxV2:
+
+class InfluxV2(LineProtocolWriter):
+    """Writes to ``{url}/api/v2/write?org=...&bucket=...&precision=ns``."""
+
     def __init__(self, cfg: InfluxV2Sink) -> None:
-        # influxdb-client costs ~13 MB of memory: imported only when a v2 sink is configured.
-        from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
-        from influxdb_client.client.write_api import SYNCHRONOUS  # noqa: PLC0415
-        from influxdb_client.domain.write_precision import WritePrecision  # noqa: PLC0415
-        from influxdb_client.rest import ApiException  # noqa: PLC0415
+        headers = {"Authorization": f"Token {cfg.token}"} if cfg.token else {}
+        super().__init__(cfg, HttpClient(cfg.url, cfg.timeout, headers=headers))
+        self.path = "/api/v2/write"
+        self.params = {"org": cfg.org, "bucket": cfg.bucket, "precision": "ns"}
 
-        self._api_exception: type[Exception] = ApiException
-        self._precision = WritePrecision.NS
-        self.cfg = cfg
-        self.name = f"influxdb_v2:{cfg.url.rstrip('/')}/{cfg.org}/{cfg.bucket}"
-        self.batch_size, self.concurrency = cfg.batch_size, cfg.concurrency
-        self._client: Any = InfluxDBClient(
-            url=cfg.url,
-            token=cfg.token,
-            org=cfg.org,
-            enable_gzip=compress_for(cfg.url, cfg.gzip),
-            timeout=int(cfg.timeout * 1000),
-            retries=False,
-        )
-        self._write: Any = self._client.write_api(write_options=SYNCHRONOUS)
-        self._encoder: LineProtocol | None = None
-        self._encoder_lock = threading.Lock()
+    def answer(self, reply: Reply) -> None:
+        status, text = reply.status, _message(reply.text)
+        if status in (400, 422):
+            raise RejectedPoints(f"{self.name}: {status} {text}")
+        hint = ""
+        if status in (401, 403):
+            hint = ": check token and org in agent.yaml"
+        elif status == 404:
+            hint = ": no v2 write API or no such bucket (InfluxDB 1.x before 1.8 needs type: influxdb_v1)"
+        raise SinkUnavailable(f"{self.name}: HTTP {status} {text}{hint}")
 
-    def write(self, batch: Batch, catalog: SeriesCatalog) -> None:
-        with self._encoder_lock:
-            encoder = self._encoder
-            encoder = self._encoder = LineProtocol(catalog) if encoder is None else encoder.follow(catalog)
-        body = encoder.encode(batch)
-        try:
-            self._write.write(
-                bucket=self.cfg.bucket,
-                org=self.cfg.org,
-                record=body,
-                write_precision=self._precision,
-            )
-        except self._api_exception as exc:
-            status: int | None = getattr(exc, "status", None)
-            answer: Any = getattr(exc, "body", None)
-            reason: Any = getattr(exc, "reason", None)
-            text: str = (answer or reason or "").strip()[:500] if isinstance(answer or "", str) else str(reason)
-            if status in (400, 422):
-                raise RejectedPoints(f"{self.name}: {status} {text}") from exc
-            hint = ": check token and org in agent.yaml" if status in (401, 403) else ""
-            if status == 404:
-                hint = ": no v2 write API or no such bucket (InfluxDB 1.x before 1.8 needs type: influxdb_v1)"
-            raise SinkUnavailable(f"{self.name}: HTTP {status} {text}{hint}") from exc
-        except (HTTPError, OSError) as exc:
-            raise SinkUnavailable(f"{self.name}: {exc.__class__.__name__}: {exc}") from exc
 
-    def close(self) -> None:
-        self._client.close()
+def _message(text: str) -> str:
+    """The ``message`` of a v2 error body (JSON), else the text itself (500 characters at most)."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return text.strip()[:500]
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message)[:500] if message else text.strip()[:500]
 
 
 def _make(config: Any, context: SinkContext) -> InfluxV2:

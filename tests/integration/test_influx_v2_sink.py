@@ -1,4 +1,4 @@
-"""The v2-API sink (influxdb-client) against the real InfluxDB 1.6.7.
+"""The v2-API sink against the real InfluxDB 1.6.7.
 
 1.6.7 has no ``/api/v2/write`` (1.8 added it): the sink must say so clearly. To prove what the
 sink sends lands correctly, a loopback shim maps ``/api/v2/write?bucket=B`` onto 1.x

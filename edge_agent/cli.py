@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
 
             return asyncio.run(run_plant(args.seed, args.speed, args.opcua_port, args.modbus_port, args.host))
     except ConfigError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
+        from edge_agent.config.secrets import REDACTOR  # noqa: PLC0415
+
+        print(REDACTOR.redact("\n".join(exc.problems)), file=sys.stderr)
         return 2
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -200,17 +202,15 @@ def _profile_check(files: list[Path]) -> int:
 
 
 def _reload(loaded: Any) -> int:
-    import os  # noqa: PLC0415
     import signal  # noqa: PLC0415
 
-    from edge_agent.runtime.agent import pid_file  # noqa: PLC0415
+    from edge_agent.runtime.agent import pid_file, running_agent  # noqa: PLC0415
 
-    path = pid_file(loaded)
     try:
-        pid = int(path.read_text(encoding="utf-8").strip())
+        pid = running_agent(pid_file(loaded))
         os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError) as exc:
-        print(f"no running agent found through {path}: {exc}: is the agent running on this config?", file=sys.stderr)
+    except (LookupError, OSError) as exc:
+        print(f"no running agent to reload: {exc}", file=sys.stderr)
         return 1
     print(f"ok: the configuration is valid; agent {pid} is reloading it")
     return 0

@@ -247,6 +247,25 @@ def _check_anomaly_keys(doc: YamlDocument, config: AgentConfig, profiles: dict[s
     return problems
 
 
+def _check_sinks(doc: YamlDocument, config: AgentConfig) -> list[str]:
+    """No two sinks send their points to the same place (they would share one cursor in the store,
+    and each would skip what the other acknowledged)."""
+    problems = []
+    seen: dict[str, int] = {}
+    for i, sink in enumerate(config.sinks):
+        identity = sink.identity()
+        if identity in seen:
+            problems.append(
+                doc.problem(
+                    ("sinks", i),
+                    f"this sink writes to the same place as sinks[{seen[identity]}] ({identity}): remove one, "
+                    "or point it at another database, bucket, retention policy or user",
+                )
+            )
+        seen.setdefault(identity, i)
+    return problems
+
+
 def load_config(path: Path) -> LoadedConfig:
     """Validate ``agent.yaml`` and the profiles it uses; raise ConfigError listing every problem."""
     doc = load_yaml(path)
@@ -282,6 +301,7 @@ def load_config(path: Path) -> LoadedConfig:
         problems += _check_device(doc, i, dev, profiles)
     problems += _check_anomaly_keys(doc, config, profiles)
     problems += _check_kpis(doc, config, profiles)
+    problems += _check_sinks(doc, config)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(path, config, profiles, tuple(warnings))

@@ -10,7 +10,7 @@ registries (:mod:`collectors.plugin`, :mod:`edge_agent.sinks.base`, :mod:`analyt
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union, cast
+from typing import Annotated, Any, Literal, Union, cast
 
 from pydantic import BaseModel, Discriminator, Field, Tag, create_model, model_validator
 
@@ -26,8 +26,14 @@ class BufferSection(Strict):
     max_points: Annotated[int, Field(ge=10_000)] = 50_000_000
     memory_points: Annotated[int, Field(ge=0)] = Field(
         2_000_000,
-        description="points held in memory while the store cannot be written (disk full); "
-        "beyond that the oldest are dropped and counted (about 21 bytes each)",
+        description="points held in memory while the store cannot be written (disk full), and between "
+        "the pollers and the tick while it restarts; beyond that the oldest are dropped and counted "
+        "(about 21 bytes each)",
+    )
+    synchronous: Literal["normal", "full"] = Field(
+        "normal",
+        description="SQLite's synchronous: normal loses nothing when the process dies, at most the last "
+        "second of points on a power cut; full loses nothing then either, at a disk flush per tick",
     )
 
 
@@ -98,6 +104,9 @@ class AnalyticsSection(Strict):
     oee_window: Annotated[Duration, Field(ge=1)] = 60.0
     shifts: ShiftSchedule | None = None
     settle: Annotated[Duration, Field(ge=0, description="wait for late readings before OEE")] = 2.0
+    checkpoint_every: Annotated[
+        Duration, Field(ge=0, description="how often the analytics state is saved (0: only at a stop)")
+    ] = 300.0
     anomaly: AnomalyBase = Field(default_factory=lambda: anomaly_section_model()())  # noqa: PLW0108 - built late
 
 

@@ -90,6 +90,15 @@ def install_log_redaction() -> None:
             handler.addFilter(RedactingFilter())
 
 
+def hide_url_password(text: str) -> str:
+    """``text`` (a URL, or something meant to be one) with the password of its user info as ``***``.
+
+    >>> hide_url_password("htp://admin:s3cret@influx:8086/db")
+    'htp://admin:***@influx:8086/db'
+    """
+    return re.sub(r"(://[^/@:\s]*:)[^/@\s]*@", r"\1***@", text)
+
+
 def substitute(
     data: Any, env: Mapping[str, str], loc: Loc = (), problems: list[tuple[Loc, str]] | None = None
 ) -> list[tuple[Loc, str]]:
@@ -110,6 +119,8 @@ def substitute(
                     password = urlsplit(expanded).password
                     if password:
                         REDACTOR.add(password)
+        elif is_secret_key(key) and isinstance(value, int | float) and not isinstance(value, bool):
+            REDACTOR.add(str(value))  # a numeric password is a secret too (and the model refuses it)
         else:
             substitute(value, env, here, problems)
     return problems

@@ -1,4 +1,10 @@
-"""YAML with line numbers, and error messages that name file, line and field path."""
+"""YAML with line numbers, and error messages that name file, line and field path.
+
+Hostile or broken files are refused before they can cost memory or time: a file over
+``MAX_BYTES``, nesting deeper than ``MAX_DEPTH`` levels, or aliases that would expand to more
+than ``MAX_VALUES`` values (a "billion laughs" file) is an error naming the line. Messages never
+echo a value under a secret-bearing key, nor the password of a URL.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,11 @@ import yaml
 from pydantic import ValidationError
 
 Loc = tuple[str | int, ...]
+
+#: Limits on a configuration or profile file.
+MAX_BYTES = 10 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_VALUES = 200_000
 
 
 class ConfigError(Exception):
@@ -63,15 +74,21 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> None:
 
 
 def load_yaml(path: Path) -> YamlDocument:
-    """Read and parse ``path``; syntax errors become a ConfigError with the line."""
+    """Read and parse ``path``; syntax errors and hostile shapes become a ConfigError with the line."""
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ConfigError([f"{path}: {size:,} bytes is too large for a configuration file (limit {MAX_BYTES:,})"])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file: check the path"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
     try:
+        _check_shape(path, text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_expansion(path, node)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -82,6 +99,57 @@ def load_yaml(path: Path) -> YamlDocument:
     if node is not None:
         _walk(node, (), lines)
     return YamlDocument(path, data, lines)
+
+
+def _check_shape(path: Path, text: str) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH`` (read from the event stream, which never recurses)."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark is not None else 1
+                raise ConfigError(
+                    [
+                        f"{path}:{line}: nesting deeper than {MAX_DEPTH} levels: "
+                        "a configuration never needs that many; flatten it"
+                    ]
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _check_expansion(path: Path, root: yaml.Node) -> None:
+    """Refuse aliases that expand the document to more than ``MAX_VALUES`` values (counted on the
+    node graph, where an alias is one shared node: linear time whatever the expansion)."""
+    sizes: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # post-order without recursion
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if children_done:
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in _children(node))
+            order.append(node)
+            if sizes[id(node)] > MAX_VALUES:
+                raise ConfigError(
+                    [
+                        f"{path}:{node.start_mark.line + 1}: aliases here expand to more than {MAX_VALUES:,} "
+                        "values: write the values out, or use fewer nested aliases"
+                    ]
+                )
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 _HINTS = {
@@ -109,11 +177,23 @@ def validation_problems(
         if skip_whole and len(loc) <= len(prefix):
             continue  # ``skip_whole``: errors of the whole document are reported where they arise
         hint = _HINTS.get(err["type"], err["msg"].removeprefix("Value error, "))
-        shown = repr(err.get("input"))
-        if err["type"] not in _HINTS and not isinstance(err.get("input"), dict | list) and shown not in hint:
+        shown = _shown(loc, err.get("input"))
+        if err["type"] not in _HINTS and shown is not None and shown not in hint:
             hint += f" (got {shown})"
         problems.append(doc.problem(loc, hint))
     return problems
+
+
+def _shown(loc: Loc, value: object) -> str | None:
+    """How a wrong value is echoed in a message: never under a secret-bearing key, a URL without
+    its password, nothing for a whole mapping or list."""
+    from edge_agent.config.secrets import hide_url_password, is_secret_key  # noqa: PLC0415 - secrets imports this
+
+    if isinstance(value, dict | list) or any(is_secret_key(part) for part in loc):
+        return None
+    if isinstance(value, str) and "://" in value:
+        value = hide_url_password(value)
+    return repr(value)
 
 
 def _strip_union_tags(loc: Loc, tags: set[str]) -> Loc:

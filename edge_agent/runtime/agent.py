@@ -1,36 +1,46 @@
-"""The agent: one poll loop per device, a pipeline tick, one forwarder per sink.
+"""The agent: one poll loop per device, a pipeline tick, one forwarder per sink, all supervised.
 
 Who owns what: the event loop owns the pollers, the device health and the health endpoint;
-the pipeline, its analytics state and the KPI stage belong to the tick, which runs in a worker
-thread (one tick at a time); each forwarder's sender threads own their sink connections.
-Batches cross over whole (:class:`~edge_agent.runtime.pipeline.Inbox`, the local store, queues).
-On stop, polling ends, the pipeline closes its open OEE windows, and the forwarders drain the
-store for up to ``drain_s``.
+the pipeline, its analytics state and the KPI stage belong to the tick thread (one thread: the
+ticks and the periodic checkpoint run there, one at a time); each forwarder's sender threads own
+their sink connections. Batches cross over whole (:class:`~edge_agent.runtime.pipeline.Inbox`, the
+local store, queues). Every long-running task runs under the
+:class:`~edge_agent.runtime.supervisor.Supervisor`: a failure is logged, counted, shown in
+``/health``, and the task restarts. On stop, polling ends, the pipeline closes its open OEE
+windows, and the forwarders drain the store for up to ``drain_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
+import json
 import logging
 import os
 import sqlite3
+import threading
 import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from collectors.batch import Batch
+from collectors.batch import QUALITY_NOT_FINITE, Batch
 from collectors.plugin import Collector, CollectorContext
 from edge_agent.config import LoadedConfig
 from edge_agent.runtime import checkpoint, systemd
-from edge_agent.runtime.clock import Clock, WallClock
+from edge_agent.runtime.clock import Clock, ClockWatch, WallClock
 from edge_agent.runtime.health import serve_health
 from edge_agent.runtime.kpi_stage import KpiStage
+from edge_agent.runtime.logs import Throttled
 from edge_agent.runtime.pipeline import Pipeline
 from edge_agent.runtime.polling import Backoff, DeviceHealth, DevicePoller, good_samples
+from edge_agent.runtime.supervisor import Supervisor
 from edge_agent.schema import AGENT, AGENT_FIELDS
 from edge_agent.sinks.base import SinkContext, make_sink
 from edge_agent.sinks.forwarder import Forwarder
@@ -38,6 +48,9 @@ from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series
 
 log = logging.getLogger("edge_agent")
+
+#: A tick that has not completed for this long (s) makes the agent degraded (it hangs).
+TICK_STALLED_S = 60.0
 
 
 def redact_url(url: str) -> str:
@@ -64,8 +77,9 @@ class Agent:
     ) -> None:
         self.loaded, self.clock, self.tick_s = loaded, clock or WallClock(), tick_s
         cfg = loaded.config
-        self.buffer = Buffer(loaded.resolve(cfg.agent.buffer.path), cfg.agent.buffer.max_points)
-        self.pipeline = Pipeline(loaded, self.buffer)
+        store = cfg.agent.buffer
+        self.buffer = Buffer(loaded.resolve(store.path), store.max_points, store.synchronous)
+        self.pipeline = Pipeline(loaded, self.buffer, inbox_points=store.memory_points)
         checkpoint.restore(self.buffer, self.pipeline)
         tags = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
         self._health_ids = self.buffer.register([Series.of(AGENT, tags, f) for f in AGENT_FIELDS])
@@ -76,7 +90,7 @@ class Agent:
             Forwarder(
                 self.buffer,
                 make_sink(s, sink_context),
-                sink_context.resolve(s.rejected_file),
+                sink_context.resolve(s.rejected_file) if s.rejected_file else self.buffer.path.parent / "rejected.lp",
                 self.kpis.acknowledged if i == 0 else None,
                 s.retry_max,
             )
@@ -88,14 +102,18 @@ class Agent:
             state=self.buffer,
             data_dir=str(self.buffer.path.parent),
             intern_text=self.buffer.intern_text,
+            count_drop=self.pipeline.inbox.drop,
         )
         self.collectors: list[Collector] = []
         self.health: list[DeviceHealth] = []
-        for dev in cfg.devices:
+        for i, dev in enumerate(cfg.devices):
             plugin = loaded.plugin(dev)
-            self.collectors.append(plugin.factory(loaded.profile(dev), loaded.spec(dev), context))
+            own = dataclasses.replace(context, deliver=functools.partial(self._received, i))
+            self.collectors.append(plugin.factory(loaded.profile(dev), loaded.spec(dev), own))
             self.health.append(DeviceHealth(dev.name, redact_url(dev.endpoint)))
         self.stop_event = asyncio.Event()
+        #: Set when the agent stops only to start again on the same configuration (a damaged store).
+        self.restart_requested = False
         self.started_ns = 0
         self.final_report: dict[str, Any] | None = None
         #: Points the pipeline handed to the local store since start.
@@ -106,6 +124,16 @@ class Agent:
         self._unstored: list[Batch] = []
         self._store_failing = False
         self._dropped_in_spell = 0
+        self.supervisor = Supervisor()
+        #: The tick's own thread: ticks and checkpoints run there, one at a time.
+        self._tick_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tick")
+        #: When the latest tick ended (wall clock, UTC ns; 0 before the first).
+        self.last_tick_ns = 0
+        step = min((d.poll_interval for d in cfg.devices), default=1.0)
+        self.clock_watch = ClockWatch(self.clock, max(int(step * 1e9), 1_000_000))
+        self._losses = Throttled(log)
+        #: How far each OEE window grid was written, as last recorded in the store.
+        self._written_said: dict[str, int] = {}
 
     # -- device polling ----------------------------------------------------------------------
     def _received(self, index: int, batch: Batch) -> None:
@@ -128,32 +156,64 @@ class Agent:
                 self._received,
                 on_down=self.pipeline.outage,
                 backoff=backoff,
+                on_lost=self.pipeline.inbox.drop,
             )
             for i, (collector, dev) in enumerate(zip(self.collectors, self.loaded.config.devices, strict=True))
         ]
 
     # -- pipeline ----------------------------------------------------------------------------
     def tick(self, final: bool = False) -> int:
-        """One pipeline step (in the tick's thread): analytics, KPIs, then the local store."""
+        """One pipeline step (in the tick's thread): analytics, KPIs, then the local store.
+
+        The readings taken from the inbox are stored even when the analytics fail on them (the
+        failure is raised after, for the supervisor): a bug or a poisoned model never costs data.
+        Values that are not finite are stored flagged (quality ``not_finite``), never as numbers.
+        """
         now = self.clock.now_ns()
-        batch = self.pipeline.tick(now, final=final)
+        raw = self.pipeline.take_readings()
+        self._count_losses(self.pipeline.inbox.take_drops())
+        try:
+            with np.errstate(all="ignore"):
+                batch = self._derive(raw, now, final)
+        except BaseException:
+            self._store([*self._unstored, raw], final)
+            raise
+        self.points_produced += len(batch)
+        written = self.pipeline.written_until
+        state = {checkpoint.WRITTEN_KEY: json.dumps(written, sort_keys=True)} if written != self._written_said else None
+        if self._store([*self._unstored, batch], final, state):
+            self._written_said = dict(written)
+        self.last_tick_ns = time.time_ns()
+        return len(batch)
+
+    def _derive(self, raw: Batch, now: int, final: bool) -> Batch:
+        batch = self.pipeline.process(raw, now, final=final)
         if final or now - self._last_health_ns >= self.health_every_ns:
             batch = Batch.concat([batch, self._health_points(now)])
             self._last_health_ns = now
         kpi = self.kpis.tick(now, len(batch), final)
         self.kpis.shop.produced(len(kpi))
-        batch = Batch.concat([batch, kpi])
-        self.points_produced += len(batch)
-        self._store([*self._unstored, batch], final)
-        return len(batch)
+        return Batch.concat([batch, kpi]).flag_not_finite(QUALITY_NOT_FINITE)
 
-    def _store(self, batches: list[Batch], final: bool) -> None:
+    def _count_losses(self, dropped: dict[str, int]) -> None:
+        """Points that never reached the tick (inbox full, a failed hand-over): counted, logged."""
+        for reason, points in dropped.items():
+            self.buffer.count_drop(reason, points)
+            self._losses.event(
+                logging.ERROR,
+                "%d points dropped before the tick took them (%s): the tick is failing or cannot keep up; see /health",
+                points,
+                reason,
+            )
+
+    def _store(self, batches: list[Batch], final: bool, state: dict[str, str] | None = None) -> bool:
         """Write held and new points to the local store; hold them in memory while it cannot be
         written (disk full, file locked), up to ``buffer.memory_points``, the oldest dropped and
-        counted beyond that; at the end, whatever cannot be stored is counted as dropped."""
+        counted beyond that; at the end, whatever cannot be stored is counted as dropped.
+        True when they were written."""
         pending = Batch.concat(batches)
         try:
-            self.buffer.append(pending)
+            self.buffer.append(pending, state)
         except sqlite3.Error as exc:
             limit = self.loaded.config.agent.buffer.memory_points
             if not self._store_failing:
@@ -172,7 +232,7 @@ class Agent:
                 self._unstored = [pending.take(slice(len(pending) - limit, None))]
             else:
                 self._unstored = [pending]
-            return
+            return False
         if self._store_failing:
             log.warning(
                 "the local store accepts writes again; %d held points stored, %d dropped meanwhile",
@@ -180,6 +240,7 @@ class Agent:
                 self._dropped_in_spell,
             )
         self._unstored, self._store_failing, self._dropped_in_spell = [], False, 0
+        return True
 
     def _drop(self, pending: Batch, reason: str, n: int) -> None:
         """Count dropped points; logged at the first drop of a spell and when it ends (no flood)."""
@@ -197,18 +258,54 @@ class Agent:
         """Points held in memory because the local store cannot be written."""
         return sum(len(b) for b in self._unstored)
 
+    def _checkpoint(self) -> None:
+        """Write the analytics checkpoint (in the tick's thread, between two ticks)."""
+        checkpoint.save(self.buffer, self.pipeline, self.clock.now_ns())
+
     def _last_tick(self) -> None:
         """The final tick, then the analytics checkpoint (both in the tick's thread)."""
-        self.tick(final=True)
         try:
-            checkpoint.save(self.buffer, self.pipeline, self.clock.now_ns())
-        except Exception as exc:  # a full disk must not stop the stop
-            log.error("analytics checkpoint not written (%s): the next start begins its windows afresh", exc)
+            self.tick(final=True)
+        finally:
+            try:
+                self._checkpoint()
+            except Exception as exc:  # a full disk must not stop the stop
+                log.error("analytics checkpoint not written (%s): the next start begins its windows afresh", exc)
+
+    async def _in_tick_thread(self, work: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._tick_thread, work)
 
     async def _ticker(self) -> None:
         while not self.stop_event.is_set():
             await _sleep_or_stop(self.stop_event, self.tick_s)
-            await asyncio.to_thread(self.tick)
+            step = self.clock_watch.check()
+            if step is not None:
+                log.warning(
+                    "the wall clock stepped by %+.3f s (NTP or an operator): polls keep their schedule; "
+                    "readings are stamped with the new time",
+                    step,
+                )
+            if self.buffer.damaged and not self.restart_requested:
+                self.restart_requested = True
+                self.stop()
+                return
+            await self._in_tick_thread(self.tick)
+
+    async def _checkpointer(self) -> None:
+        every = self.loaded.config.analytics.checkpoint_every
+        if every <= 0:
+            return
+        while not self.stop_event.is_set():
+            await _sleep_or_stop(self.stop_event, every)
+            if not self.stop_event.is_set():
+                await self._in_tick_thread(self._checkpoint)
+
+    async def _serve_health(self, listen: str) -> None:
+        server = await serve_health(listen, self.health_report)
+        try:
+            await server.serve_forever()
+        finally:
+            server.close()
 
     # -- health ------------------------------------------------------------------------------
     def _health_points(self, now: int) -> Batch:
@@ -224,19 +321,20 @@ class Agent:
         return Batch.of(now, self._health_ids, [float(values[f]) for f in AGENT_FIELDS])
 
     def health_report(self) -> dict[str, Any]:
-        """Devices, local store and sinks; after :meth:`run` ends, the report at the end."""
+        """Devices, tasks, local store and sinks (``docs/health.md``); after :meth:`run` ends, the
+        report at the end."""
         if self.final_report is not None:
             return self.final_report
-        stats = self.buffer.stats()
         now = time.time_ns()
         devices = []
         for h, collector in zip(self.health, self.collectors, strict=True):
-            row = {k: v for k, v in vars(h).items() if k != "details"}
+            row = dict(vars(h))
             with contextlib.suppress(Exception):
                 row |= collector.health()
             devices.append(row)
         sinks = [_sink_row(f.health) for f in self.forwarders]
-        reasons = self._degraded(devices, sinks, now)
+        store = self._store_report()
+        reasons = self._degraded(devices, sinks, store, now)
         return {
             "agent": self.loaded.config.agent.id,
             "status": "degraded" if reasons else "ok",
@@ -244,32 +342,65 @@ class Agent:
             "uptime_s": (now - self.started_ns) / 1e9 if self.started_ns else 0.0,
             "points_produced": self.points_produced,
             "devices": devices,
-            "buffer": {
-                "pending_points": stats.pending_points,
-                "oldest_age_s": (self.clock.now_ns() - stats.oldest_ts) / 1e9 if stats.oldest_ts else 0.0,
-                "dropped": stats.dropped,
-                "held_in_memory": self.held_points,
-                "store_writable": not self._store_failing,
+            "tasks": self.supervisor.report(),
+            "tick": {
+                "last_ns": self.last_tick_ns,
+                "age_s": (now - self.last_tick_ns) / 1e9 if self.last_tick_ns else None,
             },
+            "clock": {"steps": self.clock_watch.steps, "last_step_s": self.clock_watch.last_step_s},
+            "buffer": store,
             "sinks": sinks,
             "kpis": self.kpis.latest,
         }
 
-    def _degraded(self, devices: list[dict[str, Any]], sinks: list[dict[str, Any]], now: int) -> list[str]:
-        """Why the agent is degraded (``agent.health``): devices down, sinks failing, the store."""
+    def _store_report(self) -> dict[str, Any]:
+        try:
+            stats = self.buffer.stats()
+            damaged = self.buffer.damage_notices()
+        except sqlite3.Error as exc:
+            return {"readable": False, "error": str(exc), "store_writable": False, "damaged": []}
+        return {
+            "path": str(self.buffer.path),
+            "pending_points": stats.pending_points,
+            "oldest_age_s": (self.clock.now_ns() - stats.oldest_ts) / 1e9 if stats.oldest_ts else 0.0,
+            "dropped": stats.dropped,
+            "set_aside": stats.set_aside,
+            "held_in_memory": self.held_points,
+            "store_writable": not self._store_failing,
+            "damaged": damaged,
+        }
+
+    def _degraded(
+        self, devices: list[dict[str, Any]], sinks: list[dict[str, Any]], store: dict[str, Any], now: int
+    ) -> list[str]:
+        """Why the agent is degraded (``agent.health``): devices down, tasks failing, sinks failing,
+        the store."""
         limits = self.loaded.config.agent.health
         reasons = [
             f"device {d['name']} unreachable for {(now - d['down_since_ns']) / 1e9:.0f} s: {d['last_error']}"
             for d in devices
             if d["down_since_ns"] and now - d["down_since_ns"] > limits.device_down_after * 1e9
         ]
+        reasons += self.supervisor.reasons(now)
+        if self.last_tick_ns and now - self.last_tick_ns > TICK_STALLED_S * 1e9 and self.started_ns:
+            reasons.append(f"the tick has not completed for {(now - self.last_tick_ns) / 1e9:.0f} s")
         reasons += [
             f"sink {s['name']} failing for {(now - s['failing_since_ns']) / 1e9:.0f} s: {s['last_error']}"
             for s in sinks
             if s["failing_since_ns"] and now - s["failing_since_ns"] > limits.sink_failing_after * 1e9
         ]
-        if self._store_failing:
+        aside = store.get("set_aside", {})
+        reasons += [f"{points} points set aside for sink {sink} (dead letter)" for sink, points in aside.items()]
+        if not store.get("store_writable", True):
             reasons.append("the local store cannot be written (disk full or read-only): points are held in memory")
+        if not store.get("readable", True):
+            reasons.append(f"the local store cannot be read: {store['error']}")
+        for notice in store.get("damaged", []):
+            lost = notice["lost_points"]
+            reasons.append(
+                f"the local store was damaged and set aside as {notice['file']} "
+                f"({'an unknown number of' if lost is None else lost} points lost): inspect it, then delete or move it"
+            )
         return reasons
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -278,56 +409,74 @@ class Agent:
         let the sinks drain the store for ``drain_s`` (``agent.drain``) at most: writes still in
         flight then are broken off, their points stay in the store for the next start."""
         drain_s = self.loaded.config.agent.drain if drain_s is None else drain_s
-        self.started_ns = time.time_ns()
-        server = None
+        self.started_ns = self.last_tick_ns = time.time_ns()
+        supervisor = self.supervisor
         listen = self.loaded.config.agent.health_listen
         if listen:
-            server = await serve_health(listen, self.health_report)
+            supervisor.start("health", lambda: self._serve_health(listen))
+        polls = []
+        for p in self._pollers():
+            supervisor.start(f"poll-{p.health.name}", p.run)
+            polls.append(f"poll-{p.health.name}")
+        supervisor.start("tick", self._ticker)
+        supervisor.start("checkpoint", self._checkpointer)
         sink_stop = asyncio.Event()
-        pollers = [asyncio.create_task(p.run(), name=f"poll-{p.health.name}") for p in self._pollers()]
-        ticker = asyncio.create_task(self._ticker(), name="tick")
-        senders = [asyncio.create_task(f.run(sink_stop), name=f"sink-{f.sink.name}") for f in self.forwarders]
+        senders = [supervisor.start(f"sink-{f.sink.name}", _forwarding(f, sink_stop)) for f in self.forwarders]
         try:
             await self.stop_event.wait()
         finally:
-            self.stop_event.set()
-            for task in pollers:
+            await self._shut_down(polls, senders, sink_stop, drain_s)
+
+    async def _shut_down(
+        self, polls: list[str], senders: list[asyncio.Task[None]], sink_stop: asyncio.Event, drain_s: float
+    ) -> None:
+        self.stop_event.set()
+        supervisor = self.supervisor
+        await supervisor.stop(polls)
+        for c in self.collectors:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(c.close(), 5)
+        await supervisor.stop(["tick", "checkpoint"])
+        try:
+            await self._in_tick_thread(self._last_tick)
+        except Exception as exc:  # the stop goes on: what was taken is stored (tick), the rest counted
+            log.exception("the final tick failed: %s", exc)
+        sink_stop.set()
+        _, pending = await asyncio.wait(senders, timeout=drain_s) if senders else (set(), set())
+        if pending:
+            for f in self.forwarders:
+                f.abort()
+            for task in pending:
                 task.cancel()
-            await asyncio.gather(*pollers, ticker, return_exceptions=True)
-            for c in self.collectors:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(c.close(), 5)
-            await asyncio.to_thread(self._last_tick)
-            sink_stop.set()
-            _, pending = await asyncio.wait(senders, timeout=drain_s) if senders else (set(), set())
-            if pending:
-                for f in self.forwarders:
-                    f.abort()
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-                left = self.buffer.stats().pending_points
+            await asyncio.gather(*pending, return_exceptions=True)
+            with contextlib.suppress(sqlite3.Error):
                 log.warning(
                     "stopped with %d points still in the local store; they are sent on the next start",
-                    left,
+                    self.buffer.stats().pending_points,
                 )
-            await asyncio.gather(*(asyncio.to_thread(f.close) for f in self.forwarders))
-            # The senders are done and the tick has run its last: the loop may book the last acks.
-            self.kpis.take_acknowledgements()
-            if server is not None:
-                server.close()
-            self.final_report = self.health_report()
-            self.buffer.close()
-            buffer = self.final_report["buffer"]
-            log.info(
-                "agent stopped: %d points produced this run, %d left in the local store, dropped %s",
-                self.points_produced,
-                buffer["pending_points"],
-                buffer["dropped"] or "none",
-            )
+        await asyncio.gather(*(asyncio.to_thread(f.close) for f in self.forwarders))
+        # The senders are done and the tick has run its last: the loop may book the last acks.
+        self.kpis.take_acknowledgements()
+        report = self.health_report()
+        await supervisor.stop()
+        self._tick_thread.shutdown(wait=True)
+        self.final_report = report
+        self.buffer.close()
+        buffer = report["buffer"]
+        log.info(
+            "agent stopped: %d points produced this run, %d left in the local store, dropped %s",
+            self.points_produced,
+            buffer.get("pending_points", -1),
+            buffer.get("dropped") or "none",
+        )
 
     def stop(self) -> None:
         self.stop_event.set()
+
+
+def _forwarding(forwarder: Forwarder, stop: asyncio.Event) -> Callable[[], Awaitable[None]]:
+    """The forwarder's task, started afresh after a failure."""
+    return lambda: forwarder.run(stop)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
@@ -340,6 +489,180 @@ def pid_file(loaded: LoadedConfig) -> Path:
     return loaded.resolve(loaded.config.agent.buffer.path).parent / "agent.pid"
 
 
+class PidFile:
+    """The running agent's process id, in a file it holds locked (``flock``) while it runs, so
+    ``edge-agent reload`` can tell a live agent from a stale file left by a crash."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def claim(self) -> None:
+        import fcntl  # noqa: PLC0415 - POSIX only; the agent runs on Linux
+
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            log.warning("cannot write the pid file %s (%s): edge-agent reload will not find this agent", self.path, exc)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            log.warning("another agent holds %s: edge-agent reload signals that one, not this one", self.path)
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            os.close(self._fd)
+            self._fd = None
+
+
+def running_agent(path: Path) -> int:
+    """The process id of the agent that holds ``path`` (its pid file); raises LookupError with
+    the reason when no running agent does (no file, a stale file, a process that is not an agent)."""
+    import fcntl  # noqa: PLC0415
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise LookupError(f"no pid file {path} ({exc.strerror}): is the agent running on this configuration?") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            pid_text = os.read(fd, 64).decode("ascii", "replace").strip()
+        else:
+            raise LookupError(f"{path} is stale: no agent holds it (the agent that wrote it has exited)")
+    finally:
+        os.close(fd)
+    try:
+        pid = int(pid_text)
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except (ValueError, OSError) as exc:
+        raise LookupError(f"{path} names no running process ({exc})") from None
+    if "edge-agent" not in command and "edge_agent" not in command:
+        raise LookupError(f"{path} names process {pid}, which is not an edge agent ({command.strip()[:80]!r})")
+    return pid
+
+
+class Lifecycle:
+    """Signals of the running agent: SIGTERM/SIGINT stop it, SIGHUP reloads its configuration.
+
+    A stop always wins: once it arrives, a reload is ignored, and a reload still reading its file
+    is abandoned. A reload reads the file in a thread of its own (never on the event loop: a
+    hostile file cannot stall the agent), and replaces the agent only when the file is valid.
+    """
+
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.current = loaded
+        self.stopping = False
+        self.agent: Agent | None = None
+        self.replacement: LoadedConfig | None = None
+        self._reading: asyncio.Future[Any] | None = None
+
+    def stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        systemd.notify("STOPPING=1")
+        if self._reading is not None and not self._reading.done():
+            self._reading.cancel()
+            log.info("stopping: the reload in progress is abandoned")
+        self.replacement = None
+        if self.agent is not None:
+            self.agent.stop()
+
+    def reload(self) -> None:
+        if self.stopping:
+            log.info("reload ignored: the agent is stopping")
+            return
+        if self._reading is not None and not self._reading.done():
+            log.info("reload ignored: the configuration is being read already")
+            return
+        self._reading = asyncio.ensure_future(self._read(self.current.path))
+
+    async def _read(self, path: Path) -> None:
+        from edge_agent.config import load_config  # noqa: PLC0415
+        from edge_agent.config.yaml_source import ConfigError  # noqa: PLC0415
+
+        loop = asyncio.get_running_loop()
+        result: asyncio.Future[LoadedConfig] = loop.create_future()
+
+        def hand_over(settle: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: the agent has stopped
+                loop.call_soon_threadsafe(lambda: result.done() or settle())
+
+        def read() -> None:
+            try:
+                fresh = load_config(path)
+            except BaseException as exc:  # handed to the loop, which decides
+                hand_over(lambda error=exc: result.set_exception(error))
+            else:
+                hand_over(lambda: result.set_result(fresh))
+
+        threading.Thread(target=read, name="reload", daemon=True).start()
+        try:
+            fresh = await result
+        except ConfigError as exc:
+            log.error(
+                "reload refused, the running configuration stays: %s has %d problems:\n%s",
+                path,
+                len(exc.problems),
+                "\n".join(exc.problems),
+            )
+            return
+        except Exception as exc:
+            log.error("reload refused, the running configuration stays: %s: %s", path, exc)
+            return
+        if self.stopping:
+            return
+        log.info("reloading %s: stopping the running agent, then starting on the new configuration", path)
+        systemd.notify("RELOADING=1")
+        self.replacement = fresh
+        if self.agent is not None:
+            self.agent.stop()
+
+    async def run(self) -> None:
+        import signal  # noqa: PLC0415
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        while not self.stopping:
+            current = self.current
+            for warning in current.warnings:
+                log.warning("%s", warning)
+            agent = self.agent = Agent(current)
+            pid = PidFile(pid_file(current))
+            pid.claim()
+            log.info(
+                "agent %s started: %d devices, %d sinks",
+                current.config.agent.id,
+                len(agent.collectors),
+                len(agent.forwarders),
+            )
+            if self.stopping:  # a stop that came while the agent was being built
+                agent.stop()
+            running = asyncio.create_task(agent.run())
+            await asyncio.sleep(0)
+            systemd.notify(f"READY=1\nSTATUS=polling {len(agent.collectors)} devices")
+            try:
+                await running
+            finally:
+                pid.release()
+            if self.replacement is not None and not self.stopping:
+                self.current, self.replacement = self.replacement, None
+            elif not agent.restart_requested:
+                return
+
+
 def run_forever(loaded: LoadedConfig) -> int:
     """``edge-agent run``: until SIGTERM or SIGINT; exit code 0 after a clean flush.
 
@@ -347,75 +670,21 @@ def run_forever(loaded: LoadedConfig) -> int:
     running agent: it stops as at shutdown (open OEE windows written, analytics checkpoint kept,
     sinks drained for ``agent.drain``; what they did not send stays in the local store) and an
     agent on the new configuration starts on the same store. An invalid one is refused with every
-    problem logged, and the running agent carries on.
+    problem logged, and the running agent carries on. A stop always wins over a reload
+    (:class:`Lifecycle`). An agent whose store turned out damaged starts again on a fresh one.
     """
-    import signal  # noqa: PLC0415
-
-    from edge_agent.config import load_config  # noqa: PLC0415
-    from edge_agent.config.yaml_source import ConfigError  # noqa: PLC0415
 
     async def main() -> None:
-        current = loaded
-        loop = asyncio.get_running_loop()
         done = asyncio.Event()
         pinger = asyncio.create_task(systemd.watchdog(done))
         try:
-            await run_configs(current, loop)
+            await Lifecycle(loaded).run()
         finally:
             done.set()
             await pinger
-
-    async def run_configs(current: LoadedConfig, loop: asyncio.AbstractEventLoop) -> None:
-        while True:
-            for warning in current.warnings:
-                log.warning("%s", warning)
-            agent = Agent(current)
-            pid = pid_file(current)
-            with contextlib.suppress(OSError):
-                pid.write_text(f"{os.getpid()}\n", encoding="utf-8")
-            replacement: list[LoadedConfig] = []
-
-            def reload(agent: Agent = agent, path: Path = current.path, into: list[LoadedConfig] = replacement) -> None:
-                try:
-                    fresh = load_config(path)
-                except ConfigError as exc:
-                    log.error(
-                        "reload refused, the running configuration stays: %s has %d problems:\n%s",
-                        path,
-                        len(exc.problems),
-                        "\n".join(exc.problems),
-                    )
-                    return
-                log.info("reloading %s: stopping the running agent, then starting on the new configuration", path)
-                systemd.notify("RELOADING=1")
-                into.append(fresh)
-                agent.stop()
-
-            def stop(agent: Agent = agent) -> None:
-                systemd.notify("STOPPING=1")
-                agent.stop()
-
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop)
-            loop.add_signal_handler(signal.SIGHUP, reload)
-            log.info(
-                "agent %s started: %d devices, %d sinks",
-                current.config.agent.id,
-                len(agent.collectors),
-                len(agent.forwarders),
-            )
-            running = asyncio.create_task(agent.run())
-            await asyncio.sleep(0)
-            systemd.notify(f"READY=1\nSTATUS=polling {len(agent.collectors)} devices")
-            await running
-            if not replacement:
-                with contextlib.suppress(OSError):
-                    pid.unlink()
-                return
-            current = replacement[-1]
 
     asyncio.run(main())
     return 0
 
 
-__all__ = ["Agent", "pid_file", "redact_url", "run_forever"]
+__all__ = ["Agent", "Lifecycle", "PidFile", "pid_file", "redact_url", "run_forever", "running_agent"]

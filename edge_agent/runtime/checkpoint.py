@@ -8,7 +8,13 @@ windows continue instead of starting blind. The time the agent was away is an ou
 and each counter re-baselines at its first reading after it, so the parts made meanwhile count in
 no window (they are unattributed).
 
-The checkpoint is a pickle in the agent's own store; it is read only back from that store.
+The agent writes a checkpoint every ``analytics.checkpoint_every`` and at every stop. After a
+crash (kill -9, a power cut) it continues from the latest one; OEE windows that the crashed run
+had already written after that checkpoint are not written again (the store keeps, with the points,
+how far each window grid has been written), so what was right stays right.
+
+The checkpoint is stored in a format that cannot run code when read (:mod:`.state_file`, not
+pickle), in the agent's own store.
 """
 
 from __future__ import annotations
@@ -16,37 +22,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from edge_agent.config import LoadedConfig
+from edge_agent.runtime import state_file
 from edge_agent.store.buffer import Buffer
 
 log = logging.getLogger(__name__)
 
 KEY = "analytics-checkpoint"
-VERSION = 1
-
-
-@dataclass
-class Checkpoint:
-    version: int
-    fingerprint: str
-    #: When it was taken (clock UTC ns): the outage starts here.
-    taken_ns: int
-    engines: dict[str, Any]
-    scorer: Any
-    state_code: Any
+#: Where the store keeps how far each OEE window grid has been written (UTC ns, JSON).
+WRITTEN_KEY = "oee-written-until"
+VERSION = 2
 
 
 def fingerprint(loaded: LoadedConfig, signal_keys: list[str]) -> str:
     """What the saved state depends on: analytics settings, machines' OEE sections, scored signals."""
     cfg = loaded.config
     shape = {
-        "analytics": cfg.analytics.model_dump(mode="json"),
+        "analytics": cfg.analytics.model_dump(mode="json", exclude={"checkpoint_every"}),
         "machines": [
             (d.name, d.machine_name, d.poll_interval, None if d.oee is None else d.oee.model_dump(mode="json"))
             for d in cfg.devices
@@ -57,17 +53,17 @@ def fingerprint(loaded: LoadedConfig, signal_keys: list[str]) -> str:
 
 
 def save(buffer: Buffer, pipeline: Any, taken_ns: int) -> None:
-    """Write the pipeline's analytics state (after its last tick)."""
-    point = Checkpoint(
-        VERSION,
-        pipeline.fingerprint,
-        taken_ns,
-        pipeline.engines,
-        pipeline.anomaly.scorer,
-        pipeline._state_code,
-    )
-    buffer.put_blob(KEY, pickle.dumps(point, protocol=pickle.HIGHEST_PROTOCOL))
-    log.info(
+    """Write the pipeline's analytics state (in the tick's thread, between two ticks)."""
+    point = {
+        "version": VERSION,
+        "fingerprint": pipeline.fingerprint,
+        "taken_ns": int(taken_ns),
+        "engines": pipeline.engines,
+        "scorer": pipeline.anomaly.scorer,
+        "state_code": pipeline._state_code,
+    }
+    buffer.put_blob(KEY, state_file.dumps(point))
+    log.debug(
         "analytics checkpoint written: %d OEE machines, %d scored signals",
         len(pipeline.machines),
         pipeline.anomaly.scorer.n_signals,
@@ -80,21 +76,26 @@ def restore(buffer: Buffer, pipeline: Any) -> bool:
     if blob is None:
         return False
     try:
-        point = pickle.loads(blob)  # noqa: S301 - our own store, written by save()
-    except Exception as exc:  # an older release's checkpoint, a damaged blob: start afresh
+        point = state_file.loads(blob)
+        fits = isinstance(point, dict) and point.get("version") == VERSION
+    except state_file.StateFormatError as exc:  # an older release's checkpoint, a damaged blob
         log.warning("analytics checkpoint unreadable (%s): windows and models start afresh", exc)
         return False
-    if not isinstance(point, Checkpoint) or point.version != VERSION or point.fingerprint != pipeline.fingerprint:
+    if not fits or point.get("fingerprint") != pipeline.fingerprint:
         log.info("analytics checkpoint is for another configuration: windows and models start afresh")
         return False
-    pipeline.engines = point.engines
-    pipeline.anomaly.scorer = point.scorer
-    pipeline._state_code = point.state_code
+    pipeline.engines = point["engines"]
+    pipeline.anomaly.scorer = point["scorer"]
+    pipeline._state_code = point["state_code"]
+    taken_ns = int(point["taken_ns"])
     machines = np.arange(len(pipeline.machines), dtype=np.intp)
     for engine in pipeline.engines.values():
         # The time the agent was away is an outage: unknown, counters re-baseline.
-        engine.add_states(
-            machines, np.full(machines.shape[0], point.taken_ns, np.int64), np.full(machines.shape[0], np.nan)
-        )
+        engine.add_states(machines, np.full(machines.shape[0], taken_ns, np.int64), np.full(machines.shape[0], np.nan))
+    written = buffer.get_state(WRITTEN_KEY)
+    if written:
+        # Windows written after this checkpoint was taken (the run before crashed) stay as written.
+        pipeline.written_until = {k: int(v) for k, v in json.loads(written).items()}
+        pipeline.keep_written = dict(pipeline.written_until)
     log.info("analytics checkpoint restored: open OEE windows and models continue")
     return True

@@ -1,5 +1,9 @@
 """Time sources. Inside the agent time is UTC nanoseconds.
 
+Two readings of every clock: ``now_ns`` (UTC, what points are stamped with) and ``monotonic_ns``
+(never steps: what polls are scheduled and timeouts measured by). A wall clock stepped by NTP or
+an operator moves the stamps, never the schedule; :class:`ClockWatch` tells when it stepped.
+
 :class:`ScaledClock` runs ``speed`` times faster than the wall clock; the demo plant and the
 agent share one so tests can cover an hour of plant time in a couple of minutes.
 """
@@ -14,7 +18,13 @@ from typing import Protocol
 class Clock(Protocol):
     speed: float
 
-    def now_ns(self) -> int: ...
+    def now_ns(self) -> int:
+        """UTC nanoseconds (may step)."""
+        ...
+
+    def monotonic_ns(self) -> int:
+        """Nanoseconds of this clock's time that never step back or jump (for schedules)."""
+        ...
 
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds`` of this clock's time."""
@@ -26,6 +36,9 @@ class WallClock:
 
     def now_ns(self) -> int:
         return time.time_ns()
+
+    def monotonic_ns(self) -> int:
+        return time.monotonic_ns()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -65,5 +78,42 @@ class ScaledClock:
             return self.start_ns
         return self.start_ns + int((time.monotonic_ns() - self._origin) * self.speed)
 
+    def monotonic_ns(self) -> int:
+        """Built on the monotonic clock already: the same as :meth:`now_ns`."""
+        return self.now_ns()
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)
+
+
+class ClockWatch:
+    """Notices when a clock's UTC reading steps against its monotonic one by more than
+    ``threshold_ns`` (a step of NTP, an operator setting the time).
+
+    >>> class Stepping:
+    ...     speed, wall, mono = 1.0, 1_000, 1_000
+    ...     def now_ns(self): return self.wall
+    ...     def monotonic_ns(self): return self.mono
+    >>> clock = Stepping()
+    >>> watch = ClockWatch(clock, threshold_ns=100)
+    >>> clock.wall -= 5_000
+    >>> watch.check(), watch.steps
+    (-5e-06, 1)
+    """
+
+    def __init__(self, clock: Clock, threshold_ns: int) -> None:
+        self.clock, self.threshold_ns = clock, threshold_ns
+        self._offset = clock.now_ns() - clock.monotonic_ns()
+        #: Steps seen since start, and the latest one (s, + forward).
+        self.steps = 0
+        self.last_step_s = 0.0
+
+    def check(self) -> float | None:
+        """The step (s) since the last check when it is larger than the threshold, else None."""
+        offset = self.clock.now_ns() - self.clock.monotonic_ns()
+        step, self._offset = offset - self._offset, offset
+        if abs(step) <= self.threshold_ns:
+            return None
+        self.steps += 1
+        self.last_step_s = step / 1e9
+        return self.last_step_s

@@ -1,4 +1,6 @@
-"""Log output as JSON lines (``--log-format json``), for journald, Docker and log shippers.
+"""Log output: JSON lines, and throttled lines for repeated events.
+
+JSON lines (``--log-format json``), for journald, Docker and log shippers.
 
 Each record is one object: ``time`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``,
 ``message`` and, when there is one, ``exception`` (the traceback as text). Secrets are removed
@@ -15,7 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import threading
 import time
+from collections.abc import Callable
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,3 +39,39 @@ class JsonFormatter(logging.Formatter):
         if record.exc_text:
             entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
+
+
+class Throttled:
+    """A log line for a repeated event at most once per ``every_s`` seconds, with how many times
+    it happened since the last line (any thread).
+
+    >>> import logging
+    >>> seen = []
+    >>> say = Throttled(logging.getLogger("doctest.throttled"), every_s=60.0, clock=lambda: 0.0)
+    >>> say.event(logging.ERROR, "refused %d point(s)", 3), say.event(logging.ERROR, "refused %d point(s)", 5)
+    (True, False)
+    >>> say.unsaid
+    1
+    """
+
+    def __init__(
+        self, logger: logging.Logger, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.logger, self.every_s, self.clock = logger, every_s, clock
+        self._lock = threading.Lock()
+        self._last = -math.inf
+        #: Events since the last line that were not logged.
+        self.unsaid = 0
+
+    def event(self, level: int, message: str, *args: object) -> bool:
+        """Log ``message % args`` now if the last line is ``every_s`` old; True if it was logged."""
+        with self._lock:
+            now = self.clock()
+            if now - self._last < self.every_s:
+                self.unsaid += 1
+                return False
+            self._last, unsaid, self.unsaid = now, self.unsaid, 0
+        if unsaid:
+            message += f" (and {unsaid} more like it in the last {self.every_s:g} s)"
+        self.logger.log(level, message, *args)
+        return True

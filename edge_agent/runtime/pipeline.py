@@ -52,21 +52,42 @@ class Inbox:
     """Batches handed from the pollers to the tick: appended and taken whole under one lock.
 
     ``put`` and ``take`` may run on different threads; a batch is in the list or in the hands of
-    the taker, never in between.
+    the taker, never in between. The inbox holds at most ``max_points`` points: beyond that the
+    oldest batches are dropped and counted under ``inbox_full`` (the tick has stopped taking them:
+    it failed and waits for its restart, or the box cannot keep up), never silently.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_points: int = 2_000_000) -> None:
         self._lock = threading.Lock()
         self._batches: list[Batch] = []
+        self._points = 0
+        self.max_points = max_points
+        self._dropped: dict[str, int] = {}
 
     def put(self, batch: Batch) -> None:
         with self._lock:
             self._batches.append(batch)
+            self._points += len(batch)
+            while self._points > self.max_points and len(self._batches) > 1:
+                oldest = self._batches.pop(0)
+                self._points -= len(oldest)
+                self._dropped["inbox_full"] = self._dropped.get("inbox_full", 0) + len(oldest)
+
+    def drop(self, reason: str, points: int) -> None:
+        """Count points that never reached the inbox (a poller failed handing them over)."""
+        with self._lock:
+            self._dropped[reason] = self._dropped.get(reason, 0) + points
 
     def take(self) -> list[Batch]:
         with self._lock:
-            batches, self._batches = self._batches, []
+            batches, self._batches, self._points = self._batches, [], 0
         return batches
+
+    def take_drops(self) -> dict[str, int]:
+        """Points dropped since the last call, by reason."""
+        with self._lock:
+            dropped, self._dropped = self._dropped, {}
+        return dropped
 
 
 class Pipeline:
@@ -75,7 +96,7 @@ class Pipeline:
     :meth:`ingest` is the one method for other threads (the pollers' event loop).
     """
 
-    def __init__(self, loaded: LoadedConfig, buffer: Buffer) -> None:  # noqa: PLR0915 - one pass over the devices
+    def __init__(self, loaded: LoadedConfig, buffer: Buffer, inbox_points: int = 2_000_000) -> None:  # noqa: PLR0915 - one pass over the devices
         cfg = loaded.config
         self.loaded, self.buffer = loaded, buffer
         self.settle_ns = int(cfg.analytics.settle * NS)
@@ -182,13 +203,17 @@ class Pipeline:
         self.engines = {w: OeeEngine(machine_cfgs, g, schedule) for w, g in self.grids.items()}
         self.totals = np.zeros((n_m, NCOL))
         self.ideal_cycle_s = np.array([c.ideal_cycle_s for c in machine_cfgs])
-        self.inbox = Inbox()
+        self.inbox = Inbox(inbox_points)
         #: What the analytics state depends on (:mod:`edge_agent.runtime.checkpoint`).
         self.fingerprint = checkpoint_fingerprint(loaded, [a[2] for a in analog])
         #: The raw readings of the latest tick (for the workshop KPIs).
         self.last_raw = Batch.empty()
         self._held = Batch.empty()
         self._unscored = Batch.empty()
+        #: How far each window grid has been written (end of its latest closed window, UTC ns).
+        self.written_until: dict[str, int] = {}
+        #: After a crash: windows ending by then were written by the run before (checkpoint.restore).
+        self.keep_written: dict[str, int] = {}
         #: How much longer than ``settle`` each raw series' readings wait to be scored (ns): a
         #: machine's analog signals wait for the state readings that may date a change before them.
         with_machine = [(a.raw_id, a.machine) for a in self.anomaly.signals if a.machine >= 0]
@@ -199,9 +224,13 @@ class Pipeline:
 
     # -- input -------------------------------------------------------------------------------
     def ingest(self, device_index: int, batch: Batch) -> None:
-        """Take a collector's batch (signal = index in the device's profile); any thread."""
+        """Take a collector's batch (signal = index in the device's profile); any thread.
+
+        A reading that is NaN or infinite is kept with quality ``bad_decode`` (2): it is not a
+        number any analytic or encoder can use.
+        """
         if len(batch):
-            self.inbox.put(batch.remap(self.device_tables[device_index]))
+            self.inbox.put(batch.remap(self.device_tables[device_index]).flag_not_finite())
 
     def outage(self, device_index: int, ts_ns: int) -> None:
         """The device could not be reached at ``ts_ns`` (any thread): its machine's time is unknown
@@ -214,7 +243,14 @@ class Pipeline:
     # -- per tick ----------------------------------------------------------------------------
     def tick(self, now_ns: int, final: bool = False) -> Batch:
         """Everything produced since the last tick: raw points, scores, closed OEE windows."""
-        raw = Batch.concat(self.inbox.take())
+        return self.process(self.take_readings(), now_ns, final)
+
+    def take_readings(self) -> Batch:
+        """The readings handed over since the last call (the tick's first step)."""
+        return Batch.concat(self.inbox.take())
+
+    def process(self, raw: Batch, now_ns: int, final: bool = False) -> Batch:
+        """``raw`` and what the analytics make of it: scores, alarms, closed OEE windows, states."""
         self.last_raw = raw
         out = [raw, self._score(raw, now_ns if final else now_ns - self.settle_ns, hold=not final)]
         if final:
@@ -318,7 +354,7 @@ class Pipeline:
                 # Time runs on while no reading comes (it turns unknown after stale_after). At the
                 # end, data ends at the last reading: no counter has seen the time after it.
                 engine.advance(cutoff)
-                rows = engine.close()
+                rows = self._not_written_yet(w, engine.close())
             else:
                 # At a stop the open windows are written as they stand (flagged partial_window)
                 # but stay open in the checkpoint: after a restart they continue, and are written
@@ -328,6 +364,20 @@ class Pipeline:
                 np.add.at(self.totals, rows.machine, rows.elements)
             points.append(self._oee_points(w, rows, engine))
         return Batch.concat(points)
+
+    def _not_written_yet(self, window: str, rows: WindowRows) -> WindowRows:
+        """``rows`` less the windows a run before a crash already wrote; notes how far ``window``'s
+        grid is written now."""
+        if len(rows) == 0:
+            return rows
+        kept = self.keep_written.get(window)
+        if kept is not None:
+            rows = rows.take(rows.end > kept)
+            if len(rows) and int(rows.end.min()) > kept:
+                del self.keep_written[window]
+        if len(rows):
+            self.written_until[window] = max(self.written_until.get(window, 0), int(rows.end.max()))
+        return rows
 
     def _oee_points(self, window: str, rows: WindowRows, engine: OeeEngine) -> Batch:
         if len(rows) == 0:

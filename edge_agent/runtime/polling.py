@@ -1,6 +1,8 @@
 """One poll loop per device: connect, collect on schedule, reconnect with bounded backoff.
 
-A device that cannot be reached is logged once per change of state and retried with exponential
+Polls keep to a grid on the monotonic clock (a wall clock stepped back or forth moves the
+readings' time stamps, never the schedule). A device that cannot be reached is logged once per
+change of state and retried with exponential
 backoff (``initial`` doubling up to ``max``, with ±20 % jitter); the backoff resets only after a
 successful poll, so a device that accepts connections but fails every read backs off too. One
 device's failure never stalls another: each loop is its own task, and each wait is bounded by
@@ -76,18 +78,21 @@ class DevicePoller:
         deliver: Callable[[int, Batch], None],
         on_down: Callable[[int, int], None] | None = None,
         backoff: Backoff | None = None,
+        on_lost: Callable[[str, int], None] | None = None,
     ) -> None:
         self.index, self.collector, self.health = index, collector, health
         self.interval_ns = int(poll_interval_s * 1e9)
         self.timeout_s, self.clock, self.deliver, self.on_down = timeout_s, clock, deliver, on_down
         self.backoff = backoff or Backoff()
+        #: Counts points that a failing hand-over lost (reason, points), before the error ends the task.
+        self.on_lost = on_lost
         self._reported = ""
         self._failures_in_row = 0
 
     async def run(self) -> None:
         collector = self.collector
         limit = self.timeout_s * 2 + 1
-        next_due = self.clock.now_ns()
+        next_due = self.clock.monotonic_ns()
         connected = False
         while True:
             try:
@@ -101,15 +106,15 @@ class DevicePoller:
             except Exception as exc:  # one device's failure never stops the others
                 connected = connected and bool(getattr(exc, "link_ok", False))
                 await self._failed(exc, close=not connected)
-                next_due = self.clock.now_ns()
+                next_due = self.clock.monotonic_ns()
                 continue
-            now = self.clock.now_ns()
-            self._succeeded(batch, now)
+            self._succeeded(batch, self.clock.now_ns())
+            now = self.clock.monotonic_ns()
             next_due = self._next_slot(next_due, now)
             await asyncio.sleep(max(next_due - now, 0) / 1e9 / self.clock.speed)
 
     def _next_slot(self, due: int, now: int) -> int:
-        """The next poll's slot on the device's grid of ``poll_interval`` (clock ns).
+        """The next poll's slot on the device's grid of ``poll_interval`` (monotonic clock ns).
 
         A poll that ran late (a slow reply, a busy box) is followed at once by the next one, so
         the grid keeps its rate; slots more than one interval in the past are skipped and
@@ -144,7 +149,12 @@ class DevicePoller:
             log.warning("device %s answered with errors (points kept with a bad quality flag): %s", health.name, error)
         health.last_error = error or ""
         if len(batch):
-            self.deliver(self.index, batch)
+            try:
+                self.deliver(self.index, batch)
+            except Exception:
+                if self.on_lost is not None:
+                    self.on_lost("handover_failed", len(batch))
+                raise
 
     async def _failed(self, exc: Exception, close: bool = True) -> None:
         health = self.health

@@ -6,7 +6,9 @@ replies), independently of the agent's client. Each unit id has holding register
 * 0-1: the reply's sequence number for that unit (uint32, big-endian), +1 per reply;
 * 2: the machine state (1 running);
 * 3: a part counter (uint16, wraps), +1 every ``part_every`` replies;
-* 4 and up: ``register + unit`` (static values).
+* 100-103 and 104-105: ``reading(seq)`` as a float64 and a float32 (big-endian), when the unit
+  has a ``reading``: tests send exact values, extreme ones included, reply by reply;
+* 4 and up otherwise: ``register + unit`` (static values).
 
 Behaviours per unit (:class:`Unit`): ``exception`` (answer every read with that code, e.g. 11),
 ``delay_s`` (answer late), ``cut`` (send half a reply, then close), ``silent`` (accept, never
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -34,6 +37,8 @@ class Unit:
     delay_s: float = 0.0
     cut: bool = False
     silent: bool = False
+    #: The value of registers 100-105 (float64, float32) in the reply numbered ``seq``.
+    reading: Callable[[int], float] | None = None
     #: Sequence numbers answered (in order), for the test to compare with what landed.
     answered: list[int] = field(default_factory=list)
 
@@ -122,8 +127,21 @@ class CountingServer:
                 unit.parts = (unit.parts + 1) % 65536
             unit.answered.append(unit.seq)
             registers = {0: unit.seq >> 16, 1: unit.seq & 0xFFFF, 2: unit.state, 3: unit.parts}
+            if unit.reading is not None:
+                value = unit.reading(unit.seq)
+                words = struct.unpack(">4H", struct.pack(">d", value)) + _float32_words(value)
+                registers.update(zip(range(100, 106), words, strict=True))
         words = [registers.get(a, (a + unit_id) & 0xFFFF) for a in range(address, address + count)]
         return bytes([3, 2 * count]) + struct.pack(f">{count}H", *words)
+
+
+def _float32_words(value: float) -> tuple[int, ...]:
+    """``value`` as a big-endian float32 (its largest magnitude where float64 goes beyond)."""
+    try:
+        packed = struct.pack(">f", value)
+    except OverflowError:
+        packed = struct.pack(">f", float("inf") if value > 0 else float("-inf"))
+    return struct.unpack(">2H", packed)
 
 
 PROFILE = """\
@@ -137,9 +155,16 @@ fields:
 {extra}"""
 
 
-def profile_yaml(extra_registers: int = 0) -> str:
-    """The device profile of a counting unit, with ``extra_registers`` more values."""
+READINGS = """\
+  - {name: reading, table: holding, address: 100, type: float64, byte_order: ABCD}
+  - {name: reading32, table: holding, address: 104, type: float32, byte_order: ABCD}
+"""
+
+
+def profile_yaml(extra_registers: int = 0, readings: bool = False) -> str:
+    """The device profile of a counting unit, with ``extra_registers`` more values (and the
+    analog ``reading`` registers)."""
     extra = "".join(
         f"  - {{name: r{a}, table: holding, address: {a}, type: uint16}}\n" for a in range(4, 4 + extra_registers)
     )
-    return PROFILE.format(extra=extra)
+    return PROFILE.format(extra=extra + (READINGS if readings else ""))

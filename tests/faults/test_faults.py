@@ -56,11 +56,12 @@ def agent_config(
     poll: str = "100ms",
     extra_registers: int = 0,
     oee: bool = False,
+    readings: bool = False,
     **agent: Any,
 ) -> dict[str, Any]:
     profiles = tmp / "profiles"
     profiles.mkdir(exist_ok=True)
-    (profiles / "counting.yaml").write_text(profile_yaml(extra_registers), encoding="utf-8")
+    (profiles / "counting.yaml").write_text(profile_yaml(extra_registers, readings), encoding="utf-8")
     devices = []
     for u in units:
         device: dict[str, Any] = {

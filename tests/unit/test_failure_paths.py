@@ -32,11 +32,11 @@ def test_a_refused_store_write_keeps_the_points_for_the_next_tick(
     real_append = agent.buffer.append
     calls = {"n": 0}
 
-    def failing_once(batch: Batch) -> None:
+    def failing_once(batch: Batch, state: dict[str, str] | None = None) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise sqlite3.OperationalError("database or disk is full")
-        real_append(batch)
+        real_append(batch, state)
 
     monkeypatch.setattr(agent.buffer, "append", failing_once)
     agent.pipeline.ingest(3, Batch.of(agent.clock.now_ns(), np.arange(7, dtype=np.int32), np.arange(7.0)))

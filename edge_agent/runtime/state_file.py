@@ -96,6 +96,12 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], ids: dict[int, int], keep
     if isinstance(value, dict):
         items = [[_encode(k, arrays, ids, keep), _encode(v, arrays, ids, keep)] for k, v in value.items()]
         return {"d": items, "i": ref}
+    if isinstance(value, datetime.datetime):  # before date: a datetime is a date too
+        return {"datetime": value.isoformat(), "i": ref}
+    if isinstance(value, datetime.date):
+        return {"date": value.isoformat(), "i": ref}
+    if isinstance(value, datetime.timedelta):
+        return {"timedelta": [value.days, value.seconds, value.microseconds], "i": ref}
     if isinstance(value, datetime.time):
         return {"time": value.isoformat(), "i": ref}
     if isinstance(value, zoneinfo.ZoneInfo):
@@ -170,6 +176,12 @@ def _mapping(tree: dict[str, Any], arrays: dict[str, np.ndarray], made: dict[int
 def _plain(tree: dict[str, Any], arrays: dict[str, np.ndarray], made: dict[int, Any], ref: int) -> Any:
     if "time" in tree:
         made[ref] = datetime.time.fromisoformat(tree["time"])
+    elif "datetime" in tree:
+        made[ref] = datetime.datetime.fromisoformat(tree["datetime"])
+    elif "date" in tree:
+        made[ref] = datetime.date.fromisoformat(tree["date"])
+    elif "timedelta" in tree:
+        made[ref] = datetime.timedelta(*tree["timedelta"])
     elif "tz" in tree:
         made[ref] = zoneinfo.ZoneInfo(tree["tz"])
     else:
@@ -193,6 +205,9 @@ _MAKERS: dict[str, Maker] = {
     "set": _sequence,
     "d": _mapping,
     "time": _plain,
+    "datetime": _plain,
+    "date": _plain,
+    "timedelta": _plain,
     "tz": _plain,
     "dtype": _plain,
     "o": _object,

@@ -14,6 +14,11 @@ Names follow Prometheus' conventions (``edge_`` prefix, base units, ``_total`` f
 | ``edge_sink_up`` | gauge | sink |
 | ``edge_sink_points_written_total``, ``edge_sink_points_rejected_total`` | counter | sink |
 | ``edge_sink_latency_seconds`` | gauge (p50, p95 of recent points, reading to acknowledgement) | sink, quantile |
+| ``edge_sink_points_set_aside_total`` | counter (dead letter) | sink |
+| ``edge_task_up`` | gauge, 1 running | task |
+| ``edge_task_failures_total``, ``edge_task_restarts_total`` | counter | task |
+| ``edge_clock_steps_total`` | counter (wall-clock steps larger than a poll interval) | |
+| ``edge_store_damaged`` | gauge (damaged store files set aside and not yet removed) | |
 
 A fresh registry is filled from the report on each scrape: the agent keeps no second set of
 counters that could drift from ``/health``.
@@ -65,12 +70,35 @@ class _Report:
             "edge_buffer_oldest_age_seconds", "age of the oldest of them", buffer.get("oldest_age_s", 0.0)
         )
         yield from _sinks(r.get("sinks", []))
+        yield from _tasks(r.get("tasks", []))
+        yield CounterMetricFamily(
+            "edge_clock_steps",
+            "wall-clock steps larger than a poll interval",
+            value=float(r.get("clock", {}).get("steps", 0)),
+        )
+        yield GaugeMetricFamily(
+            "edge_store_damaged", "damaged store files set aside, not yet removed", len(buffer.get("damaged", []))
+        )
+
+
+def _tasks(tasks: list[dict[str, Any]]) -> Iterator[Metric]:
+    up = GaugeMetricFamily("edge_task_up", "1 while the supervised task runs", labels=["task"])
+    failures = CounterMetricFamily("edge_task_failures", "times the task ended with an error", labels=["task"])
+    restarts = CounterMetricFamily("edge_task_restarts", "times the supervisor restarted the task", labels=["task"])
+    for t in tasks:
+        up.add_metric([t["name"]], 1.0 if t.get("running") else 0.0)
+        failures.add_metric([t["name"]], float(t.get("failures", 0)))
+        restarts.add_metric([t["name"]], float(t.get("restarts", 0)))
+    yield from (up, failures, restarts)
 
 
 def _sinks(sinks: list[dict[str, Any]]) -> Iterator[Metric]:
     up = GaugeMetricFamily("edge_sink_up", "1 while the sink accepts writes", labels=["sink"])
     written = CounterMetricFamily("edge_sink_points_written", "points the sink acknowledged", labels=["sink"])
     rejected = CounterMetricFamily("edge_sink_points_rejected", "points the sink refused as invalid", labels=["sink"])
+    aside = CounterMetricFamily(
+        "edge_sink_points_set_aside", "points set aside for the sink (dead letter)", labels=["sink"]
+    )
     latency = GaugeMetricFamily(
         "edge_sink_latency_seconds", "reading to acknowledgement, recent points", labels=["sink", "quantile"]
     )
@@ -78,10 +106,11 @@ def _sinks(sinks: list[dict[str, Any]]) -> Iterator[Metric]:
         up.add_metric([s["name"]], 1.0 if s.get("ok") else 0.0)
         written.add_metric([s["name"]], float(s.get("written", 0)))
         rejected.add_metric([s["name"]], float(s.get("rejected", 0)))
+        aside.add_metric([s["name"]], float(s.get("set_aside", 0)))
         for q, key in (("0.5", "latency_p50_s"), ("0.95", "latency_p95_s")):
             if s.get(key) is not None:
                 latency.add_metric([s["name"], q], float(s[key]))
-    yield from (up, written, rejected, latency)
+    yield from (up, written, rejected, aside, latency)
 
 
 def render(report: dict[str, Any]) -> str:

@@ -570,6 +570,7 @@ class Lifecycle:
         if self.stopping:
             return
         self.stopping = True
+        log.info("stopping: draining to the sinks for up to agent.drain; a reload from now on is ignored")
         systemd.notify("STOPPING=1")
         if self._reading is not None and not self._reading.done():
             self._reading.cancel()

@@ -17,8 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,7 +44,8 @@ class DeviceHealth:
     last_error: str = ""
     #: Since when the device has been failing (wall clock, UTC ns); 0 while it answers.
     down_since_ns: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
+    #: While it backs off: when it tries again at the latest (``time.monotonic_ns``); 0 otherwise.
+    retry_at_monotonic_ns: int = 0
 
 
 #: How often a device backing off looks whether its shared connection came back (seconds).
@@ -183,7 +183,10 @@ class DevicePoller:
         if close:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.collector.close(), self.timeout_s)
-        await self._back_off(self.backoff.after(self._failures_in_row))
+        delay = self.backoff.after(self._failures_in_row)
+        health.retry_at_monotonic_ns = time.monotonic_ns() + int(delay * 1e9)
+        await self._back_off(delay)
+        health.retry_at_monotonic_ns = 0
 
     async def _back_off(self, delay_s: float) -> None:
         """Wait ``delay_s`` seconds, or less: a collector whose connection is shared with other

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +42,9 @@ class Unit:
     reading: Callable[[int], float] | None = None
     #: Sequence numbers answered (in order), for the test to compare with what landed.
     answered: list[int] = field(default_factory=list)
+    #: When (time.monotonic) each request arrived and each answer left, for ordering checks.
+    requested_at: list[float] = field(default_factory=list)
+    answered_at: list[float] = field(default_factory=list)
 
 
 class CountingServer:
@@ -92,6 +96,8 @@ class CountingServer:
                 pdu = await reader.readexactly(length - 1)
                 reply = self._answer(unit_id, pdu)
                 unit = self.units.get(unit_id)
+                if unit is not None:
+                    unit.requested_at.append(time.monotonic())
                 if reply is None or (unit is not None and unit.silent):
                     continue
                 if unit is not None and unit.delay_s:
@@ -104,6 +110,8 @@ class CountingServer:
                     return
                 writer.write(frame)
                 await writer.drain()
+                if unit is not None:
+                    unit.answered_at.append(time.monotonic())
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:

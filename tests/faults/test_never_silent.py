@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import edge_agent.sinks.forwarder as forwarder_module
 from edge_agent.config import load_config
 from edge_agent.runtime.agent import Agent
 from tests.conftest import InfluxServer, free_port
+from tests.faults.agent_process import AgentProcess
 from tests.faults.counting_server import CountingServer, Unit
 from tests.faults.test_faults import DB, agent_config, landed_seqs
 
@@ -98,7 +100,9 @@ def test_each_supervised_task_fails_comes_back_shows_it_and_loses_nothing_uncoun
             shown[name] = [r for r in report["reasons"] if r.startswith(f"task {name} failed")]
             assert report["status"] == "degraded"
         polls = [h.polls for h in agent.health]
-        await until("polls after the faults", lambda: all(h.polls >= p + 5 for h, p in zip(agent.health, polls)))
+        await until(
+            "polls after the faults", lambda: all(h.polls >= p + 5 for h, p in zip(agent.health, polls, strict=True))
+        )
         agent.stop()
         await running
 
@@ -157,18 +161,18 @@ def test_extreme_readings_flow_through_the_real_sink_and_do_not_poison_the_model
     # Every reading landed: numbers as numbers, NaN as a flagged reading.
     values = {
         row[0]: row[1]
-        for row in influxdb.query(
-            "SELECT \"value\" FROM \"raw\" WHERE \"signal\" = 'reading' AND time > 0", DB
-        )[0]["values"]
+        for row in influxdb.query('SELECT "value" FROM "raw" WHERE "signal" = \'reading\' AND time > 0', DB)[0][
+            "values"
+        ]
     }
-    flagged = influxdb.query("SELECT \"value_quality\" FROM \"raw\" WHERE \"signal\" = 'reading'", DB)
+    flagged = influxdb.query('SELECT "value_quality" FROM "raw" WHERE "signal" = \'reading\'', DB)
     assert [v for _, v in flagged[0]["values"]] == [2, 2]
     assert sum(1 for v in values.values() if abs(v) > 1e30) == 6
     # The extremes raised alarms tagged implausible; the normal readings after them score normally.
-    alarms = influxdb.query("SELECT \"active\" FROM \"alarm\" WHERE \"detector\" = 'implausible' AND \"active\" = 1", DB)
+    alarms = influxdb.query('SELECT "active" FROM "alarm" WHERE "detector" = \'implausible\' AND "active" = 1', DB)
     assert alarms and len(alarms[0]["values"]) >= 2
     scores = influxdb.query(
-        "SELECT \"score\" FROM \"anomaly\" WHERE \"signal\" = 'reading' ORDER BY time DESC LIMIT 150", DB
+        'SELECT "score" FROM "anomaly" WHERE "signal" = \'reading\' ORDER BY time DESC LIMIT 150', DB
     )[0]["values"]
     assert max(s for _, s in scores) < 1.0, "the model was poisoned: normal readings after the extremes alarm"
     assert agent.pipeline.anomaly.scorer.detectors.model is not None
@@ -177,3 +181,49 @@ def test_extreme_readings_flow_through_the_real_sink_and_do_not_poison_the_model
 
 def _pending(agent: Agent) -> int:
     return int(agent.buffer.stats().pending_points)
+
+
+@pytest.mark.parametrize("first", ["SIGHUP", "SIGTERM"])
+def test_a_stop_always_wins_over_a_reload(
+    influxdb: InfluxServer, counting: CountingServer, tmp_path: Path, first: str
+) -> None:
+    """SIGHUP and SIGTERM back to back, in both orders: the agent exits 0, bounded by the drain."""
+    config = agent_config(tmp_path, influxdb.url, counting.port, [1, 2], drain="2s")
+    agent = AgentProcess(tmp_path, config)
+    agent.start()
+    agent.wait_for("polls", lambda h: all(d["polls"] > 3 for d in h["devices"]))
+    assert agent.process is not None
+    signals = [signal.SIGHUP, signal.SIGTERM] if first == "SIGHUP" else [signal.SIGTERM, signal.SIGHUP]
+    for sig in signals:
+        agent.process.send_signal(sig)
+        if sig == signal.SIGTERM:  # the second signal comes once the agent has taken the stop
+            wait_for_line(agent, "stopping: draining")
+    code = agent.process.wait(120)  # a hang would run into systemd's SIGKILL: here, into this deadline
+    log = agent.log_text()
+    assert code == 0, log[-2000:]
+    assert log.count("started: 2 devices") <= 2, "the stop was lost: the agent started again after it"
+    assert "agent stopped:" in log
+    if first == "SIGTERM":
+        assert "reload ignored: the agent is stopping" in log
+
+
+def wait_for_line(agent: AgentProcess, text: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in agent.log_text():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no line {text!r}:\n{agent.tail()}")
+        time.sleep(0.02)
+
+
+def test_the_agent_starts_on_a_damaged_store_polls_and_says_so(
+    influxdb: InfluxServer, counting: CountingServer, tmp_path: Path
+) -> None:
+    (tmp_path / "store.sqlite3").write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 64)
+    agent = AgentProcess(tmp_path, agent_config(tmp_path, influxdb.url, counting.port, [1], drain="5s"))
+    agent.start()
+    h = agent.wait_for("polls on a fresh store", lambda h: h["devices"][0]["polls"] > 5 and h["sinks"][0]["written"])
+    assert h["status"] == "degraded"
+    (notice,) = h["buffer"]["damaged"]
+    assert Path(notice["file"]).exists() and "damaged" in " ".join(h["reasons"])
+    assert agent.terminate()[0] == 0
+    influxdb.query(f'DROP DATABASE "{DB}"', DB)

@@ -199,15 +199,16 @@ def _serials(influxdb: InfluxServer, db: str) -> list[str]:
     return [row[1] for s in series for row in s["values"]]
 
 
-def test_every_unit_behind_a_gateway_polls_again_soon_after_it_returns(tmp_path: Path) -> None:
+def test_every_unit_behind_a_gateway_polls_again_when_one_of_them_reconnects(tmp_path: Path) -> None:
     """Two units share one connection to a gateway that goes away long enough for both to back off
-    to the longest delay (4 s), then returns: both poll again, the second right after the first
-    (it stops backing off when the connection is made again). Times are reported, not asserted."""
+    to the longest delay (4 s), then returns. The unit whose backoff ends first reconnects; the
+    other polls again at once, before its own backoff would have ended (it stops waiting when the
+    shared connection is made again). Checked by order on one clock, not by a duration."""
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "meter.yaml").write_text(METER_PROFILE, encoding="utf-8")
     (tmp_path / "profiles" / "controller.yaml").write_text(CONTROLLER_PROFILE, encoding="utf-8")
     port = free_port()
-    figures: dict[str, float] = {}
+    seen: dict[str, Any] = {}
 
     async def body() -> None:
         bus = Bus("tcp", port)
@@ -227,31 +228,43 @@ def test_every_unit_behind_a_gateway_polls_again_soon_after_it_returns(tmp_path:
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         agent = Agent(load_config(path), ScaledClock(speed=1.0))
         task = asyncio.create_task(agent.run(drain_s=1))
+        health = agent.health
         try:
-            await until(lambda: all(h.polls > 5 for h in agent.health), "both units polling")
+            await until(lambda: all(h.polls > 5 for h in health), "both units polling")
             await bus.stop()
-            await until(lambda: all(h.failures >= 5 for h in agent.health), "both units backing off")
-            polls = [h.polls for h in agent.health]
+            await until(lambda: all(h.failures >= 5 for h in health), "both units backing off", 120)
+
+            def apart() -> bool:
+                # Both waiting, their retries at least 1.5 s apart and the first still 1 s away.
+                at = sorted(h.retry_at_monotonic_ns for h in health)
+                now = time.monotonic_ns()
+                return at[0] > now + 1_000_000_000 and at[1] - at[0] > 1_500_000_000
+
+            await until(apart, "the two retries far enough apart", 240, step=0.005)
+            retry_at = [h.retry_at_monotonic_ns for h in health]
+            polls = [h.polls for h in health]
             bus = Bus("tcp", port)
             await bus.start()
-            back = time.monotonic()
-            seen: dict[int, float] = {}
+            back: dict[int, int] = {}
 
             def recovered() -> bool:
-                for i, h in enumerate(agent.health):
+                for i, h in enumerate(health):
                     if h.polls > polls[i]:
-                        seen.setdefault(i, time.monotonic() - back)
-                return len(seen) == len(agent.health)
+                        back.setdefault(i, time.monotonic_ns())
+                return len(back) == len(health)
 
-            await until(recovered, "both units polling again", step=0.01)
-            figures.update(first_s=min(seen.values()), last_s=max(seen.values()))
+            await until(recovered, "both units polling again", step=0.005)
+            seen.update(retry_at=retry_at, back=back)
         finally:
             agent.stop()
             await task
             await bus.stop()
 
     asyncio.run(body())
-    print(f"gateway back: units polling again after {figures['first_s']:.2f} s and {figures['last_s']:.2f} s")
+    later = max(range(2), key=lambda i: seen["retry_at"][i])
+    assert seen["back"][later] < seen["retry_at"][later], "the second unit waited out its own backoff"
+    lead = (seen["retry_at"][later] - seen["back"][later]) / 1e9
+    print(f"gateway back: the second unit polled again {lead:.2f} s before its own backoff ended")
 
 
 async def until(condition: Any, what: str, deadline_s: float = 60.0, step: float = 0.05) -> None:

@@ -229,3 +229,95 @@ def test_a_bare_number_duration_in_a_file_needs_a_unit(tmp_path: Path) -> None:
     text = GOOD.replace("    unit_id: 1\n", "    unit_id: 1\n    poll_interval: 1\n")
     with pytest.raises(ConfigError, match=r"devices\[0\].poll_interval: a duration needs a unit: write 1s"):
         load_config(write(tmp_path, text))
+
+
+# -- hostile and absurd input (issue 23) ------------------------------------------------------
+
+
+def test_an_alias_bomb_is_refused_quickly_with_its_line(tmp_path: Path) -> None:
+    """553 bytes that expand to billions of values: refused from the node graph, in linear time."""
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i in range(1, 10):
+        prev = chr(ord("a") + i - 1)
+        name = chr(ord("a") + i)
+        lines.append(f"{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]")
+    (msg,) = problems(write(tmp_path, GOOD + "\n".join(lines) + "\n"))
+    assert "aliases here expand to more than" in msg and "agent.yaml:" in msg
+
+
+def test_deep_nesting_is_a_clear_error_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "agent: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert main(["config", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "nesting deeper than 64 levels" in err and "Traceback" not in err
+
+
+def test_aliases_within_reason_still_work(tmp_path: Path) -> None:
+    text = GOOD.replace("    oee:\n", "    oee: &press\n") + (
+        "  - {name: press-2, profile: demo-press-modbus, endpoint: 'modbus://127.0.0.1:5020', unit_id: 2, "
+        "line: line-b, oee: *press}\n"
+    )
+    loaded = load_config(write(tmp_path, text))
+    assert loaded.config.devices[1].oee == loaded.config.devices[0].oee
+
+
+@pytest.mark.parametrize(
+    ("replace", "secret"),
+    [
+        ("url: http://127.0.0.1:8086", "url: htp://admin:PASSWORD-9@127.0.0.1:8086"),
+        ("database: edge", "database: edge\n    username: admin\n    password: 739164825510"),
+    ],
+)
+def test_complaints_never_echo_a_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], replace: str, secret: str
+) -> None:
+    path = write(tmp_path, GOOD.replace(replace, secret))
+    assert main(["config", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "sinks[0]" in err
+    assert "PASSWORD-9" not in err and "739164825510" not in err
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("scale", ".nan", "finite"),
+        ("scale", ".inf", "finite"),
+        ("scale", "1e308", "out of reach"),
+        ("scale", "0", "scale of 0"),
+        ("offset", "-1e300", "not a measurement"),
+        ("high", "1e20", "not a measurement"),
+    ],
+)
+def test_absurd_profile_numbers_are_refused_with_the_fix(tmp_path: Path, field: str, value: str, says: str) -> None:
+    text = (
+        "name: p\nprotocol: modbus\nfields:\n"
+        f"  - {{name: t, table: holding, address: 0, type: int16, {field}: {value}}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_profile(write(tmp_path, text, "p.yaml"))
+    (msg,) = info.value.problems
+    assert f"fields[0].{field}" in msg and says in msg, msg
+
+
+@pytest.mark.parametrize("interval", ["0.000001ms", "0.5ms", "999999d"])
+def test_durations_out_of_reach_are_refused(tmp_path: Path, interval: str) -> None:
+    (msg,) = problems(
+        write(tmp_path, GOOD.replace("    line: line-b\n", f"    line: line-b\n    poll_interval: {interval}\n"))
+    )
+    assert "devices[0].poll_interval" in msg and ("1 ms" in msg or "366 days" in msg), msg
+
+
+def test_two_sinks_with_one_identity_are_refused(tmp_path: Path) -> None:
+    second = "  - type: influxdb_v1\n    url: http://127.0.0.1:8086/\n    database: edge\n    batch_size: 100\n"
+    (msg,) = problems(write(tmp_path, GOOD.replace("devices:\n", second + "devices:\n", 1)))
+    assert "sinks[1]" in msg and "same place as sinks[0]" in msg
+
+
+def test_sinks_that_differ_in_retention_policy_or_user_are_two_destinations(tmp_path: Path) -> None:
+    second = "  - type: influxdb_v1\n    url: http://127.0.0.1:8086\n    database: edge\n    retention_policy: week\n"
+    third = "  - type: influxdb_v1\n    url: http://127.0.0.1:8086\n    database: edge\n    username: bob\n"
+    loaded = load_config(write(tmp_path, GOOD.replace("devices:\n", second + third + "devices:\n", 1)))
+    names = [s.identity() for s in loaded.config.sinks]
+    assert len(set(names)) == 3
+    assert names[1].endswith("?rp=week") and names[2].endswith("?user=bob")

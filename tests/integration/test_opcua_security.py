@@ -53,11 +53,12 @@ async def server_certificate(folder: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-async def secure_server(port: int, cert: Path, key: Path) -> Server:
+async def secure_server(port: int, cert: Path, key: Path, policies: list[Any] | None = None) -> Server:
+    """A server taking user names on ``policies`` (SignAndEncrypt with Basic256Sha256 by default)."""
     server = Server(user_manager=Operators())
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/secure")
-    server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+    server.set_security_policy(policies or [ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
     server.set_security_IDs(["Username"])
     await server.load_certificate(str(cert))
     await server.load_private_key(str(key))
@@ -155,23 +156,6 @@ def test_credentials_in_the_url_are_taken_out_of_it(tmp_path: Path) -> None:
     assert PASSWORD not in repr(c.access)
 
 
-async def open_server(port: int, cert: Path, key: Path, policies: list[Any]) -> Server:
-    """An endpoint without security that takes user names (as many PLCs ship), and ``policies``."""
-    server = Server(user_manager=Operators())
-    await server.init()
-    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/secure")
-    server.set_security_policy(policies)
-    server.set_security_IDs(["Username"])
-    await server.load_certificate(str(cert))
-    await server.load_private_key(str(key))
-    ns = await server.register_namespace(NAMESPACE)
-    machine = await server.nodes.objects.add_object(ua.NodeId("M1", ns), ua.QualifiedName("M1", ns))
-    await machine.add_variable(ua.NodeId("M1.Temp", ns), ua.QualifiedName("Temp", ns), 21.5)
-    await machine.add_variable(ua.NodeId("M1.Parts", ns), ua.QualifiedName("Parts", ns), 7)
-    await server.start()
-    return server
-
-
 def test_a_password_over_an_open_endpoint_is_refused_in_clear_text_unless_allowed(tmp_path: Path) -> None:
     """Security mode None, and a user-name token policy that does not encrypt: refused, naming the
     fix, the password never in the message; accepted with allow_plaintext_password."""
@@ -179,7 +163,7 @@ def test_a_password_over_an_open_endpoint_is_refused_in_clear_text_unless_allowe
 
     async def body() -> None:
         cert, key = await server_certificate(tmp_path / "server", "open")
-        server = await open_server(port, cert, key, [ua.SecurityPolicyType.NoSecurity])
+        server = await secure_server(port, cert, key, [ua.SecurityPolicyType.NoSecurity])
         try:
             (token,) = [t for t in await _offers(port) if int(t.TokenType) == 1]
             assert token.SecurityPolicyUri.endswith("#None")
@@ -195,7 +179,7 @@ def test_a_password_over_an_open_endpoint_is_refused_in_clear_text_unless_allowe
                 security={"mode": "None", "allow_plaintext_password": True},
             )
             await allowed.connect()
-            assert (await allowed.collect()).value.tolist() == [21.5, 7.0]
+            assert (await allowed.collect()).value.tolist() == [21.5, 3_000_000_000.0]
             await allowed.close()
         finally:
             await server.stop()
@@ -211,13 +195,13 @@ def test_a_password_over_an_open_endpoint_travels_encrypted_when_the_token_polic
     async def body() -> None:
         cert, key = await server_certificate(tmp_path / "server", "open")
         policies = [ua.SecurityPolicyType.NoSecurity, ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt]
-        server = await open_server(port, cert, key, policies)
+        server = await secure_server(port, cert, key, policies)
         try:
             tokens = [t for t in await _offers(port) if int(t.TokenType) == 1]
             assert any(t.SecurityPolicyUri.endswith("#Basic256Sha256") for t in tokens)
             c = collector(tmp_path, port, username="operator", password=PASSWORD)
             await c.connect()
-            assert (await c.collect()).value.tolist() == [21.5, 7.0]
+            assert (await c.collect()).value.tolist() == [21.5, 3_000_000_000.0]
             await c.close()
             (pinned,) = (tmp_path / "data" / "pki" / "trusted").iterdir()
             assert pinned.read_bytes() == cert.read_bytes()

@@ -46,7 +46,7 @@ test: venv $(DEV_STAMP) influxdb $(INTEROP)
 
 lint: venv $(DEV_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check collectors analytics edge_agent demo
+	$(BIN)/ruff format --check collectors analytics edge_agent demo dashboards
 	$(BIN)/mypy
 
 bench: venv $(DEV_STAMP) influxdb

@@ -3,13 +3,13 @@
 No I/O and no asyncio here; every function works on arrays, vectorised over machines or signals.
 """
 
-from analytics.alarms import AlarmEvent, Alarms
-from analytics.anomaly import AnomalyScorer, AnomalySettings
-from analytics.detectors import DetectorSet, DetectorSettings
-from analytics.oee import COLUMNS, MachineOeeConfig, OeeEngine, WindowRows
-from analytics.oee_kpis import kpis, ratios, roll_up, summable
-from analytics.schedule import Break, Shift, WorkSchedule
-from analytics.windows import FixedWindows, ShiftWindows, WindowGrid
+from edge_agent.analytics.alarms import AlarmEvent, Alarms
+from edge_agent.analytics.anomaly import AnomalyScorer, AnomalySettings
+from edge_agent.analytics.detectors import DetectorSet, DetectorSettings
+from edge_agent.analytics.oee import COLUMNS, MachineOeeConfig, OeeEngine, WindowRows
+from edge_agent.analytics.oee_kpis import kpis, ratios, roll_up, summable
+from edge_agent.analytics.schedule import Break, Shift, WorkSchedule
+from edge_agent.analytics.windows import FixedWindows, ShiftWindows, WindowGrid
 
 __all__ = [
     "COLUMNS",

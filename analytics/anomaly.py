@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.alarms import AlarmEvent, Alarms
-from analytics.detectors import DetectorSet, DetectorSettings
+from edge_agent.analytics.alarms import AlarmEvent, Alarms
+from edge_agent.analytics.detectors import DetectorSet, DetectorSettings
 
 
 @dataclass

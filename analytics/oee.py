@@ -26,7 +26,7 @@ the latest reading belongs to the last window output. Everything is vectorised o
 KPIs are in :mod:`analytics.oee_kpis`.
 
 >>> import numpy as np
->>> from analytics.windows import FixedWindows
+>>> from edge_agent.analytics.windows import FixedWindows
 >>> cfg = MachineOeeConfig({1: RUNNING, 3: DOWN}, ideal_cycle_s=2.0, counters={GOOD_KIND: 0.0}, microstop_s=20.0)
 >>> engine = OeeEngine([cfg], FixedWindows(60 * NS))
 >>> m = np.zeros(3, np.intp)
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.episodes import (
+from edge_agent.analytics.episodes import (
     C_BREAK,
     C_DOWN,
     C_ENERGY,
@@ -72,8 +72,8 @@ from analytics.episodes import (
     group_starts,
     order_by,
 )
-from analytics.schedule import BREAK, WORK, WorkSchedule
-from analytics.windows import NS, WindowGrid
+from edge_agent.analytics.schedule import BREAK, WORK, WorkSchedule
+from edge_agent.analytics.windows import NS, WindowGrid
 
 __all__ = [
     "COLUMNS",

@@ -22,7 +22,7 @@ turns rows into columns that add up (PRI * PQ and PRI * GQ are summed as seconds
 with different ideal cycle times roll up right); :func:`ratios` divides sums. Never average ratios.
 
 >>> import numpy as np
->>> from analytics.episodes import NCOL, C_RUNNING, C_DOWN, C_TOTAL, C_GOOD
+>>> from edge_agent.analytics.episodes import NCOL, C_RUNNING, C_DOWN, C_TOTAL, C_GOOD
 >>> e = np.zeros((1, NCOL)); e[0, C_RUNNING], e[0, C_DOWN], e[0, C_TOTAL], e[0, C_GOOD] = 45, 15, 20, 19
 >>> cols = summable(e, np.array([2.0]), np.array([[True, True, False, False]]))
 >>> k = ratios(cols)
@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.episodes import (
+from edge_agent.analytics.episodes import (
     C_ENERGY,
     C_FAILURES,
     C_GOOD,

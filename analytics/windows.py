@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.schedule import Shift, daily_spans, days_to_cover
+from edge_agent.analytics.schedule import Shift, daily_spans, days_to_cover
 
 NS = 1_000_000_000
 __all__ = ["NS", "FixedWindows", "Shift", "ShiftWindows", "WindowGrid", "day_windows", "local_windows"]

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analytics.detectors import DetectorSet, DetectorSettings
+from edge_agent.analytics.detectors import DetectorSet, DetectorSettings
 
 
 def main() -> None:

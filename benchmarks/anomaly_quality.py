@@ -48,7 +48,7 @@ from numpy.typing import NDArray
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analytics.anomaly import AnomalyScorer, AnomalySettings  # noqa: E402
+from edge_agent.analytics.anomaly import AnomalyScorer, AnomalySettings  # noqa: E402
 
 LENGTH = 4000
 TOLERANCE = 50
@@ -257,7 +257,7 @@ def run_nab(kit: Path) -> None:
     """The NAB kit's own runner and scorer on this checkout's agent (about a minute)."""
     agent = shutil.which("edge-agent", path=str(Path(sys.executable).parent)) or "edge-agent"
     print(f"\nNAB kit {kit}: {kit / 'score.sh'} {agent}\n", flush=True)
-    subprocess.run([str(kit / "score.sh"), agent, "--name", "edge_monitor"], cwd=kit, check=True)
+    subprocess.run([str(kit / "score.sh"), agent, "--name", "edge_agent"], cwd=kit, check=True)
 
 
 def main() -> None:

@@ -32,10 +32,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collectors.modbus.client import ModbusCollector
-from collectors.modbus.profile import ModbusProfile
-from collectors.modbus.rtu import RtuLink
-from collectors.modbus.tcp import TcpLink
+from edge_agent.collectors.modbus.client import ModbusCollector
+from edge_agent.collectors.modbus.profile import ModbusProfile
+from edge_agent.collectors.modbus.rtu import RtuLink
+from edge_agent.collectors.modbus.tcp import TcpLink
 
 COUNT = 125
 SERVER = textwrap.dedent(

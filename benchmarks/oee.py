@@ -25,9 +25,9 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analytics.oee import REJECT_KIND, TOTAL_KIND, MachineOeeConfig, OeeEngine
-from analytics.schedule import Break, Shift, WorkSchedule
-from analytics.windows import NS, FixedWindows
+from edge_agent.analytics.oee import REJECT_KIND, TOTAL_KIND, MachineOeeConfig, OeeEngine
+from edge_agent.analytics.schedule import Break, Shift, WorkSchedule
+from edge_agent.analytics.windows import NS, FixedWindows
 
 CODES = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4}
 EPISODE_S = {1: (120, 900), 2: (20, 300), 3: (60, 600), 4: (300, 900), 5: (600, 1800)}

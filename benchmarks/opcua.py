@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asyncua import Client
 
-from collectors.opcua.client import OpcUaCollector
-from collectors.opcua.profile import OpcUaProfile
+from edge_agent.collectors.opcua.client import OpcUaCollector
+from edge_agent.collectors.opcua.profile import OpcUaProfile
 
 NS = "urn:bench:opcua"
 POLLED, WATCHED = 10_000, 1_000

@@ -30,10 +30,10 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from collectors.batch import Batch
-from edge_agent.sinks.forwarder import Forwarder
-from edge_agent.sinks.influx_v1 import InfluxV1, InfluxV1Sink
-from edge_agent.sinks.line_protocol import LineProtocol
+from edge_agent.collectors.batch import Batch
+from edge_agent.runtime.forwarder import Forwarder
+from edge_agent.sinks.influx.line_protocol import LineProtocol
+from edge_agent.sinks.influx.v1 import InfluxV1, InfluxV1Sink
 from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series, SeriesCatalog
 from tests.influx_server import InfluxServer
@@ -80,7 +80,7 @@ def run_ours(server: InfluxServer, db: str, store: Path, series: list[Series], p
     buffer = Buffer(store)
     ids = buffer.register(series)
     sink = InfluxV1(InfluxV1Sink(type="influxdb_v1", url=server.url, database=db, batch_size=BATCH, gzip=GZIP))
-    forwarder = Forwarder(buffer, sink, store.with_suffix(".rejected"))
+    forwarder = Forwarder(buffer, sink)
     # What the pipeline does: one chunk per tick (here 10,000 points a chunk).
     for lo in range(0, len(points), 10_000):
         part = points.take(np.arange(lo, min(lo + 10_000, len(points))))

@@ -5,8 +5,8 @@ Collectors turn device replies into columnar :class:`Batch` objects. They never 
 :mod:`collectors.plugin`.
 """
 
-from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, QUALITY_GOOD, QUALITY_UNREACHABLE, Batch
-from collectors.plugin import (
+from edge_agent.collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, QUALITY_GOOD, QUALITY_UNREACHABLE, Batch
+from edge_agent.collectors.plugin import (
     Collector,
     CollectorContext,
     CollectorPlugin,
@@ -16,7 +16,7 @@ from collectors.plugin import (
     plugins,
     register,
 )
-from collectors.profile import ProfileBase, SignalSpec, builtin_profile_dir, signal_names
+from edge_agent.collectors.profile import ProfileBase, SignalSpec, builtin_profile_dir, signal_names
 
 __all__ = [
     "QUALITY_BAD_DECODE",

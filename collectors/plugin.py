@@ -4,9 +4,9 @@ A protocol adapter is one folder under ``collectors/`` (``collectors/modbus/``, 
 whose ``plugin`` module calls :func:`register` once with a :class:`CollectorPlugin`: the protocol's
 name (the ``protocol:`` of its profiles), its profile model, the URL schemes of its endpoints, the
 model of its per-device options in ``agent.yaml`` and a factory. Config loading, the agent and the
-docs read the registry; nothing else names a concrete collector. Packages outside this repository
-register through the ``edge_monitor.collectors`` entry point group (the module is imported, and
-registers itself, when plugins are first listed).
+docs read the registry (:data:`PROTOCOLS`, an :class:`~edge_agent.registry.Registry`); nothing else
+names a concrete collector. Every protocol module, built in or in a package of its own, is named
+by an entry point of the group ``edge_agent.collectors`` (``pyproject.toml``).
 
 When the agent calls each method of a :class:`Collector`:
 
@@ -25,20 +25,14 @@ failure then poll again as soon as any of them has reconnected.
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
-import pkgutil
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from pydantic import BaseModel
-
-from collectors.batch import Batch
-from collectors.profile import ProfileBase, Strict
-
-ENTRY_POINT_GROUP = "edge_monitor.collectors"
+from edge_agent.collectors.batch import Batch
+from edge_agent.collectors.profile import ProfileBase, Strict
+from edge_agent.registry import Registry
 
 T = TypeVar("T")
 
@@ -184,56 +178,33 @@ class CollectorPlugin:
     check_endpoint: Callable[[str], str | None] | None = None
 
 
-_REGISTRY: dict[str, CollectorPlugin] = {}
-_LOCK = threading.Lock()
-_LOADED = False
+def _no_clash(plugin: CollectorPlugin, registered: Mapping[str, CollectorPlugin]) -> None:
+    for other in registered.values():
+        clash = set(other.schemes) & set(plugin.schemes)
+        if clash:
+            raise ValueError(f"URL schemes {sorted(clash)} are already registered by {other.protocol!r}")
 
 
-def register(plugin: CollectorPlugin) -> None:
+#: Every protocol, by name: the one list.
+PROTOCOLS: Registry[CollectorPlugin] = Registry(
+    "protocol", "edge_agent.collectors", lambda p: p.protocol, check=_no_clash
+)
+
+
+def register(plugin: CollectorPlugin) -> CollectorPlugin:
     """Add a protocol; a second registration of the same protocol replaces the first."""
-    with _LOCK:
-        for other in _REGISTRY.values():
-            clash = set(other.schemes) & set(plugin.schemes)
-            if clash and other.protocol != plugin.protocol:
-                raise ValueError(f"URL schemes {sorted(clash)} are already registered by {other.protocol!r}")
-        _REGISTRY[plugin.protocol] = plugin
+    return PROTOCOLS.register(plugin)
 
 
 def unregister(protocol: str) -> None:
-    with _LOCK:
-        _REGISTRY.pop(protocol, None)
+    PROTOCOLS.unregister(protocol)
 
 
 def plugins() -> dict[str, CollectorPlugin]:
-    """Every registered protocol, by name (built-in folders and entry points loaded first)."""
-    _load_builtin_and_entry_points()
-    with _LOCK:
-        return dict(_REGISTRY)
+    """Every registered protocol, by name."""
+    return dict(PROTOCOLS)
 
 
 def for_scheme(scheme: str) -> CollectorPlugin | None:
     """The plugin whose endpoints use URL ``scheme`` (``modbus``, ``opc.tcp``, ...)."""
-    return next((p for p in plugins().values() if scheme in p.schemes), None)
-
-
-def _load_builtin_and_entry_points() -> None:
-    global _LOADED  # noqa: PLW0603 - the registry is process-wide by design
-    if _LOADED:
-        return
-    _LOADED = True
-    import collectors  # noqa: PLC0415
-
-    for module in pkgutil.iter_modules(collectors.__path__):
-        if module.ispkg:
-            try:
-                importlib.import_module(f"collectors.{module.name}.plugin")
-            except ModuleNotFoundError as exc:
-                if exc.name != f"collectors.{module.name}.plugin":
-                    raise
-    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        entry.load()
-
-
-def schema_of(model: type[BaseModel]) -> dict[str, Any]:
-    """JSON schema of a model (for docs)."""
-    return model.model_json_schema()
+    return next((p for p in PROTOCOLS.values() if scheme in p.schemes), None)

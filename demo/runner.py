@@ -16,10 +16,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from demo.plant import STATE_CODES, Plant
-from demo.servers import DemoServers
-from demo.workshop import MICROSTOP_S, sinks_from_env, write_config
 from edge_agent.config import load_config
+from edge_agent.demo.plant import STATE_CODES, Plant
+from edge_agent.demo.servers import DemoServers
+from edge_agent.demo.workshop import MICROSTOP_S, sinks_from_env, write_config
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import ScaledClock
 

@@ -22,9 +22,9 @@ from asyncua.server.server import Server
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from collectors.modbus.decode import encode_value
-from demo.plant import ENERGY_METER_UNIT, IDLE, RUNNING, Plant
-from demo.workshop import demo_config
+from edge_agent.collectors.modbus.decode import encode_value
+from edge_agent.demo.plant import ENERGY_METER_UNIT, IDLE, RUNNING, Plant
+from edge_agent.demo.workshop import demo_config
 from edge_agent.runtime.clock import Clock, ScaledClock
 
 NAMESPACE = "urn:edge-monitor:demo-plant"
@@ -105,7 +105,7 @@ class DemoServers:
         server = Server()
         await server.init()
         server.set_endpoint(self.opcua_endpoint)
-        server.set_server_name("edge-monitor demo plant")
+        server.set_server_name("edge-agent demo plant")
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
         ns = await server.register_namespace(NAMESPACE)
         objects = server.nodes.objects

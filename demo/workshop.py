@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from demo.plant import ENERGY_METER_UNIT, STATE_CODES, Plant
+from edge_agent.demo.plant import ENERGY_METER_UNIT, STATE_CODES, Plant
 
 #: Idle and down episodes shorter than this (plant seconds) are micro-stops in the demo.
 MICROSTOP_S = 60.0

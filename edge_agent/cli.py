@@ -6,7 +6,6 @@ Exit codes: 0 ok, 2 bad configuration or usage, 1 run-time failure.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__
+from edge_agent.commands import COMMANDS
 from edge_agent.config.yaml_source import ConfigError
 
 
@@ -35,18 +35,6 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", type=Path, required=True, help="agent.yaml")
     reload = sub.add_parser("reload", help="check agent.yaml, then make the agent running on it re-read it (SIGHUP)")
     reload.add_argument("-c", "--config", type=Path, required=True, help="agent.yaml")
-    demo = sub.add_parser("demo", help="the simulated workshop with an agent and a live view")
-    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    demo.add_argument("--seed", type=int, default=1)
-    demo.add_argument("--speed", type=float, default=20.0, help="plant seconds per wall second")
-    demo.add_argument("--workdir", type=Path, default=Path("var"), help="where the demo keeps its files")
-    demo.add_argument("--lang", choices=["en", "zh"], default="en", help="labels of the live view (zh: 中文)")
-    plant = sub.add_parser("plant", help="only the demo workshop's OPC UA and Modbus servers")
-    plant.add_argument("--seed", type=int, default=1)
-    plant.add_argument("--speed", type=float, default=1.0)
-    plant.add_argument("--host", default="127.0.0.1")
-    plant.add_argument("--opcua-port", type=int, default=4840)
-    plant.add_argument("--modbus-port", type=int, default=5020)
     health = sub.add_parser(
         "health", help="ask a running agent's health endpoint; exit 0 when ok, 1 when degraded or silent"
     )
@@ -82,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     browse_profile.add_arguments(
         psub.add_parser("browse", help="write an OPC UA profile from a server's address space")
     )
+    for command in COMMANDS.values():  # commands of plugins (the demo workshop's)
+        command.add_arguments(sub.add_parser(command.name, help=command.help))
     return p
 
 
@@ -142,26 +132,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
             return run_forever(load_config(args.config))
         if args.command == "reload":
             return _reload(load_config(args.config))
-        if args.command == "demo":
-            try:
-                from rich.console import Console  # noqa: PLC0415
-
-                from demo.runner import prepare_workdir, run_demo  # noqa: PLC0415
-            except ImportError as exc:
-                print(
-                    f"error: the demo workshop is not installed ({exc}): pip install 'edge-monitor[demo]'",
-                    file=sys.stderr,
-                )
-                return 2
-
-            logging.getLogger().setLevel(logging.WARNING if args.log_level == "INFO" else args.log_level)
-            prepare_workdir(args.workdir)
-            console = Console() if sys.stdout.isatty() else Console(width=132)
-            return asyncio.run(run_demo(args.duration, args.seed, args.speed, args.workdir, console, args.lang))
-        if args.command == "plant":
-            from demo.runner import run_plant  # noqa: PLC0415
-
-            return asyncio.run(run_plant(args.seed, args.speed, args.opcua_port, args.modbus_port, args.host))
+        if args.command in COMMANDS:
+            return COMMANDS[args.command].run(args)
     except ConfigError as exc:
         from edge_agent.config.secrets import REDACTOR  # noqa: PLC0415
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 RAW = "raw"
+#: The field of a text series (a serial number, a recipe name); numbers are in field ``value``.
+TEXT_FIELD = "text"
 OEE = "oee"
 ANOMALY = "anomaly"
 ALARM = "alarm"

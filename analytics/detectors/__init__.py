@@ -33,42 +33,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import ChunkDetector, Param, RowDetector, check_params, per_signal
-from analytics.detectors.cusum import Cusum
-from analytics.detectors.deviation import Deviation
-from analytics.detectors.forecast import ChunkView, ForecastModel
-from analytics.detectors.level import EwmaLevel
-from analytics.detectors.limits import OutOfRange
-from analytics.detectors.plausible import CAP, IMPLAUSIBLE, Plausibility
-from analytics.detectors.robust import RobustLevel
-from analytics.detectors.season import PERIOD
-from analytics.detectors.shift import Shift
-from analytics.detectors.spike import Spike
-from analytics.detectors.stuck import Stuck
-from analytics.detectors.surprise import Surprise
-from analytics.detectors.variance import Variance
+from edge_agent.analytics.detectors.base import (
+    DETECTORS,
+    ChunkDetector,
+    Param,
+    RowDetector,
+    check_params,
+    per_signal,
+    register,
+)
+from edge_agent.analytics.detectors.forecast import ChunkView, ForecastModel
+from edge_agent.analytics.detectors.plausible import CAP, IMPLAUSIBLE, Plausibility
+from edge_agent.analytics.detectors.season import PERIOD
 
-#: Every detector, by name: the one list. Config, replay, defaults and alarm tags derive from it.
-REGISTRY: dict[str, type[RowDetector]] = {}
+#: Every detector, by name (:data:`~edge_agent.analytics.detectors.base.DETECTORS`): each module
+#: registers its own, and the entry points of ``edge_agent.detectors`` name the modules.
+REGISTRY = DETECTORS
 DEFAULT_SET = ("surprise", "deviation", "shift", "variance", "stuck", "range")
-
-
-def register(detector: type[RowDetector]) -> type[RowDetector]:
-    """Add a detector class (usable as a class decorator); its ``name`` is its key."""
-    if not detector.name:
-        raise ValueError(f"{detector.__name__} has no name")
-    REGISTRY[detector.name] = detector
-    return detector
-
-
-for _builtin in (ForecastModel, Surprise, Deviation, Shift, Variance, Stuck, OutOfRange):
-    register(_builtin)
-for _earlier in (EwmaLevel, Spike, Cusum, RobustLevel):
-    register(_earlier)
-
-#: Among row detectors: those that read another's state from *before* the row (CUSUM reads the
-#: level's mean) step before it.
-_STEP_ORDER = {"cusum": -1}
 
 
 def scored(name: str) -> bool:
@@ -163,7 +144,7 @@ class DetectorSet:
         wanted = [built[n] for n in settings.detectors if scored(n) and getattr(built[n], "active", True)]
         self.chunked: list[ChunkDetector] = [d for d in wanted if isinstance(d, ChunkDetector)]
         self.rowwise: list[RowDetector] = sorted(
-            (d for d in wanted if not isinstance(d, ChunkDetector)), key=lambda d: _STEP_ORDER.get(d.name, 0)
+            (d for d in wanted if not isinstance(d, ChunkDetector)), key=lambda d: d.step_order
         )
         #: Built only because another detector reads it: stepped, never scored.
         self._step_only = [d for n, d in built.items() if n not in in_set and scored(n)]
@@ -362,21 +343,12 @@ class DetectorSet:
 __all__ = [
     "DEFAULT_SET",
     "REGISTRY",
-    "Cusum",
+    "ChunkDetector",
     "DetectorSet",
     "DetectorSettings",
-    "Deviation",
-    "EwmaLevel",
     "Fired",
     "ForecastModel",
-    "OutOfRange",
     "Param",
-    "RobustLevel",
     "RowDetector",
-    "Shift",
-    "Spike",
-    "Stuck",
-    "Surprise",
-    "Variance",
     "register",
 ]

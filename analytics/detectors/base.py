@@ -1,4 +1,4 @@
-"""The detector contract, shared by every detector module.
+"""The detector contract, shared by every detector module, and the registry of detectors.
 
 A detector scores a time-major block ``[samples, signals]`` (float64, NaN = no sample) and
 returns scores of the same shape: higher is more anomalous, NaN where the sample was NaN. Its
@@ -7,15 +7,21 @@ threshold`` compares detectors. State is a few arrays per signal, listed in ``_s
 their initial values; ``reset(signals)`` and ``grow(n)`` work from that list. Detectors step
 one row at a time, vectorised over signals: a row (tens of kB) stays in cache, which makes a
 loop over rows faster in numpy than any vectorisation along time.
+
+A detector module registers its class with ``@register`` and is named by an entry point of the
+group ``edge_agent.detectors`` (``pyproject.toml``), built in or in a package of its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+
+from edge_agent.registry import Registry
 
 Row = NDArray[np.float64]
 Mask = NDArray[np.bool_]
@@ -37,6 +43,14 @@ class Param:
     lt: float | None = None
     le: float | None = None
     per_signal: bool = True
+    #: For a default of None: the default as a function of the parameters given (or defaulted).
+    derive: Callable[[dict[str, Any]], Any] | None = None
+
+    def default_for(self, given: dict[str, Any]) -> Any:
+        """The default, derived from ``given`` where it depends on another parameter."""
+        if self.default is None and self.derive is not None:
+            return self.derive(given)
+        return self.default
 
     def problem(self, value: object) -> str | None:  # noqa: PLR0911 - one return per kind of problem
         """What is wrong with ``value`` (a scalar or per-signal array), or None."""
@@ -94,6 +108,9 @@ class RowDetector:
     params: ClassVar[dict[str, Param]] = {}
     requires: ClassVar[tuple[str, ...]] = ()
     uses_limits: ClassVar[bool] = False
+    #: Order among the row detectors of a set: one that reads another's state from *before* the
+    #: row (CUSUM reads the level's mean) steps first (lower).
+    step_order: ClassVar[int] = 0
     threshold: float = 1.0
     #: State arrays: attribute name -> initial value.
     _state: ClassVar[dict[str, float]] = {}
@@ -153,6 +170,20 @@ class ChunkDetector(RowDetector):
 
     def step(self, x: Row, valid: Mask | None, out: Row) -> None:
         raise TypeError(f"{self.name} scores chunks; run it in a DetectorSet")
+
+
+D = TypeVar("D", bound=type[RowDetector])
+
+#: Every detector, by name: the one list. Config, replay, defaults and alarm tags derive from it.
+DETECTORS: Registry[type[RowDetector]] = Registry("detector", "edge_agent.detectors", lambda cls: cls.name)
+
+
+def register(detector: D) -> D:
+    """Add a detector class (a class decorator); its ``name`` is its key."""
+    if not detector.name:
+        raise ValueError(f"{detector.__name__} has no name")
+    DETECTORS.register(detector)
+    return detector
 
 
 def keep(valid: Mask | None, new: Row, old: Row) -> None:

@@ -34,16 +34,18 @@ from typing import ClassVar
 
 import numpy as np
 
-from analytics.detectors.base import Mask, Param, Row, RowDetector, keep
-from analytics.detectors.level import EwmaLevel
-from analytics.detectors.spike import Spike
+from edge_agent.analytics.detectors.base import Mask, Param, Row, RowDetector, keep, register
+from edge_agent.analytics.detectors.level import EwmaLevel
+from edge_agent.analytics.detectors.spike import Spike
 
 #: Mean absolute difference of two independent N(0, s^2) samples is 2 s / sqrt(pi).
 _DIFF_TO_SIGMA = math.sqrt(math.pi) / 2
 
 
+@register
 class Cusum(RowDetector):
     name: ClassVar[str] = "cusum"
+    step_order: ClassVar[int] = -1  # reads the level's mean from before the row
     params: ClassVar[dict[str, Param]] = {
         "k": Param(1.0, "allowance per sample, in noise units", ge=0),
         "threshold": Param(25.0, "decision interval h, in noise units", gt=0),

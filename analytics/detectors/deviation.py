@@ -10,7 +10,7 @@ time of day) predict: a changed response, a new pattern.
 Examples
 --------
 >>> import numpy as np
->>> from analytics.detectors import DetectorSet, DetectorSettings
+>>> from edge_agent.analytics.detectors import DetectorSet, DetectorSettings
 >>> rng = np.random.default_rng(5)
 >>> x = rng.normal(0, 1, (3000, 2))
 >>> x[2000:2300, 1] += 3.0
@@ -27,11 +27,12 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import ChunkDetector, Param, RowDetector, per_signal
-from analytics.detectors.forecast import ChunkView
-from analytics.detectors.sums import FA, one_sided
+from edge_agent.analytics.detectors.base import ChunkDetector, Param, RowDetector, per_signal, register
+from edge_agent.analytics.detectors.forecast import ChunkView
+from edge_agent.analytics.detectors.sums import FA, one_sided
 
 
+@register
 class Deviation(ChunkDetector):
     name: ClassVar[str] = "deviation"
     params: ClassVar[dict[str, Param]] = {

@@ -45,8 +45,8 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import Param, RowDetector
-from analytics.detectors.season import PERIOD, CycleLearner, DayProfile
+from edge_agent.analytics.detectors.base import Param, RowDetector, register
+from edge_agent.analytics.detectors.season import PERIOD, CycleLearner, DayProfile
 
 F64 = NDArray[np.float64]
 #: A chunk's arrays: float32 on the hot path, float64 where precision needs it.
@@ -125,6 +125,7 @@ class _Work:
     long_clipped: FA | None = None
 
 
+@register
 class ForecastModel(RowDetector):
     """Shared state of the default detectors (registered as ``forecast``; not scored itself)."""
 

@@ -29,16 +29,23 @@ from typing import ClassVar
 
 import numpy as np
 
-from analytics.detectors.base import Mask, Param, Row, RowDetector
+from edge_agent.analytics.detectors.base import Mask, Param, Row, RowDetector, register
 
 _CLIP = 3.0
 
 
+@register
 class EwmaLevel(RowDetector):
     name: ClassVar[str] = "level"
     params: ClassVar[dict[str, Param]] = {
         "alpha": Param(0.02, "EWMA rate of the mean (per sample)", gt=0, lt=1),
-        "var_alpha": Param(None, "EWMA rate of the variance (per sample); default alpha / 5", gt=0, lt=1),
+        "var_alpha": Param(
+            None,
+            "EWMA rate of the variance (per sample); default alpha / 5",
+            gt=0,
+            lt=1,
+            derive=lambda given: np.asarray(given.get("alpha", 0.02), np.float64) / 5,
+        ),
         "grace": Param(30, "warm-up, in samples: scores 0 until then", integer=True, ge=1),
         "threshold": Param(6.0, "score (in standard deviations) at which it calls a sample anomalous", gt=0),
         "rel_floor": Param(1e-4, "floor of the standard deviation, relative to |mean|", ge=0),

@@ -20,9 +20,10 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import Mask, Row, RowDetector
+from edge_agent.analytics.detectors.base import Mask, Row, RowDetector, register
 
 
+@register
 class OutOfRange(RowDetector):
     name: ClassVar[str] = "range"
     uses_limits: ClassVar[bool] = True

@@ -25,11 +25,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from analytics.detectors.base import Mask, Param, Row, RowDetector
+from edge_agent.analytics.detectors.base import Mask, Param, Row, RowDetector, register
 
 _MAD_TO_SIGMA = 1.4826
 
 
+@register
 class RobustLevel(RowDetector):
     name: ClassVar[str] = "robust"
     _state: ClassVar[dict[str, float]] = {"median": np.nan, "inv_scale": 0.0}

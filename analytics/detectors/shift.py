@@ -11,7 +11,7 @@ decision interval ``threshold`` starts again from 0.
 Examples
 --------
 >>> import numpy as np
->>> from analytics.detectors import DetectorSet, DetectorSettings
+>>> from edge_agent.analytics.detectors import DetectorSet, DetectorSettings
 >>> rng = np.random.default_rng(8)
 >>> t = np.arange(4000)[:, None]
 >>> x = 5 * np.sin(2 * np.pi * t / 600) + rng.normal(0, 1, (4000, 2))
@@ -29,11 +29,12 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import ChunkDetector, Param, RowDetector, per_signal
-from analytics.detectors.deviation import two_sided
-from analytics.detectors.forecast import ChunkView
+from edge_agent.analytics.detectors.base import ChunkDetector, Param, RowDetector, per_signal, register
+from edge_agent.analytics.detectors.deviation import two_sided
+from edge_agent.analytics.detectors.forecast import ChunkView
 
 
+@register
 class Shift(ChunkDetector):
     name: ClassVar[str] = "shift"
     params: ClassVar[dict[str, Param]] = {

@@ -27,11 +27,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from analytics.detectors.base import Mask, Param, Row, RowDetector, keep
+from edge_agent.analytics.detectors.base import Mask, Param, Row, RowDetector, keep, register
 
 _GAUSS = math.sqrt(math.pi / 2)
 
 
+@register
 class Spike(RowDetector):
     name: ClassVar[str] = "spike"
     params: ClassVar[dict[str, Param]] = {

@@ -10,7 +10,7 @@ constant or a setpoint, not a stuck sensor: it scores 0. A gap neither extends n
 Examples
 --------
 >>> import numpy as np
->>> from analytics.detectors import DetectorSet, DetectorSettings
+>>> from edge_agent.analytics.detectors import DetectorSet, DetectorSettings
 >>> x = np.repeat(np.random.default_rng(1).normal(0, 1, (600, 1)), 5, axis=0)  # each value 5 times
 >>> x[2000:2200, 0] = x[1999, 0]                    # frozen for 200 samples
 >>> scores, _ = DetectorSet(1, DetectorSettings(("stuck",))).update(x)
@@ -26,13 +26,14 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import ChunkDetector, Param, RowDetector, per_signal
-from analytics.detectors.forecast import ChunkView
+from edge_agent.analytics.detectors.base import ChunkDetector, Param, RowDetector, per_signal, register
+from edge_agent.analytics.detectors.forecast import ChunkView
 
 #: Changes a signal must have made before a run can be stuck, and during which runs are learnt.
 ARMED_AFTER, LEARN_FOR = 100, 300
 
 
+@register
 class Stuck(ChunkDetector):
     name: ClassVar[str] = "stuck"
     threshold = 1.0

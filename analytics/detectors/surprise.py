@@ -9,7 +9,7 @@ spikes, outliers and sudden jumps, also on autocorrelated, cyclic and heavy-tail
 Examples
 --------
 >>> import numpy as np
->>> from analytics.detectors import DetectorSet, DetectorSettings
+>>> from edge_agent.analytics.detectors import DetectorSet, DetectorSettings
 >>> rng = np.random.default_rng(3)
 >>> x = np.cumsum(rng.normal(0, 1, (2000, 2)), axis=0) * 0.05 + rng.normal(0, 1, (2000, 2))
 >>> x[1500, 0] += 12.0
@@ -26,10 +26,11 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import ChunkDetector, Param, RowDetector
-from analytics.detectors.forecast import ChunkView
+from edge_agent.analytics.detectors.base import ChunkDetector, Param, RowDetector, register
+from edge_agent.analytics.detectors.forecast import ChunkView
 
 
+@register
 class Surprise(ChunkDetector):
     name: ClassVar[str] = "surprise"
     params: ClassVar[dict[str, Param]] = {

@@ -10,7 +10,7 @@ built on the signal's own percentile, it needs no assumption about the shape of 
 Examples
 --------
 >>> import numpy as np
->>> from analytics.detectors import DetectorSet, DetectorSettings
+>>> from edge_agent.analytics.detectors import DetectorSet, DetectorSettings
 >>> rng = np.random.default_rng(9)
 >>> x = rng.normal(0, 1, (3000, 2))
 >>> x[2000:2300, 0] *= 4.0
@@ -27,11 +27,12 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.detectors.base import ChunkDetector, Param, RowDetector, per_signal
-from analytics.detectors.forecast import ChunkView
-from analytics.detectors.sums import one_sided
+from edge_agent.analytics.detectors.base import ChunkDetector, Param, RowDetector, per_signal, register
+from edge_agent.analytics.detectors.forecast import ChunkView
+from edge_agent.analytics.detectors.sums import one_sided
 
 
+@register
 class Variance(ChunkDetector):
     name: ClassVar[str] = "variance"
     params: ClassVar[dict[str, Param]] = {

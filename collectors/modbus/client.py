@@ -20,11 +20,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, Batch
-from collectors.modbus.plan import Request, plan_requests, span, split_request
-from collectors.modbus.profile import ModbusProfile
-from collectors.modbus.tcp import ReadReply, TcpLink
-from collectors.plugin import DeviceUnreachable, KeyValueStore
+from edge_agent.collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, Batch
+from edge_agent.collectors.modbus.plan import Request, plan_requests, span, split_request
+from edge_agent.collectors.modbus.profile import ModbusProfile
+from edge_agent.collectors.modbus.tcp import ReadReply, TcpLink
+from edge_agent.collectors.plugin import DeviceUnreachable, KeyValueStore
 
 log = logging.getLogger(__name__)
 

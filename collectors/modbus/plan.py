@@ -5,7 +5,7 @@ within the per-request limit (125 registers, 2000 bits) and the hole between two
 most ``max_gap`` registers (reading a few unused registers is cheaper than another round trip,
 but some devices reject reads of unmapped addresses: set ``max_gap: 0`` for those).
 
->>> from collectors.modbus.profile import ModbusField
+>>> from edge_agent.collectors.modbus.profile import ModbusField
 >>> fields = [ModbusField(name="a", table="holding", address=0),
 ...           ModbusField(name="b", table="holding", address=1, type="float32"),
 ...           ModbusField(name="c", table="holding", address=200)]
@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from collectors.modbus.decode import DecodePlan, FieldDecoder
-from collectors.modbus.profile import ModbusField
+from edge_agent.collectors.modbus.decode import DecodePlan, FieldDecoder
+from edge_agent.collectors.modbus.profile import ModbusField
 
 #: Protocol limits per read request (Modbus application protocol v1.1b3, 6.1 to 6.4).
 MAX_REGISTERS = 125

@@ -17,8 +17,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from collectors.modbus.decode import TEXT_TYPES, WIDTH
-from collectors.profile import NAME_PATTERN, Finding, Measured, ProfileBase, Scale, SignalKind, SignalSpec, Strict
+from edge_agent.collectors.modbus.decode import TEXT_TYPES, WIDTH
+from edge_agent.collectors.profile import (
+    NAME_PATTERN,
+    Finding,
+    Measured,
+    ProfileBase,
+    Scale,
+    SignalKind,
+    SignalSpec,
+    Strict,
+)
 
 Table = Literal["holding", "input", "coil", "discrete"]
 RegisterType = Literal[

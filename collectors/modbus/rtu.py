@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from collectors.modbus.tcp import EXCEPTION_NAMES, ReadReply
-from collectors.plugin import DeviceUnreachable
+from edge_agent.collectors.modbus.tcp import EXCEPTION_NAMES, ReadReply
+from edge_agent.collectors.plugin import DeviceUnreachable
 
 #: Parity letters pyserial takes.
 PARITY = {"N": "N", "E": "E", "O": "O", "NONE": "N", "EVEN": "E", "ODD": "O"}

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from collectors.plugin import DeviceUnreachable
+from edge_agent.collectors.plugin import DeviceUnreachable
 
 #: Read function codes by table (Modbus application protocol v1.1b3, 6.1 to 6.4).
 FUNCTION = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, QUALITY_GOOD, Batch
+from edge_agent.collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, QUALITY_GOOD, Batch
 
 #: How many changes are held at least (they are handed over once per publish).
 MIN_CAPACITY = 65_536

@@ -28,10 +28,10 @@ from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.ua.uaerrors import UaError
 
-from collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, Batch
-from collectors.opcua.changes import Changes, to_number
-from collectors.opcua.profile import OpcUaProfile, fill_placeholders
-from collectors.opcua.security import (
+from edge_agent.collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, Batch
+from edge_agent.collectors.opcua.changes import Changes, to_number
+from edge_agent.collectors.opcua.profile import OpcUaProfile, fill_placeholders
+from edge_agent.collectors.opcua.security import (
     MODE_CODE,
     Security,
     UntrustedServer,

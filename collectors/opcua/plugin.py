@@ -7,10 +7,17 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from collectors.durations import Duration
-from collectors.opcua.profile import OpcUaProfile
-from collectors.opcua.security import DEPRECATED, Security
-from collectors.plugin import Collector, CollectorContext, CollectorPlugin, DeviceOptions, DeviceSpec, register
+from edge_agent.collectors.durations import Duration
+from edge_agent.collectors.opcua.profile import OpcUaProfile
+from edge_agent.collectors.opcua.security import DEPRECATED, Security
+from edge_agent.collectors.plugin import (
+    Collector,
+    CollectorContext,
+    CollectorPlugin,
+    DeviceOptions,
+    DeviceSpec,
+    register,
+)
 
 
 class OpcUaDeviceOptions(DeviceOptions):
@@ -33,7 +40,7 @@ class OpcUaDeviceOptions(DeviceOptions):
 
 def _make(profile: Any, device: DeviceSpec, context: CollectorContext) -> Collector:
     # asyncua costs ~27 MB of memory: imported only when an OPC UA device is configured.
-    from collectors.opcua.client import Access, OpcUaCollector  # noqa: PLC0415
+    from edge_agent.collectors.opcua.client import Access, OpcUaCollector  # noqa: PLC0415
 
     options = device.options
     assert isinstance(profile, OpcUaProfile)

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from collectors.durations import Duration
-from collectors.profile import NAME_PATTERN, Measured, ProfileBase, SignalKind, SignalSpec, Strict
+from edge_agent.collectors.durations import Duration
+from edge_agent.collectors.profile import NAME_PATTERN, Measured, ProfileBase, SignalKind, SignalSpec, Strict
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from collectors.profile import Strict
+from edge_agent.collectors.profile import Strict
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, Field, create_model, field_validator, model_validator
 
-from analytics.anomaly import AnomalySettings
-from analytics.detectors import DEFAULT_SET, REGISTRY, DetectorSettings, Param
+from edge_agent.analytics.anomaly import AnomalySettings
+from edge_agent.analytics.detectors import DEFAULT_SET, REGISTRY, DetectorSettings, Param
 from edge_agent.config.types import Duration, Strict
 from edge_agent.config.yaml_source import ConfigError
 
@@ -116,9 +116,9 @@ def anomaly_settings(section: AnomalyBase, signal_keys: list[str]) -> AnomalySet
                 raise ConfigError(
                     [f"anomaly.signals: {name}.{param} is one value for all signals: set it under anomaly.{name}"]
                 )
-            default = base.get(param, declared.default)
+            default = base.get(param, declared.default_for(base))
             if default is None:
-                default = _derived_default(name, param, base)
+                raise ValueError(f"{name}.{param} has no default")
             array = np.array(np.broadcast_to(np.asarray(default, np.float64), (len(signal_keys),)))
             for col, value in values.items():
                 array[col] = value
@@ -134,13 +134,6 @@ def anomaly_settings(section: AnomalyBase, signal_keys: list[str]) -> AnomalySet
         section.smoothing,
         section.alarm.cooldown,
     )
-
-
-def _derived_default(detector: str, param: str, given: dict[str, Any]) -> Any:
-    """Defaults that follow from another parameter (the level's variance rate is alpha / 5)."""
-    if (detector, param) == ("level", "var_alpha"):
-        return np.asarray(given.get("alpha", REGISTRY["level"].params["alpha"].default), np.float64) / 5
-    raise ValueError(f"{detector}.{param} has no default")
 
 
 def unknown_signal_keys(section: AnomalyBase, known: set[str]) -> list[str]:

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Union
 
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
-from collectors.plugin import CollectorPlugin, DeviceSpec, plugins
-from collectors.profile import ProfileBase, SignalSpec, builtin_profile_dir, signal_names
+from edge_agent.collectors.plugin import CollectorPlugin, DeviceSpec, plugins
+from edge_agent.collectors.profile import ProfileBase, SignalSpec, builtin_profile_dir, signal_names
 from edge_agent.config.model import AgentConfig, Device, agent_config_model, union_tags
 from edge_agent.config.renamed import rename_in_config
 from edge_agent.config.secrets import read_secret_files, substitute

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union, cast
 
 from pydantic import BaseModel, Discriminator, Field, Tag, create_model, model_validator
 
-from collectors.plugin import CollectorPlugin, plugins
+from edge_agent.collectors.plugin import CollectorPlugin, plugins
 from edge_agent.config.anomaly import AnomalyBase, anomaly_section_model
 from edge_agent.config.kpi import KpiSection
 from edge_agent.config.oee import OeeSection, ShiftSchedule

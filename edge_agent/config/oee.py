@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator
 
-from analytics.oee import (
+from edge_agent.analytics.oee import (
     DOWN,
     ENERGY_KIND,
     GOOD_KIND,
@@ -26,8 +26,8 @@ from analytics.oee import (
     TOTAL_KIND,
     MachineOeeConfig,
 )
-from analytics.schedule import Break, Shift, WorkSchedule
-from analytics.windows import ShiftWindows
+from edge_agent.analytics.schedule import Break, Shift, WorkSchedule
+from edge_agent.analytics.windows import ShiftWindows
 from edge_agent.config.types import FROM_FILE, Duration, StateName, Strict, TagValue
 from edge_agent.config.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
 

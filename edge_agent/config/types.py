@@ -8,8 +8,8 @@ from pydantic import Field
 
 # Durations are shared with the collectors' profiles: they live beside them, as does the strict
 # base model (unknown fields refused, immutable, finite numbers only).
-from collectors.durations import FROM_FILE, Duration, parse_duration
-from collectors.profile import Strict
+from edge_agent.collectors.durations import FROM_FILE, Duration, parse_duration
+from edge_agent.collectors.profile import Strict
 
 TagValue = Annotated[str, Field(min_length=1, max_length=128)]
 StateName = Literal["running", "idle", "down", "setup", "planned_stop"]

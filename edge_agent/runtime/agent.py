@@ -30,11 +30,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from collectors.batch import QUALITY_NOT_FINITE, Batch
-from collectors.plugin import Collector, CollectorContext
+from edge_agent.collectors.batch import QUALITY_NOT_FINITE, Batch
+from edge_agent.collectors.plugin import Collector, CollectorContext
 from edge_agent.config import LoadedConfig
 from edge_agent.runtime import checkpoint, systemd
 from edge_agent.runtime.clock import Clock, ClockWatch, WallClock
+from edge_agent.runtime.forwarder import Forwarder
 from edge_agent.runtime.health import serve_health
 from edge_agent.runtime.kpi_stage import KpiStage
 from edge_agent.runtime.logs import Throttled
@@ -43,7 +44,6 @@ from edge_agent.runtime.polling import Backoff, DeviceHealth, DevicePoller, good
 from edge_agent.runtime.supervisor import Supervisor
 from edge_agent.schema import AGENT, AGENT_FIELDS
 from edge_agent.sinks.base import SinkContext, make_sink
-from edge_agent.sinks.forwarder import Forwarder
 from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series
 
@@ -84,13 +84,12 @@ class Agent:
         tags = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
         self._health_ids = self.buffer.register([Series.of(AGENT, tags, f) for f in AGENT_FIELDS])
         self.kpis = KpiStage(loaded, self.buffer, self.pipeline, self.clock.now_ns)
-        sink_context = SinkContext(loaded.path.parent)
+        sink_context = SinkContext(loaded.path.parent, self.buffer.path.parent)
         # The first sink is the cloud the adoption KPIs measure.
         self.forwarders = [
             Forwarder(
                 self.buffer,
                 make_sink(s, sink_context),
-                sink_context.resolve(s.rejected_file) if s.rejected_file else self.buffer.path.parent / "rejected.lp",
                 self.kpis.acknowledged if i == 0 else None,
                 s.retry_max,
             )

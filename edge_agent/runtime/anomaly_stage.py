@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.alarms import AlarmEvent
-from analytics.anomaly import AnomalyScorer
-from analytics.detectors import REGISTRY
-from analytics.detectors.plausible import IMPLAUSIBLE
-from collectors.batch import QUALITY_GOOD, Batch
+from edge_agent.analytics.alarms import AlarmEvent
+from edge_agent.analytics.anomaly import AnomalyScorer
+from edge_agent.analytics.detectors import REGISTRY
+from edge_agent.analytics.detectors.plausible import IMPLAUSIBLE
+from edge_agent.collectors.batch import QUALITY_GOOD, Batch
 from edge_agent.config.anomaly import AnomalyBase, anomaly_settings
 from edge_agent.runtime.peaks import PeakPerInterval
 from edge_agent.schema import ALARM, ANOMALY

@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.adoption import ShopFloor, change, continuous_days, production_figures
-from analytics.oee_kpis import summable
-from collectors.batch import QUALITY_GOOD, Batch
+from edge_agent.analytics.adoption import ShopFloor, change, continuous_days, production_figures
+from edge_agent.analytics.oee_kpis import summable
+from edge_agent.collectors.batch import QUALITY_GOOD, Batch
 from edge_agent.config import LoadedConfig
 from edge_agent.runtime.pipeline import Pipeline
 from edge_agent.schema import KPI, KPI_FIELDS

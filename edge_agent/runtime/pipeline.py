@@ -19,17 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.episodes import UNKNOWN as UNKNOWN_STATE
-from analytics.oee import ENERGY_KIND, NCOL, MachineOeeConfig, OeeEngine, WindowRows
-from analytics.oee_kpis import kpis
-from analytics.windows import NS, FixedWindows, ShiftWindows
-from collectors.batch import QUALITY_GOOD, QUALITY_UNREACHABLE, Batch
+from edge_agent.analytics.episodes import UNKNOWN as UNKNOWN_STATE
+from edge_agent.analytics.oee import ENERGY_KIND, NCOL, MachineOeeConfig, OeeEngine, WindowRows
+from edge_agent.analytics.oee_kpis import kpis
+from edge_agent.analytics.windows import NS, FixedWindows, ShiftWindows
+from edge_agent.collectors.batch import QUALITY_GOOD, QUALITY_UNREACHABLE, Batch
 from edge_agent.config import Device, LoadedConfig
 from edge_agent.config.oee import COUNTER_KIND, machine_config, shift_windows, work_schedule
 from edge_agent.runtime.anomaly_stage import AnalogSignal, AnomalyStage
 from edge_agent.runtime.checkpoint import fingerprint as checkpoint_fingerprint
-from edge_agent.schema import MACHINE_STATE, OEE, OEE_FIELDS, RAW
-from edge_agent.sinks.line_protocol import TEXT_FIELD
+from edge_agent.schema import MACHINE_STATE, OEE, OEE_FIELDS, RAW, TEXT_FIELD
 from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series
 

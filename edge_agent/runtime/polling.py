@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collectors.batch import QUALITY_GOOD, Batch
-from collectors.plugin import Collector
+from edge_agent.collectors.batch import QUALITY_GOOD, Batch
+from edge_agent.collectors.plugin import Collector
 from edge_agent.runtime.clock import Clock
 
 log = logging.getLogger("edge_agent")

@@ -11,7 +11,7 @@ module already imported (``sys.modules``) under a trusted package; the object is
 others read) come back as one object.
 
 >>> import numpy as np
->>> from analytics.alarms import Alarms
+>>> from edge_agent.analytics.alarms import Alarms
 >>> alarms = Alarms(3)
 >>> back = loads(dumps({"alarms": alarms, "same": alarms, "x": np.arange(3.0), "t": (1, "a", None)}))
 >>> back["alarms"] is back["same"], back["alarms"].active.tolist(), back["x"].tolist(), back["t"]
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 #: Packages whose classes the state may hold.
-TRUSTED = ("analytics.",)
+TRUSTED = ("edge_agent.analytics.",)
 _JSON = "__state__.json"
 
 

@@ -1,10 +1,10 @@
 """The sink extension point: the contract, each sink's configuration, and the registry.
 
-A sink is one module in this folder (or a package exposing the ``edge_monitor.sinks`` entry
-point) that calls :func:`register` with a :class:`SinkPlugin`: its ``type:`` name in
-``agent.yaml``, its configuration model (a :class:`SinkConfig` subclass with
-``type: Literal[...]``) and a factory. Config loading, the agent and the docs read the registry;
-nothing else names a concrete sink.
+A sink is one module (a folder of this one, like ``influx/``, or a package of its own) that calls
+:func:`register` with a :class:`SinkPlugin`: its ``type:`` name in ``agent.yaml``, its
+configuration model (a :class:`SinkConfig` subclass with ``type: Literal[...]``) and a factory.
+The module is named by an entry point of the group ``edge_agent.sinks``. Config loading, the
+agent and the docs read the registry (:data:`SINKS`); nothing else names a concrete sink.
 
 The contract (Benthos' output contract): the forwarder calls ``write(batch, catalog)`` with up to
 ``batch_size`` points of the local store, from up to ``concurrency`` threads at once. The batch is
@@ -13,17 +13,15 @@ columnar (:class:`~collectors.batch.Batch`); the catalog says what each series i
 acknowledged every point**, and only then may the store let them go. Raise :class:`SinkUnavailable`
 for anything worth retrying (network, 5xx, credentials an operator may fix) and
 :class:`RejectedPoints` when the destination refused the data itself (HTTP 400): the forwarder
-then splits the batch until the bad points stand alone, keeps them in the rejected-points file and
-counts them, never retrying them.
+then splits the batch until the bad points stand alone, counts them and never retries them. A
+sink keeps the points its destination refused in its own format (``keep_refused``, optional:
+the InfluxDB sinks append line protocol to their ``rejected_file``); without it, or when it
+fails, they go to the local store's dead-letter table.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import ipaddress
-import pkgutil
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +30,11 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from collectors.batch import Batch
+from edge_agent.collectors.batch import Batch
 from edge_agent.config.secrets import is_secret_key
 from edge_agent.config.types import Duration, Strict
+from edge_agent.registry import Registry
 from edge_agent.store.catalog import SeriesCatalog
-
-ENTRY_POINT_GROUP = "edge_monitor.sinks"
 
 
 class SinkUnavailable(Exception):
@@ -70,6 +67,15 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+class KeepsRefused(Protocol):
+    """A sink that keeps the points its destination refused itself (optional, besides :class:`Sink`)."""
+
+    def keep_refused(self, batch: Batch, catalog: SeriesCatalog, reason: str) -> str:
+        """Keep ``batch`` (refused with ``reason``) where an operator can find it; return where.
+        Raise OSError or ValueError when it cannot: the points then go to the dead-letter table."""
+        ...
+
+
 def abort(sink: Sink) -> None:
     """Break off a sink's writes in flight (a stop that cannot wait for the database's timeout);
     the points they carried stay in the local store. Sinks without ``abort`` are left alone."""
@@ -89,10 +95,6 @@ class SinkConfig(Strict):
     concurrency: Annotated[int, Field(ge=1, le=8, description="writes in flight at once")] = 2
     timeout: Annotated[Duration, Field(gt=0, description="longest wait for one write (s)")] = 10.0
     retry_max: Annotated[Duration, Field(gt=0, description="longest wait between retries while unavailable")] = 5.0
-    rejected_file: str | None = Field(
-        None,
-        description="refused points, relative to agent.yaml (default: rejected.lp beside the local store)",
-    )
 
     def identity(self) -> str:
         """Where this sink's points go, as one string: its cursor in the local store and its name in
@@ -127,13 +129,21 @@ def normalized_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class SinkContext:
-    """What the agent lends a sink factory: where relative paths start."""
+    """What the agent lends a sink factory: where relative paths start (the folder of
+    ``agent.yaml``), and where the agent keeps its files (the local store's folder)."""
 
     base_dir: Path
+    data_dir: Path | None = None
 
     def resolve(self, relative: str) -> Path:
         p = Path(relative)
         return p if p.is_absolute() else self.base_dir / p
+
+    def data_file(self, given: str | None, default: str) -> Path:
+        """``given`` (relative to ``agent.yaml``), or ``default`` in the agent's data folder."""
+        if given:
+            return self.resolve(given)
+        return (self.data_dir or self.base_dir) / default
 
 
 def compress_for(url: str, gzip: bool | str) -> bool:
@@ -168,37 +178,24 @@ class SinkPlugin:
     factory: SinkFactory
 
 
-_REGISTRY: dict[str, SinkPlugin] = {}
-_LOCK = threading.Lock()
-_LOADED = False
+#: Every sink type, by name: the one list.
+SINKS: Registry[SinkPlugin] = Registry("sink type", "edge_agent.sinks", lambda p: p.name)
 
 
-def register(plugin: SinkPlugin) -> None:
+def register(plugin: SinkPlugin) -> SinkPlugin:
     """Add a sink type; a second registration of the same type replaces the first."""
-    with _LOCK:
-        _REGISTRY[plugin.name] = plugin
+    return SINKS.register(plugin)
 
 
 def unregister(type_name: str) -> None:
-    with _LOCK:
-        _REGISTRY.pop(type_name, None)
+    SINKS.unregister(type_name)
 
 
 def plugins() -> dict[str, SinkPlugin]:
-    """Every registered sink type (this folder's modules and entry points loaded first)."""
-    global _LOADED  # noqa: PLW0603 - the registry is process-wide by design
-    if not _LOADED:
-        _LOADED = True
-        import edge_agent.sinks  # noqa: PLC0415
-
-        for module in pkgutil.iter_modules(edge_agent.sinks.__path__):
-            importlib.import_module(f"edge_agent.sinks.{module.name}")
-        for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            entry.load()
-    with _LOCK:
-        return dict(_REGISTRY)
+    """Every registered sink type."""
+    return dict(SINKS)
 
 
 def make_sink(config: SinkConfig, context: SinkContext) -> Sink:
     type_name: str = getattr(config, "type", "")
-    return plugins()[type_name].factory(config, context)
+    return SINKS.require(type_name).factory(config, context)

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collectors.batch import Batch
+from edge_agent.collectors.batch import Batch
 from edge_agent.store.catalog import Series, SeriesCatalog, parse_line_protocol_key
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from typing import TextIO
 import numpy as np
 from pydantic import ValidationError
 
-from analytics.anomaly import AnomalyScorer
+from edge_agent.analytics.anomaly import AnomalyScorer
 from edge_agent.config.anomaly import AnomalyBase, anomaly_section_model, anomaly_settings, unknown_signal_keys
 from edge_agent.config.renamed import rename_anomaly_keys
 from edge_agent.config.types import FROM_FILE
@@ -56,7 +56,7 @@ def replay(csv_path: Path, config: Path | None, out: TextIO = sys.stdout) -> int
 def params(out: TextIO | None = None) -> int:
     """Print every registered detector's parameters (``anomaly: <detector>: {...}``), default set first."""
     out = out or sys.stdout
-    from analytics.detectors import DEFAULT_SET, REGISTRY  # noqa: PLC0415
+    from edge_agent.analytics.detectors import DEFAULT_SET, REGISTRY  # noqa: PLC0415
 
     for name in sorted(REGISTRY, key=lambda n: (n not in DEFAULT_SET and n != "forecast", n)):
         cls = REGISTRY[name]

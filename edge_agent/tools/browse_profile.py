@@ -35,9 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from collectors.opcua.browse import browse, to_profile  # noqa: PLC0415 - asyncua only when browsing
-    from collectors.opcua.client import Access, secured_client  # noqa: PLC0415
-    from collectors.opcua.security import Security  # noqa: PLC0415
+    from edge_agent.collectors.opcua.browse import browse, to_profile  # noqa: PLC0415 - asyncua only when browsing
+    from edge_agent.collectors.opcua.client import Access, secured_client  # noqa: PLC0415
+    from edge_agent.collectors.opcua.security import Security  # noqa: PLC0415
     from edge_agent.config import load_profile  # noqa: PLC0415
     from edge_agent.config.secrets import REDACTOR  # noqa: PLC0415
     from edge_agent.config.yaml_source import ConfigError  # noqa: PLC0415

@@ -205,7 +205,7 @@ def render(
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #999;padding:.3em .6em;text-align:right}}td:first-child{{text-align:left}}</style></head>
 <body><h1>Workshop report 车间月度报告 {month}</h1>
-<p>{scope}. Every figure is a ratio of sums over the month (docs/kpis.md in edge-monitor).
+<p>{scope}. Every figure is a ratio of sums over the month (docs/kpis.md in edge-agent).
 Generated {dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}.</p>
 <table><tr><th>KPI 指标</th><th>{month}</th><th>month before 上月</th><th>change 变化</th>
 <th>baseline 基线</th><th>vs baseline 较基线</th></tr>
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import matplotlib  # noqa: F401, PLC0415
     except ImportError:
-        print("error: the report draws its charts with matplotlib: pip install 'edge-monitor[report]'", file=sys.stderr)
+        print("error: the report draws its charts with matplotlib: pip install 'edge-agent[report]'", file=sys.stderr)
         return 2
     previous_start, _ = month_range(f"{(start - dt.timedelta(days=1)).year}-{(start - dt.timedelta(days=1)).month:02d}")
     influx = Influx(args.influx_url, args.db, args.timeout)

@@ -20,9 +20,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.oee import OeeEngine, WindowRows
-from analytics.oee_kpis import RATIOS, SUMMABLE, flag_names, flags, ratios, roll_up, summable
-from analytics.windows import NS, ShiftWindows, WindowGrid, day_windows, local_windows
+from edge_agent.analytics.oee import OeeEngine, WindowRows
+from edge_agent.analytics.oee_kpis import RATIOS, SUMMABLE, flag_names, flags, ratios, roll_up, summable
+from edge_agent.analytics.windows import NS, ShiftWindows, WindowGrid, day_windows, local_windows
 from edge_agent.config.oee import (
     COUNTER_KIND,
     OeeSection,

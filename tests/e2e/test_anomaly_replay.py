@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analytics.detectors import REGISTRY
+from edge_agent.analytics.detectors import REGISTRY
 from edge_agent.cli import main
 from edge_agent.config.yaml_source import ConfigError
 from edge_agent.tools.anomaly_replay import replay

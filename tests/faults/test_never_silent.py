@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-import edge_agent.sinks.forwarder as forwarder_module
+import edge_agent.runtime.forwarder as forwarder_module
 from edge_agent.config import load_config
 from edge_agent.runtime.agent import Agent
 from tests.conftest import InfluxServer, free_port

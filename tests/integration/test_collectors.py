@@ -9,16 +9,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from collectors.batch import QUALITY_GOOD
-from collectors.modbus.client import ModbusCollector, ModbusLink
-from collectors.modbus.profile import ModbusProfile
-from collectors.opcua.client import OpcUaCollector
-from collectors.opcua.profile import OpcUaProfile
-from collectors.plugin import DeviceUnreachable
-from collectors.profile import builtin_profile_dir
-from demo.plant import Plant
-from demo.servers import DemoServers
+from edge_agent.collectors.batch import QUALITY_GOOD
+from edge_agent.collectors.modbus.client import ModbusCollector, ModbusLink
+from edge_agent.collectors.modbus.profile import ModbusProfile
+from edge_agent.collectors.opcua.client import OpcUaCollector
+from edge_agent.collectors.opcua.profile import OpcUaProfile
+from edge_agent.collectors.plugin import DeviceUnreachable
+from edge_agent.collectors.profile import builtin_profile_dir
 from edge_agent.config import load_profiles
+from edge_agent.demo.plant import Plant
+from edge_agent.demo.servers import DemoServers
 from edge_agent.runtime.clock import ScaledClock
 
 PROFILES = load_profiles([builtin_profile_dir()])

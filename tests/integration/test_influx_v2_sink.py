@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import requests
 
-from collectors.batch import Batch
+from edge_agent.collectors.batch import Batch
 from edge_agent.sinks.base import RejectedPoints, SinkUnavailable
-from edge_agent.sinks.influx_v2 import InfluxV2, InfluxV2Sink
+from edge_agent.sinks.influx.v2 import InfluxV2, InfluxV2Sink
 from edge_agent.store.catalog import Series, SeriesCatalog
 from tests.conftest import InfluxServer
 

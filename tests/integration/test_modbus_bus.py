@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from collectors.batch import QUALITY_GOOD
-from collectors.modbus.client import ModbusCollector
-from collectors.modbus.plugin import ModbusDeviceOptions
-from collectors.plugin import CollectorContext, DeviceSpec, plugins
+from edge_agent.collectors.batch import QUALITY_GOOD
+from edge_agent.collectors.modbus.client import ModbusCollector
+from edge_agent.collectors.modbus.plugin import ModbusDeviceOptions
+from edge_agent.collectors.plugin import CollectorContext, DeviceSpec, plugins
 from edge_agent.config import load_config, load_profile
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import ScaledClock

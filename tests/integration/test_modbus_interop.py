@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collectors.batch import QUALITY_GOOD
-from collectors.plugin import CollectorContext, DeviceUnreachable
+from edge_agent.collectors.batch import QUALITY_GOOD
+from edge_agent.collectors.plugin import CollectorContext, DeviceUnreachable
 from edge_agent.config import load_config, load_profile
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import ScaledClock

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from collectors.opcua.client import Access, OpcUaCollector
-from collectors.opcua.security import Security
-from demo.plant import Plant
-from demo.servers import DemoServers
 from edge_agent.cli import main
+from edge_agent.collectors.opcua.client import Access, OpcUaCollector
+from edge_agent.collectors.opcua.security import Security
 from edge_agent.config import load_profile
+from edge_agent.demo.plant import Plant
+from edge_agent.demo.servers import DemoServers
 from edge_agent.runtime.clock import ScaledClock
 from tests.influx_server import free_port
 from tests.integration.test_opcua_security import PASSWORD, secure_server, server_certificate

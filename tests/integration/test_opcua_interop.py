@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collectors.opcua.client import Access, OpcUaCollector
-from collectors.opcua.security import Security, UntrustedServer
+from edge_agent.collectors.opcua.client import Access, OpcUaCollector
+from edge_agent.collectors.opcua.security import Security, UntrustedServer
 from edge_agent.config import load_profile
 from tests.influx_server import free_port
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from asyncua import Server, ua
 
-from collectors.opcua.client import OpcUaCollector
-from collectors.opcua.plugin import OpcUaDeviceOptions
-from collectors.plugin import CollectorContext, DeviceSpec, plugins
+from edge_agent.collectors.opcua.client import OpcUaCollector
+from edge_agent.collectors.opcua.plugin import OpcUaDeviceOptions
+from edge_agent.collectors.plugin import CollectorContext, DeviceSpec, plugins
 from edge_agent.config import load_config, load_profile
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.clock import ScaledClock

@@ -19,10 +19,10 @@ from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from collectors.opcua.client import OpcUaCollector
-from collectors.opcua.plugin import OpcUaDeviceOptions
-from collectors.opcua.security import UntrustedServer
-from collectors.plugin import CollectorContext, DeviceSpec, plugins
+from edge_agent.collectors.opcua.client import OpcUaCollector
+from edge_agent.collectors.opcua.plugin import OpcUaDeviceOptions
+from edge_agent.collectors.opcua.security import UntrustedServer
+from edge_agent.collectors.plugin import CollectorContext, DeviceSpec, plugins
 from edge_agent.config import load_profile
 from tests.influx_server import free_port
 

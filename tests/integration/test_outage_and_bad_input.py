@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from demo.servers import DemoServers
+from edge_agent.demo.servers import DemoServers
 from edge_agent.runtime.agent import Agent
 from tests.conftest import InfluxServer, dead_port
 from tests.integration.workshop import count_points, influx_sink, run_workshop

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from demo.workshop import MICROSTOP_S
+from edge_agent.demo.workshop import MICROSTOP_S
 from tests.conftest import InfluxServer
 from tests.integration.workshop import WorkshopRun, count_points, influx_sink, run_workshop
 
@@ -256,7 +256,7 @@ def test_workshop_kpis_reach_influxdb(workshop: WorkshopRun, influxdb: InfluxSer
 def test_machine_state_is_the_agents_mapped_state(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
     """Each state reading of a machine is also written mapped (0 running .. 4 planned_stop, 5
     unknown), whatever codes its device uses: what the state timeline shows."""
-    from demo.plant import STATE_CODES  # noqa: PLC0415
+    from edge_agent.demo.plant import STATE_CODES  # noqa: PLC0415
 
     order = ["running", "idle", "down", "setup", "planned_stop", "unknown"]
     raw = influxdb.query('SELECT "value" FROM "raw" WHERE "signal" = \'state\' GROUP BY "machine"', DB)

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from demo.plant import Plant
-from demo.servers import DemoServers
-from demo.workshop import write_config
 from edge_agent.config import load_config
+from edge_agent.demo.plant import Plant
+from edge_agent.demo.servers import DemoServers
+from edge_agent.demo.workshop import write_config
 from edge_agent.runtime.agent import Agent
 from tests.conftest import InfluxServer
 

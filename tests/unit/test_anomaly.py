@@ -8,20 +8,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from analytics.alarms import Alarms
-from analytics.anomaly import AnomalyScorer, AnomalySettings
-from analytics.detectors import (
-    REGISTRY,
-    Cusum,
-    DetectorSet,
-    DetectorSettings,
-    EwmaLevel,
-    OutOfRange,
-    RobustLevel,
-    RowDetector,
-    Spike,
-    scored,
-)
+from edge_agent.analytics.alarms import Alarms
+from edge_agent.analytics.anomaly import AnomalyScorer, AnomalySettings
+from edge_agent.analytics.detectors import REGISTRY, DetectorSet, DetectorSettings, RowDetector, scored
+from edge_agent.analytics.detectors.cusum import Cusum
+from edge_agent.analytics.detectors.level import EwmaLevel
+from edge_agent.analytics.detectors.limits import OutOfRange
+from edge_agent.analytics.detectors.robust import RobustLevel
+from edge_agent.analytics.detectors.spike import Spike
 
 N = 6
 SCORED = sorted(name for name in REGISTRY if scored(name))

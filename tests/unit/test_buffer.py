@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collectors.batch import Batch
+from edge_agent.collectors.batch import Batch
 from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series
 

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from collectors.modbus.decode import FieldDecoder, decode_fields, encode_value
+from edge_agent.collectors.modbus.decode import FieldDecoder, decode_fields, encode_value
 
 ORDERS = ("ABCD", "CDAB", "BADC", "DCBA")
 FMT = {"int32": ">i", "uint32": ">I", "float32": ">f", "int16": ">h", "uint16": ">H"}

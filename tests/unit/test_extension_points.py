@@ -19,8 +19,8 @@ import pytest
 import yaml
 from pydantic import Field
 
-from collectors.batch import Batch
-from collectors.plugin import (
+from edge_agent.collectors.batch import Batch
+from edge_agent.collectors.plugin import (
     Collector,
     CollectorContext,
     CollectorPlugin,
@@ -29,7 +29,7 @@ from collectors.plugin import (
     register,
     unregister,
 )
-from collectors.profile import NAME_PATTERN, ProfileBase, SignalSpec
+from edge_agent.collectors.profile import NAME_PATTERN, ProfileBase, SignalSpec
 from edge_agent.config import ConfigError, load_config
 from edge_agent.runtime.agent import Agent
 from edge_agent.sinks import base as sinks

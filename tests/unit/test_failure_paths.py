@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collectors.batch import Batch
-from demo.plant import Plant
-from demo.workshop import demo_config, write_config
+from edge_agent.collectors.batch import Batch
 from edge_agent.config import load_config
+from edge_agent.demo.plant import Plant
+from edge_agent.demo.workshop import demo_config, write_config
 from edge_agent.runtime.agent import Agent
-from edge_agent.sinks.forwarder import Forwarder
+from edge_agent.runtime.forwarder import Forwarder
 from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series, SeriesCatalog
 
@@ -73,7 +73,7 @@ def test_a_sink_that_raises_something_unexpected_is_retried(tmp_path: Path, capl
     buffer = Buffer(tmp_path / "s.sqlite3")
     (sid,) = buffer.register([Series.of("m", {}, "v")]).tolist()
     sink = BrokenOnce(expect=250)
-    forwarder = Forwarder(buffer, sink, tmp_path / "rejected.lp")
+    forwarder = Forwarder(buffer, sink)
     buffer.append(Batch.of(np.arange(250, dtype=np.int64), np.full(250, sid, np.int32), np.ones(250)))
 
     async def run() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from collectors.batch import Batch
+from edge_agent.collectors.batch import Batch
 from edge_agent.config import load_config
 from edge_agent.runtime.pipeline import Pipeline
 from edge_agent.store.buffer import Buffer

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from collectors.batch import Batch
+from edge_agent.collectors.batch import Batch
 from edge_agent.config import LoadedConfig, load_config
 from edge_agent.config.yaml_source import ConfigError
 from edge_agent.runtime.kpi_stage import KpiStage

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.batch import QUALITY_BAD_DEVICE, Batch
-from edge_agent.sinks.line_protocol import LineProtocol, series_prefix
+from edge_agent.collectors.batch import QUALITY_BAD_DEVICE, Batch
+from edge_agent.sinks.influx.line_protocol import LineProtocol, series_prefix
 from edge_agent.store.catalog import Series, SeriesCatalog, parse_line_protocol_key
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collectors.modbus.plugin import parse_endpoint
-from collectors.modbus.rtu import frame_gap_s
+from edge_agent.collectors.modbus.plugin import parse_endpoint
+from edge_agent.collectors.modbus.rtu import frame_gap_s
 from edge_agent.config import load_config, load_profile
 from edge_agent.config.yaml_source import ConfigError
 from tests.unit.test_config import GOOD, write

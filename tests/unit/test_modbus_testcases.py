@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collectors.modbus.plan import plan_requests
-from collectors.modbus.profile import ModbusProfile
+from edge_agent.collectors.modbus.plan import plan_requests
+from edge_agent.collectors.modbus.profile import ModbusProfile
 from edge_agent.config import load_profile
 from edge_agent.config.yaml_source import ConfigError
 

@@ -17,19 +17,19 @@ from typing import Any
 import numpy as np
 import pytest
 
-from collectors.batch import QUALITY_NOT_FINITE, Batch
-from demo.plant import Plant
-from demo.workshop import demo_config, write_config
+from edge_agent.collectors.batch import QUALITY_NOT_FINITE, Batch
 from edge_agent.config import load_config
+from edge_agent.demo.plant import Plant
+from edge_agent.demo.workshop import demo_config, write_config
 from edge_agent.runtime import checkpoint
 from edge_agent.runtime.agent import Agent, PidFile, running_agent
 from edge_agent.runtime.clock import ClockWatch
+from edge_agent.runtime.forwarder import POISON_AFTER, Forwarder
 from edge_agent.runtime.pipeline import Inbox
 from edge_agent.runtime.polling import Backoff, DeviceHealth, DevicePoller
 from edge_agent.runtime.supervisor import Supervisor
 from edge_agent.sinks.base import RejectedPoints
-from edge_agent.sinks.forwarder import POISON_AFTER, Forwarder
-from edge_agent.sinks.line_protocol import LineProtocol
+from edge_agent.sinks.influx.line_protocol import LineProtocol
 from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series, SeriesCatalog
 
@@ -138,7 +138,7 @@ def test_a_chunk_that_fails_the_same_way_is_set_aside_and_the_rest_flows(
     buffer = Buffer(tmp_path / "s.sqlite3")
     chunks(buffer, [[1.0, 2.0], [13.0, 14.0], [3.0]])
     sink = PoisonedSink()
-    forwarder = Forwarder(buffer, sink, tmp_path / "rejected.lp")
+    forwarder = Forwarder(buffer, sink)
     for attempt in range(POISON_AFTER):
         if attempt < POISON_AFTER - 1:
             with pytest.raises(OverflowError):
@@ -159,16 +159,24 @@ def test_a_chunk_that_fails_the_same_way_is_set_aside_and_the_rest_flows(
 
 
 class RefusingSink:
-    """A destination that answers 400 to everything."""
+    """A destination that answers 400 to everything; the sink keeps what it refuses in ``file``."""
 
     name, batch_size, concurrency = "refusing", 500, 1
 
-    def __init__(self) -> None:
-        self.requests = 0
+    def __init__(self, file: Path | None = None) -> None:
+        self.requests, self.file = 0, file
 
     def write(self, batch: Batch, catalog: SeriesCatalog) -> None:
         self.requests += 1
         raise RejectedPoints("400 unable to parse")
+
+    def keep_refused(self, batch: Batch, catalog: SeriesCatalog, reason: str) -> str:
+        if self.file is None:
+            raise ValueError("no file")
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        with self.file.open("a", encoding="utf-8") as fh:
+            fh.write(f"# {reason}\n" + "\n".join(map(str, batch.value.tolist())) + "\n")
+        return str(self.file)
 
     def close(self) -> None:
         return
@@ -180,7 +188,7 @@ def test_refused_points_are_kept_and_counted_when_the_rejected_file_cannot_be_wr
     buffer = Buffer(tmp_path / "s.sqlite3")
     chunks(buffer, [[float(v) for v in range(40)] for _ in range(5)])
     (tmp_path / "not-a-folder").write_text("a file where a folder should be", encoding="utf-8")
-    forwarder = Forwarder(buffer, RefusingSink(), tmp_path / "not-a-folder" / "rejected.lp")
+    forwarder = Forwarder(buffer, RefusingSink(tmp_path / "not-a-folder" / "rejected.lp"))
     with caplog.at_level(logging.ERROR):
         while forwarder.step():
             pass
@@ -201,7 +209,7 @@ def test_refused_points_are_kept_and_counted_when_the_rejected_file_cannot_be_wr
 def test_a_sink_that_refuses_everything_turns_failing(tmp_path: Path) -> None:
     buffer = Buffer(tmp_path / "s.sqlite3")
     chunks(buffer, [[1.0, 2.0]])
-    forwarder = Forwarder(buffer, RefusingSink(), tmp_path / "rejected.lp")
+    forwarder = Forwarder(buffer, RefusingSink())
 
     async def run() -> None:
         stop = asyncio.Event()

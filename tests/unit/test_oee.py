@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.episodes import (
+from edge_agent.analytics.episodes import (
     C_DELAY,
     C_DOWN,
     C_FAILURES,
@@ -24,7 +24,7 @@ from analytics.episodes import (
     C_UNKNOWN,
     NCOL,
 )
-from analytics.oee import (
+from edge_agent.analytics.oee import (
     DOWN,
     GOOD_KIND,
     IDLE,
@@ -35,8 +35,8 @@ from analytics.oee import (
     MachineOeeConfig,
     OeeEngine,
 )
-from analytics.oee_kpis import flag_names, kpis
-from analytics.windows import NS, FixedWindows, Shift, ShiftWindows
+from edge_agent.analytics.oee_kpis import flag_names, kpis
+from edge_agent.analytics.windows import NS, FixedWindows, Shift, ShiftWindows
 
 # Idle episodes are delay time here (no micro-stop threshold); columns 0..7 are scheduled time.
 SCHEDULED = slice(0, C_UNKNOWN + 1)

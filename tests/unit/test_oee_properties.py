@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
-from analytics.episodes import C_UNKNOWN, C_UNSCHEDULED, COLUMNS
-from analytics.oee import TOTAL_KIND, MachineOeeConfig, OeeEngine, WindowRows
-from analytics.oee_kpis import kpis, ratios, roll_up, summable
-from analytics.schedule import Break, Shift, WorkSchedule
-from analytics.windows import NS, FixedWindows, WindowGrid, day_windows
+from edge_agent.analytics.episodes import C_UNKNOWN, C_UNSCHEDULED, COLUMNS
+from edge_agent.analytics.oee import TOTAL_KIND, MachineOeeConfig, OeeEngine, WindowRows
+from edge_agent.analytics.oee_kpis import kpis, ratios, roll_up, summable
+from edge_agent.analytics.schedule import Break, Shift, WorkSchedule
+from edge_agent.analytics.windows import NS, FixedWindows, WindowGrid, day_windows
 
 CODES = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4}  # running, idle, down, setup, planned stop
 START = int(dt.datetime(2026, 3, 28, 20, tzinfo=dt.UTC).timestamp()) * NS  # over Berlin's clock change

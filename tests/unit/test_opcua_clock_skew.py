@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from asyncua import ua
 
-from collectors.opcua.changes import Changes
+from edge_agent.collectors.opcua.changes import Changes
 
 NODE = "ns=2;s=M.Temp"
 

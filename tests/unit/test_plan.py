@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.modbus.plan import plan_requests
-from collectors.modbus.profile import ModbusField
+from edge_agent.collectors.modbus.plan import plan_requests
+from edge_agent.collectors.modbus.profile import ModbusField
 
 
 def field(name: str, address: int, type_: str = "uint16", table: str = "holding") -> ModbusField:
@@ -82,7 +82,7 @@ def test_every_field_once_within_limits(spec: list[tuple[int, str]]) -> None:
 def test_overlapping_fields_are_refused() -> None:
     from pydantic import ValidationError  # noqa: PLC0415
 
-    from collectors.modbus.profile import ModbusProfile  # noqa: PLC0415
+    from edge_agent.collectors.modbus.profile import ModbusProfile  # noqa: PLC0415
 
     with pytest.raises(ValidationError, match="overlap"):
         ModbusProfile(name="x", protocol="modbus", fields=[field("a", 0, "float32"), field("b", 1)])

@@ -16,21 +16,20 @@ from pydantic import Field
 from edge_agent.config.types import TagValue
 from edge_agent.sinks.base import (
     RejectedPoints,
-    SinkConfig,
     SinkContext,
     SinkPlugin,
     SinkUnavailable,
     normalized_url,
     register,
 )
-from edge_agent.sinks.http import TRANSPORT_ERRORS, HttpClient, Reply
-from edge_agent.sinks.influx_write import LineProtocolWriter
+from edge_agent.sinks.influx.http import TRANSPORT_ERRORS, HttpClient, Reply
+from edge_agent.sinks.influx.write import InfluxSinkConfig, LineProtocolWriter
 
 log = logging.getLogger(__name__)
 _DROPPED = re.compile(r"dropped=(\d+)")
 
 
-class InfluxV1Sink(SinkConfig):
+class InfluxV1Sink(InfluxSinkConfig):
     """``agent.yaml`` options of an InfluxDB 1.x destination."""
 
     type: Literal["influxdb_v1"]
@@ -39,7 +38,6 @@ class InfluxV1Sink(SinkConfig):
     retention_policy: str = ""
     username: str = ""
     password: str = Field("", description="${VAR} from the environment, or password_file: PATH")
-    gzip: bool | Literal["auto"] = Field("auto", description="compress bodies; auto: except over loopback")
 
     def identity(self) -> str:
         """``influxdb_v1:URL/DATABASE``, with ``?rp=...&user=...`` when they are set."""
@@ -50,9 +48,9 @@ class InfluxV1Sink(SinkConfig):
 class InfluxV1(LineProtocolWriter):
     """Writes to ``{url}/write?db=...``; creates the database if it is missing."""
 
-    def __init__(self, cfg: InfluxV1Sink) -> None:
+    def __init__(self, cfg: InfluxV1Sink, context: SinkContext) -> None:
         auth = (cfg.username, cfg.password) if cfg.username else None
-        super().__init__(cfg, HttpClient(cfg.url, cfg.timeout, auth))
+        super().__init__(cfg, HttpClient(cfg.url, cfg.timeout, auth), context)
         self.params = {"db": cfg.database, "precision": "ns"}
         if cfg.retention_policy:
             self.params["rp"] = cfg.retention_policy
@@ -89,7 +87,7 @@ class InfluxV1(LineProtocolWriter):
 
 def _make(config: Any, context: SinkContext) -> InfluxV1:
     assert isinstance(config, InfluxV1Sink)
-    return InfluxV1(config)
+    return InfluxV1(config, context)
 
 
 register(SinkPlugin("influxdb_v1", InfluxV1Sink, _make))

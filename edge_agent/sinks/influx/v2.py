@@ -2,7 +2,7 @@
 
 Line protocol with nanosecond precision, gzip when not on loopback, the token in an
 ``Authorization: Token ...`` header (never in the URL). The same lean HTTP client as the 1.x sink
-(:mod:`edge_agent.sinks.http`), so a stop breaks off a write that hangs (``abort``) within the drain
+(:mod:`edge_agent.sinks.influx.http`), so a stop breaks off a write that hangs (``abort``) within the drain
 time, and no client library is loaded.
 """
 
@@ -16,18 +16,17 @@ from pydantic import Field
 from edge_agent.config.types import TagValue
 from edge_agent.sinks.base import (
     RejectedPoints,
-    SinkConfig,
     SinkContext,
     SinkPlugin,
     SinkUnavailable,
     normalized_url,
     register,
 )
-from edge_agent.sinks.http import HttpClient, Reply
-from edge_agent.sinks.influx_write import LineProtocolWriter
+from edge_agent.sinks.influx.http import HttpClient, Reply
+from edge_agent.sinks.influx.write import InfluxSinkConfig, LineProtocolWriter
 
 
-class InfluxV2Sink(SinkConfig):
+class InfluxV2Sink(InfluxSinkConfig):
     """``agent.yaml`` options of an InfluxDB v2-API destination."""
 
     type: Literal["influxdb_v2"]
@@ -35,7 +34,6 @@ class InfluxV2Sink(SinkConfig):
     org: Annotated[str, Field(min_length=1)]
     bucket: TagValue
     token: str = Field("", description="API token: ${VAR} from the environment, or token_file: PATH")
-    gzip: bool | Literal["auto"] = Field("auto", description="compress bodies; auto: except over loopback")
 
     def identity(self) -> str:
         return f"influxdb_v2:{normalized_url(self.url)}/{self.org}/{self.bucket}"
@@ -44,9 +42,9 @@ class InfluxV2Sink(SinkConfig):
 class InfluxV2(LineProtocolWriter):
     """Writes to ``{url}/api/v2/write?org=...&bucket=...&precision=ns``."""
 
-    def __init__(self, cfg: InfluxV2Sink) -> None:
+    def __init__(self, cfg: InfluxV2Sink, context: SinkContext) -> None:
         headers = {"Authorization": f"Token {cfg.token}"} if cfg.token else {}
-        super().__init__(cfg, HttpClient(cfg.url, cfg.timeout, headers=headers))
+        super().__init__(cfg, HttpClient(cfg.url, cfg.timeout, headers=headers), context)
         self.path = "/api/v2/write"
         self.params = {"org": cfg.org, "bucket": cfg.bucket, "precision": "ns"}
 
@@ -74,7 +72,7 @@ def _message(text: str) -> str:
 
 def _make(config: Any, context: SinkContext) -> InfluxV2:
     assert isinstance(config, InfluxV2Sink)
-    return InfluxV2(config)
+    return InfluxV2(config, context)
 
 
 register(SinkPlugin("influxdb_v2", InfluxV2Sink, _make))

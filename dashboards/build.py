@@ -461,8 +461,8 @@ def plant_overview() -> dict[str, Any]:
     builder = (
         board.Dashboard("Plant overview 工厂总览")
         .uid("edge-plant-overview")
-        .description("OEE, machine states, losses, anomalies and the workshop KPIs written by edge-monitor agents.")
-        .tags(["edge-monitor", "oee"])
+        .description("OEE, machine states, losses, anomalies and the workshop KPIs written by edge-agent agents.")
+        .tags(["edge-agent", "oee"])
         .timezone("browser")
         .refresh("10s")
         .time("now-6h", "now")

@@ -1,17 +1,33 @@
-"""What the InfluxDB sinks share: line protocol encoded per catalog snapshot, a gzip'd ``POST``
-per batch, transport errors as :class:`SinkUnavailable`, and ``abort`` for a bounded stop."""
+"""What the InfluxDB sinks share: their common options, line protocol encoded per catalog
+snapshot, a gzip'd ``POST`` per batch, transport errors as :class:`SinkUnavailable`, ``abort`` for
+a bounded stop, and the rejected-points file (line protocol, with the database's reason)."""
 
 from __future__ import annotations
 
 import gzip
 import threading
-from typing import Any
+import time
+from pathlib import Path
+from typing import Any, Literal
 
-from collectors.batch import Batch
-from edge_agent.sinks.base import SinkUnavailable, compress_for
-from edge_agent.sinks.http import TRANSPORT_ERRORS, HttpClient, Reply
-from edge_agent.sinks.line_protocol import LineProtocol
+from pydantic import Field
+
+from edge_agent.collectors.batch import Batch
+from edge_agent.sinks.base import SinkConfig, SinkContext, SinkUnavailable, compress_for
+from edge_agent.sinks.influx.http import TRANSPORT_ERRORS, HttpClient, Reply
+from edge_agent.sinks.influx.line_protocol import LineProtocol
 from edge_agent.store.catalog import SeriesCatalog
+
+
+class InfluxSinkConfig(SinkConfig):
+    """What both InfluxDB sinks take besides their destination."""
+
+    gzip: bool | Literal["auto"] = Field("auto", description="compress bodies; auto: except over loopback")
+    rejected_file: str | None = Field(
+        None,
+        description="points the database refuses, as line protocol (relative to agent.yaml; "
+        "default: rejected.lp beside the local store)",
+    )
 
 
 class LineProtocolWriter:
@@ -21,8 +37,10 @@ class LineProtocolWriter:
     path = "/write"
     params: dict[str, str]
 
-    def __init__(self, cfg: Any, http: HttpClient) -> None:
+    def __init__(self, cfg: Any, http: HttpClient, context: SinkContext) -> None:
         self.cfg = cfg
+        self.rejected_file: Path = context.data_file(cfg.rejected_file, "rejected.lp")
+        self._file_lock = threading.Lock()
         self.name: str = cfg.identity()
         self.batch_size: int = cfg.batch_size
         self.concurrency: int = cfg.concurrency
@@ -57,6 +75,15 @@ class LineProtocolWriter:
     def answer(self, reply: Reply) -> None:
         """What a reply other than 204 means: raise RejectedPoints or SinkUnavailable."""
         raise SinkUnavailable(f"{self.name}: HTTP {reply.status} {reply.text.strip()[:500]}")
+
+    def keep_refused(self, batch: Batch, catalog: SeriesCatalog, reason: str) -> str:
+        """Append the refused points to ``rejected_file`` as line protocol, after a comment line
+        with the time and the database's reason; returns the file's name."""
+        lines = self.encode(batch, catalog).decode()
+        self.rejected_file.parent.mkdir(parents=True, exist_ok=True)
+        with self._file_lock, self.rejected_file.open("a", encoding="utf-8") as fh:
+            fh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {self.name}: {reason}\n{lines}\n")
+        return str(self.rejected_file)
 
     def close(self) -> None:
         self._http.close()

@@ -3,14 +3,14 @@
 Each series id maps to a prefix ``measurement,tag=value,... field=``, built once per catalog
 snapshot. A batch is encoded in bulk: prefixes are picked by fancy indexing, each distinct
 timestamp is formatted once, the value text of every point is written by numpy into one byte
-matrix (:mod:`edge_agent.sinks._numbers`: integral values as integers, which line protocol
+matrix (:mod:`edge_agent.sinks.influx.numbers`: integral values as integers, which line protocol
 reads as the same float, others with the fewest decimals that read back exactly, ``repr`` for the rare value
 that needs more), and one ``join`` makes the body. Good points carry the float value; a
 point whose quality is not good carries ``<field>_quality=<code>i`` instead, so a bad reading is
 visible, never lost. A point of a text series (field ``text``: a serial number, a recipe name)
 carries the id of its text (:meth:`SeriesCatalog.texts`) and is written as a string field.
 
->>> from collectors.batch import QUALITY_NOT_FINITE, Batch
+>>> from edge_agent.collectors.batch import Batch
 >>> from edge_agent.store.catalog import Series, SeriesCatalog
 >>> catalog = SeriesCatalog({0: Series.of("raw", {"machine": "press 1", "signal": "temp"}, "value")})
 >>> for line in LineProtocol(catalog).lines(Batch.of(10**18, [0, 0], [21.5, 3.0], [0, 1])):
@@ -26,12 +26,10 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-from collectors.batch import QUALITY_NOT_FINITE, Batch
-from edge_agent.sinks._numbers import EXACT_INT, values_text
+from edge_agent.collectors.batch import QUALITY_NOT_FINITE, Batch
+from edge_agent.schema import TEXT_FIELD
+from edge_agent.sinks.influx.numbers import EXACT_INT, values_text
 from edge_agent.store.catalog import Series, SeriesCatalog
-
-#: The field name of text series.
-TEXT_FIELD = "text"
 
 
 def escape_tag(text: str) -> str:

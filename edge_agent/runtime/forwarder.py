@@ -1,10 +1,11 @@
 """Moves points from the local store to one sink, acknowledging only what the sink accepted.
 
 Points a destination refuses as bad data (HTTP 400) are found by splitting the batch (by
-measurement, then in halves) until the bad points stand alone; those go to the rejected-points
-file (as line protocol, whatever the sink, with the destination's reason) and are counted under
-``rejected``. When that file cannot be written they are kept in the store's dead-letter table
-instead, and still counted and logged. Refusals are logged at most once a minute (with a count);
+measurement, then in halves) until the bad points stand alone; the sink keeps those its own way
+(``keep_refused``: the InfluxDB sinks append line protocol to their rejected-points file), and
+they are counted under ``rejected``. A sink that keeps nothing itself, or cannot (the file cannot
+be written), has them kept in the store's dead-letter table instead; they are counted and logged
+either way. Refusals are logged at most once a minute (with a count);
 a destination that has refused every point for ``agent.health.sink_failing_after`` makes the sink
 failing in ``/health``.
 
@@ -24,14 +25,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from collectors.batch import Batch
+from edge_agent.collectors.batch import Batch
 from edge_agent.runtime.logs import Throttled
 from edge_agent.sinks.base import RejectedPoints, Sink, SinkUnavailable, abort
-from edge_agent.sinks.line_protocol import LineProtocol
 from edge_agent.store.buffer import Buffer, Chunk
 from edge_agent.store.catalog import SeriesCatalog
 
@@ -70,13 +69,11 @@ class Forwarder:
         self,
         buffer: Buffer,
         sink: Sink,
-        rejected_file: Path,
         on_ack: Callable[[list[Chunk], int], None] | None = None,
         retry_max_s: float = 5.0,
     ) -> None:
-        self.buffer, self.sink, self.rejected_file = buffer, sink, rejected_file
+        self.buffer, self.sink = buffer, sink
         self.retry_max_s = retry_max_s
-        self._text: LineProtocol | None = None
         self.health = SinkHealth(sink.name)
         #: Called (in the sender's thread) with the chunks the database acknowledged and when (ns).
         self.on_ack = on_ack
@@ -229,17 +226,14 @@ class Forwarder:
     def _reject(self, batch: Batch, catalog: SeriesCatalog, reason: str) -> None:
         """Keep points the destination refused: in the rejected-points file, else in the store."""
         n = len(batch)
-        where = str(self.rejected_file)
+        keep = getattr(self.sink, "keep_refused", None)
         try:
-            text = self._text = LineProtocol(catalog) if self._text is None else self._text.follow(catalog)
-            lines = text.lines(batch)
-            self.rejected_file.parent.mkdir(parents=True, exist_ok=True)
-            with self._reject_lock, self.rejected_file.open("a", encoding="utf-8") as fh:
-                fh.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {self.sink.name}: {reason}\n")
-                fh.write("\n".join(lines) + "\n")
+            if keep is None:
+                raise ValueError("the sink keeps no refused points itself")
+            where = str(keep(batch, catalog, reason))
         except (OSError, ValueError) as exc:
-            self.buffer.set_aside(self.sink.name, batch, f"refused: {reason}; rejected_file {where}: {exc}")
-            where = f"the local store's dead-letter table ({self.rejected_file} cannot be written: {exc})"
+            self.buffer.set_aside(self.sink.name, batch, f"refused: {reason}; not kept by the sink: {exc}")
+            where = f"the local store's dead-letter table ({exc})"
         self.buffer.count_drop("rejected", n)
         with self._reject_lock:
             self.health.rejected += n

@@ -34,8 +34,8 @@ from edge_agent.collectors.batch import Batch
 from edge_agent.runtime.forwarder import Forwarder
 from edge_agent.sinks.influx.line_protocol import LineProtocol
 from edge_agent.sinks.influx.v1 import InfluxV1, InfluxV1Sink
-from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series, SeriesCatalog
+from edge_agent.store.local import LocalStore
 from tests.influx_server import InfluxServer
 
 BATCH = 5_000
@@ -77,10 +77,11 @@ def cpu() -> float:
 
 
 def run_ours(server: InfluxServer, db: str, store: Path, series: list[Series], points: Batch) -> tuple[float, float]:
-    buffer = Buffer(store)
-    ids = buffer.register(series)
+    local = LocalStore(store)
+    buffer = local.points
+    ids = local.series.register(series)
     sink = InfluxV1(InfluxV1Sink(type="influxdb_v1", url=server.url, database=db, batch_size=BATCH, gzip=GZIP))
-    forwarder = Forwarder(buffer, sink)
+    forwarder = Forwarder(buffer, local.series.catalog, sink)
     # What the pipeline does: one chunk per tick (here 10,000 points a chunk).
     for lo in range(0, len(points), 10_000):
         part = points.take(np.arange(lo, min(lo + 10_000, len(points))))
@@ -93,7 +94,7 @@ def run_ours(server: InfluxServer, db: str, store: Path, series: list[Series], p
     assert sent == len(points)
     assert buffer.stats().pending_points == 0
     forwarder.close()
-    buffer.close()
+    local.close()
     return elapsed, used
 
 

@@ -44,8 +44,8 @@ from edge_agent.runtime.polling import Backoff, DeviceHealth, DevicePoller, good
 from edge_agent.runtime.supervisor import Supervisor
 from edge_agent.schema import AGENT, AGENT_FIELDS
 from edge_agent.sinks.base import SinkContext, make_sink
-from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series
+from edge_agent.store.local import LocalStore
 
 log = logging.getLogger("edge_agent")
 
@@ -78,29 +78,31 @@ class Agent:
         self.loaded, self.clock, self.tick_s = loaded, clock or WallClock(), tick_s
         cfg = loaded.config
         store = cfg.agent.buffer
-        self.buffer = Buffer(loaded.resolve(store.path), store.max_points, store.synchronous)
-        self.pipeline = Pipeline(loaded, self.buffer, inbox_points=store.memory_points)
-        checkpoint.restore(self.buffer, self.pipeline)
+        self.store = LocalStore(loaded.resolve(store.path), store.max_points, store.synchronous)
+        points, series, state = self.store.points, self.store.series, self.store.state
+        self.pipeline = Pipeline(loaded, series, inbox_points=store.memory_points)
+        checkpoint.restore(state, self.pipeline)
         tags = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
-        self._health_ids = self.buffer.register([Series.of(AGENT, tags, f) for f in AGENT_FIELDS])
-        self.kpis = KpiStage(loaded, self.buffer, self.pipeline, self.clock.now_ns)
-        sink_context = SinkContext(loaded.path.parent, self.buffer.path.parent)
+        self._health_ids = series.register([Series.of(AGENT, tags, f) for f in AGENT_FIELDS])
+        self.kpis = KpiStage(loaded, points, series, state, self.pipeline, self.clock.now_ns)
+        sink_context = SinkContext(loaded.path.parent, self.store.path.parent)
         # The first sink is the cloud the adoption KPIs measure.
         self.forwarders = [
             Forwarder(
-                self.buffer,
+                points,
+                series.catalog,
                 make_sink(s, sink_context),
                 self.kpis.acknowledged if i == 0 else None,
                 s.retry_max,
             )
             for i, s in enumerate(cfg.sinks)
         ]
-        self.buffer.forget_sinks_except([f.sink.name for f in self.forwarders])
+        points.forget_sinks_except([f.sink.name for f in self.forwarders])
         context = CollectorContext(
             now_ns=self.clock.now_ns,
-            state=self.buffer,
-            data_dir=str(self.buffer.path.parent),
-            intern_text=self.buffer.intern_text,
+            state=state,
+            data_dir=str(self.store.path.parent),
+            intern_text=series.intern_text,
             count_drop=self.pipeline.inbox.drop,
         )
         self.collectors: list[Collector] = []
@@ -197,7 +199,7 @@ class Agent:
     def _count_losses(self, dropped: dict[str, int]) -> None:
         """Points that never reached the tick (inbox full, a failed hand-over): counted, logged."""
         for reason, points in dropped.items():
-            self.buffer.count_drop(reason, points)
+            self.store.points.count_drop(reason, points)
             self._losses.event(
                 logging.ERROR,
                 "%d points dropped before the tick took them (%s): the tick is failing or cannot keep up; see /health",
@@ -212,13 +214,13 @@ class Agent:
         True when they were written."""
         pending = Batch.concat(batches)
         try:
-            self.buffer.append(pending, state)
+            self.store.points.append(pending, state)
         except sqlite3.Error as exc:
             limit = self.loaded.config.agent.buffer.memory_points
             if not self._store_failing:
                 log.error(
                     "cannot write to the local store %s (%s); holding up to %d points in memory and retrying",
-                    self.buffer.path,
+                    self.store.path,
                     exc,
                     limit,
                 )
@@ -243,7 +245,7 @@ class Agent:
 
     def _drop(self, pending: Batch, reason: str, n: int) -> None:
         """Count dropped points; logged at the first drop of a spell and when it ends (no flood)."""
-        self.buffer.count_drop(reason, n)
+        self.store.points.count_drop(reason, n)
         if not self._dropped_in_spell:
             log.error(
                 "local store unwritable: dropping the oldest held points beyond buffer.memory_points "
@@ -259,7 +261,7 @@ class Agent:
 
     def _checkpoint(self) -> None:
         """Write the analytics checkpoint (in the tick's thread, between two ticks)."""
-        checkpoint.save(self.buffer, self.pipeline, self.clock.now_ns())
+        checkpoint.save(self.store.state, self.pipeline, self.clock.now_ns())
 
     def _last_tick(self) -> None:
         """The final tick, then the analytics checkpoint (both in the tick's thread)."""
@@ -284,7 +286,7 @@ class Agent:
                     "readings are stamped with the new time",
                     step,
                 )
-            if self.buffer.damaged and not self.restart_requested:
+            if self.store.damaged and not self.restart_requested:
                 self.restart_requested = True
                 self.stop()
                 return
@@ -309,7 +311,7 @@ class Agent:
     # -- health ------------------------------------------------------------------------------
     def _health_points(self, now: int) -> Batch:
         """The agent's own state as points (measurement ``agent``): scope, connections, backlog."""
-        stats = self.buffer.stats()
+        stats = self.store.points.stats()
         values = {
             "devices_in_scope": len(self.health),
             "devices_connected": sum(h.connected for h in self.health),
@@ -354,12 +356,12 @@ class Agent:
 
     def _store_report(self) -> dict[str, Any]:
         try:
-            stats = self.buffer.stats()
-            damaged = self.buffer.damage_notices()
+            stats = self.store.points.stats()
+            damaged = self.store.damage_notices()
         except sqlite3.Error as exc:
             return {"readable": False, "error": str(exc), "store_writable": False, "damaged": []}
         return {
-            "path": str(self.buffer.path),
+            "path": str(self.store.path),
             "pending_points": stats.pending_points,
             "oldest_age_s": (self.clock.now_ns() - stats.oldest_ts) / 1e9 if stats.oldest_ts else 0.0,
             "dropped": stats.dropped,
@@ -451,7 +453,7 @@ class Agent:
             with contextlib.suppress(sqlite3.Error):
                 log.warning(
                     "stopped with %d points still in the local store; they are sent on the next start",
-                    self.buffer.stats().pending_points,
+                    self.store.points.stats().pending_points,
                 )
         await asyncio.gather(*(asyncio.to_thread(f.close) for f in self.forwarders))
         # The senders are done and the tick has run its last: the loop may book the last acks.
@@ -460,7 +462,7 @@ class Agent:
         await supervisor.stop()
         self._tick_thread.shutdown(wait=True)
         self.final_report = report
-        self.buffer.close()
+        self.store.close()
         buffer = report["buffer"]
         log.info(
             "agent stopped: %d points produced this run, %d left in the local store, dropped %s",

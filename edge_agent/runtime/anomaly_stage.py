@@ -26,8 +26,8 @@ from edge_agent.collectors.batch import QUALITY_GOOD, Batch
 from edge_agent.config.anomaly import AnomalyBase, anomaly_settings
 from edge_agent.runtime.peaks import PeakPerInterval
 from edge_agent.schema import ALARM, ANOMALY
-from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series
+from edge_agent.store.series import SeriesRegistry
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class AnalogSignal:
 
 
 class AnomalyStage:
-    def __init__(self, section: AnomalyBase, signals: list[AnalogSignal], buffer: Buffer) -> None:
+    def __init__(self, section: AnomalyBase, signals: list[AnalogSignal], series: SeriesRegistry) -> None:
         self.section, self.signals = section, signals
         n = len(signals)
         low = np.array([np.nan if s.low is None else s.low for s in signals])
@@ -57,11 +57,11 @@ class AnomalyStage:
                 ", ".join(detectors.names),
                 "on the forecast model, by chunks" if detectors.kernel == "chunked" else "row by row",
             )
-        self.score_ids = buffer.register([Series.of(ANOMALY, s.tags, "score") for s in signals])
+        self.score_ids = series.register([Series.of(ANOMALY, s.tags, "score") for s in signals])
         #: Alarm tags: the detectors of the set, ``implausible`` (a reading no instrument makes), and
         #: ``combined`` when no single one reached the threshold.
         self.detector_tags = (*[d for d in section.detectors if d in REGISTRY], IMPLAUSIBLE, "combined")
-        self.buffer = buffer
+        self.series = series
         # Alarm series are registered when a signal first alarms: most signals never do.
         self._alarm_ids: dict[tuple[int, str], list[int]] = {}
         size = max((s.raw_id for s in signals), default=-1) + 1
@@ -152,7 +152,7 @@ class AnomalyStage:
         if ids is None:
             tags = {**self.signals[signal].tags, "detector": detector}
             fields = ("active", "duration_s", "peak")
-            ids = self.buffer.register([Series.of(ALARM, tags, f) for f in fields]).tolist()
+            ids = self.series.register([Series.of(ALARM, tags, f) for f in fields]).tolist()
             self._alarm_ids[(signal, detector)] = ids
         return ids
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from edge_agent.config import LoadedConfig
 from edge_agent.runtime import state_file
-from edge_agent.store.buffer import Buffer
+from edge_agent.store.state import SmallState
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def fingerprint(loaded: LoadedConfig, signal_keys: list[str]) -> str:
     return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def save(buffer: Buffer, pipeline: Any, taken_ns: int) -> None:
+def save(state: SmallState, pipeline: Any, taken_ns: int) -> None:
     """Write the pipeline's analytics state (in the tick's thread, between two ticks)."""
     point = {
         "version": VERSION,
@@ -62,7 +62,7 @@ def save(buffer: Buffer, pipeline: Any, taken_ns: int) -> None:
         "scorer": pipeline.anomaly.scorer,
         "state_code": pipeline._state_code,
     }
-    buffer.put_blob(KEY, state_file.dumps(point))
+    state.put_blob(KEY, state_file.dumps(point))
     log.debug(
         "analytics checkpoint written: %d OEE machines, %d scored signals",
         len(pipeline.machines),
@@ -70,9 +70,9 @@ def save(buffer: Buffer, pipeline: Any, taken_ns: int) -> None:
     )
 
 
-def restore(buffer: Buffer, pipeline: Any) -> bool:
+def restore(state: SmallState, pipeline: Any) -> bool:
     """Take back the last checkpoint when it fits this configuration; True if it was used."""
-    blob = buffer.get_blob(KEY)
+    blob = state.get_blob(KEY)
     if blob is None:
         return False
     try:
@@ -92,7 +92,7 @@ def restore(buffer: Buffer, pipeline: Any) -> bool:
     for engine in pipeline.engines.values():
         # The time the agent was away is an outage: unknown, counters re-baseline.
         engine.add_states(machines, np.full(machines.shape[0], taken_ns, np.int64), np.full(machines.shape[0], np.nan))
-    written = buffer.get_state(WRITTEN_KEY)
+    written = state.get_state(WRITTEN_KEY)
     if written:
         # Windows written after this checkpoint was taken (the run before crashed) stay as written.
         pipeline.written_until = {k: int(v) for k, v in json.loads(written).items()}

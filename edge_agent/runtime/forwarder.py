@@ -31,8 +31,8 @@ import numpy as np
 from edge_agent.collectors.batch import Batch
 from edge_agent.runtime.logs import Throttled
 from edge_agent.sinks.base import RejectedPoints, Sink, SinkUnavailable, abort
-from edge_agent.store.buffer import Buffer, Chunk
 from edge_agent.store.catalog import SeriesCatalog
+from edge_agent.store.points import Chunk, PointStore
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +67,18 @@ class SinkHealth:
 class Forwarder:
     def __init__(
         self,
-        buffer: Buffer,
+        points: PointStore,
+        catalog: Callable[[], SeriesCatalog],
         sink: Sink,
         on_ack: Callable[[list[Chunk], int], None] | None = None,
         retry_max_s: float = 5.0,
     ) -> None:
-        self.buffer, self.sink = buffer, sink
+        self.points, self.catalog, self.sink = points, catalog, sink
         self.retry_max_s = retry_max_s
         self.health = SinkHealth(sink.name)
         #: Called (in the sender's thread) with the chunks the database acknowledged and when (ns).
         self.on_ack = on_ack
-        self.cursor = buffer.cursor(sink.name)
+        self.cursor = points.cursor(sink.name)
         self._sender = ThreadPoolExecutor(max_workers=sink.concurrency, thread_name_prefix=f"send-{sink.name}")
         self._reject_lock = threading.Lock()
         self._refusals = Throttled(log)
@@ -107,10 +108,10 @@ class Forwarder:
         a time, so one connection leaves the server idle while we format). A chunk is
         acknowledged only after every one of its batches, and of all chunks before it, was written.
         """
-        chunks = self.buffer.read(self.cursor, max_points)
+        chunks = self.points.read(self.cursor, max_points)
         if not chunks:
             return 0
-        catalog = self.buffer.catalog()
+        catalog = self.catalog()
         size = self.sink.batch_size
         # (write, its chunk's index, whether it is the chunk's last batch)
         in_flight: list[tuple[Future[None], int, bool]] = []
@@ -150,7 +151,7 @@ class Forwarder:
             # One acknowledgement for everything written, also when a later batch failed.
             if done >= 0:
                 self.cursor = chunks[done].id
-                self.buffer.ack(self.sink.name, self.cursor)
+                self.points.ack(self.sink.name, self.cursor)
                 self._latency(max(int(c.batch.ts.max()) for c in chunks[: done + 1] if len(c.batch)))
                 if self.on_ack is not None:
                     self.on_ack(chunks[: done + 1], self.health.last_ack_ns)
@@ -176,7 +177,7 @@ class Forwarder:
             self._strike, self._strikes = (chunk.id, message), 1
         if self._strikes < POISON_AFTER:
             raise error
-        self.buffer.set_aside(self.sink.name, chunk.batch, message, chunk=chunk.id)
+        self.points.set_aside(self.sink.name, chunk.batch, message, chunk=chunk.id)
         self.cursor = max(self.cursor, chunk.id)
         self.health.set_aside += len(chunk.batch)
         self._strike, self._strikes = (-1, ""), 0
@@ -232,9 +233,9 @@ class Forwarder:
                 raise ValueError("the sink keeps no refused points itself")
             where = str(keep(batch, catalog, reason))
         except (OSError, ValueError) as exc:
-            self.buffer.set_aside(self.sink.name, batch, f"refused: {reason}; not kept by the sink: {exc}")
+            self.points.set_aside(self.sink.name, batch, f"refused: {reason}; not kept by the sink: {exc}")
             where = f"the local store's dead-letter table ({exc})"
-        self.buffer.count_drop("rejected", n)
+        self.points.count_drop("rejected", n)
         with self._reject_lock:
             self.health.rejected += n
             self._refused += n

@@ -26,8 +26,10 @@ from edge_agent.collectors.batch import QUALITY_GOOD, Batch
 from edge_agent.config import LoadedConfig
 from edge_agent.runtime.pipeline import Pipeline
 from edge_agent.schema import KPI, KPI_FIELDS
-from edge_agent.store.buffer import Buffer, Chunk
 from edge_agent.store.catalog import Series
+from edge_agent.store.points import Chunk, PointStore
+from edge_agent.store.series import SeriesRegistry
+from edge_agent.store.state import SmallState
 
 NS = 1_000_000_000
 _DAYS_KEY, _BASELINE_KEY = "kpi.cloud_days", "kpi.baseline_sums"
@@ -41,10 +43,18 @@ class KpiStage:
     acknowledgement over whole through a queue that :meth:`tick` drains.
     """
 
-    def __init__(self, loaded: LoadedConfig, buffer: Buffer, pipeline: Pipeline, now_ns: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        points: PointStore,
+        series: SeriesRegistry,
+        state: SmallState,
+        pipeline: Pipeline,
+        now_ns: Callable[[], int],
+    ) -> None:
         cfg = loaded.config
         k = cfg.kpis
-        self.buffer, self.pipeline, self.now_ns, self.section = buffer, pipeline, now_ns, k
+        self.points, self.state, self.pipeline, self.now_ns, self.section = points, state, pipeline, now_ns, k
         names = [d.name for d in cfg.devices]
         scope = set(k.scope) if k.scope is not None else set(names)
         in_scope = np.array([n in scope for n in names], bool)
@@ -63,10 +73,10 @@ class KpiStage:
         self._meter_ts = np.empty(0, np.int64)
         self._meter_kwh = np.empty(0, np.float64)
         tags = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
-        self.ids = buffer.register([Series.of(KPI, tags, f) for f in KPI_FIELDS])
+        self.ids = series.register([Series.of(KPI, tags, f) for f in KPI_FIELDS])
         self._acks: queue.SimpleQueue[tuple[NDArray[np.int32], list[float], int]] = queue.SimpleQueue()
-        self.days = {dt.date.fromisoformat(d) for d in json.loads(buffer.get_state(_DAYS_KEY) or "[]")}
-        self.baseline_sums: dict[str, float] = json.loads(buffer.get_state(_BASELINE_KEY) or "{}")
+        self.days = {dt.date.fromisoformat(d) for d in json.loads(state.get_state(_DAYS_KEY) or "[]")}
+        self.baseline_sums: dict[str, float] = json.loads(state.get_state(_BASELINE_KEY) or "{}")
         self._last_totals = pipeline.totals.copy()
         self._interval_start: int | None = None
         #: The latest report (field -> value), for the health endpoint.
@@ -101,7 +111,7 @@ class KpiStage:
         day = dt.datetime.fromtimestamp(now / NS, self.zone).date()
         if day not in self.days:
             self.days.add(day)
-            self.buffer.put_state(_DAYS_KEY, json.dumps(sorted(d.isoformat() for d in self.days)))
+            self.state.put_state(_DAYS_KEY, json.dumps(sorted(d.isoformat() for d in self.days)))
 
     def _meters(self, raw: Batch) -> None:
         """Take the workshop energy meters' increases (a drop is a meter reset: counts on from 0)."""
@@ -167,7 +177,7 @@ class KpiStage:
         """The interval ``[start, now)``: every field of :data:`KPI_FIELDS` (NaN = absent)."""
         self.take_acknowledgements()
         out = self.shop.report(now, (now - start) / NS)
-        stats = self.buffer.stats()
+        stats = self.points.stats()
         today = dt.datetime.fromtimestamp(now / NS, self.zone).date()
         out |= {
             "continuous_cloud_days": float(continuous_days(self.days, today)),
@@ -200,7 +210,7 @@ class KpiStage:
             return
         for k, v in sums.items():
             self.baseline_sums[k] = self.baseline_sums.get(k, 0.0) + v
-        self.buffer.put_state(_BASELINE_KEY, json.dumps(self.baseline_sums))
+        self.state.put_state(_BASELINE_KEY, json.dumps(self.baseline_sums))
 
     def baseline(self) -> dict[str, float]:
         """Fixed values from the configuration, else the baseline window's, once it has ended."""

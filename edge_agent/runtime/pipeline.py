@@ -29,8 +29,8 @@ from edge_agent.config.oee import COUNTER_KIND, machine_config, shift_windows, w
 from edge_agent.runtime.anomaly_stage import AnalogSignal, AnomalyStage
 from edge_agent.runtime.checkpoint import fingerprint as checkpoint_fingerprint
 from edge_agent.schema import MACHINE_STATE, OEE, OEE_FIELDS, RAW, TEXT_FIELD
-from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series
+from edge_agent.store.series import SeriesRegistry
 
 #: Role codes per raw series: -1 none, 0 state, 1 + counter kind.
 ROLE_STATE = 0
@@ -95,9 +95,9 @@ class Pipeline:
     :meth:`ingest` is the one method for other threads (the pollers' event loop).
     """
 
-    def __init__(self, loaded: LoadedConfig, buffer: Buffer, inbox_points: int = 2_000_000) -> None:  # noqa: PLR0915 - one pass over the devices
+    def __init__(self, loaded: LoadedConfig, series: SeriesRegistry, inbox_points: int = 2_000_000) -> None:  # noqa: PLR0915 - one pass over the devices
         cfg = loaded.config
-        self.loaded, self.buffer = loaded, buffer
+        self.loaded = loaded
         self.settle_ns = int(cfg.analytics.settle * NS)
         base = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
         raw_keys: list[Series] = []
@@ -160,7 +160,7 @@ class Pipeline:
             self.grids["shift"] = shift_windows(cfg.analytics.shifts)
         oee_keys = [Series.of(OEE, {**t, "window": w}, f) for w in self.grids for t in machine_tags for f in OEE_FIELDS]
         state_keys = [Series.of(MACHINE_STATE, t, "state") for t in machine_tags]
-        ids = buffer.register(raw_keys + oee_keys + state_keys)
+        ids = series.register(raw_keys + oee_keys + state_keys)
         #: Series id of each machine's mapped state, and each machine's code -> state table.
         self.machine_state_ids = ids[len(ids) - len(state_keys) :] if state_keys else np.empty(0, np.int32)
         self._state_lut = np.array(
@@ -189,7 +189,7 @@ class Pipeline:
         self.anomaly = AnomalyStage(
             cfg.analytics.anomaly,
             [AnalogSignal(key, int(raw_ids[i]), m, tags, low, high) for i, m, key, tags, low, high in analog],
-            buffer,
+            series,
         )
         self._default_state = [float(c.default_state) for c in machine_cfgs]
         self._state_code = np.full(len(machine_cfgs), np.nan)

@@ -73,33 +73,3 @@ class SeriesCatalog:
     def with_texts(self, more: Mapping[int, str]) -> SeriesCatalog:
         """A new snapshot with text values ``more`` added."""
         return SeriesCatalog(self._entries, {**self.texts, **more})
-
-
-def parse_line_protocol_key(key: str) -> tuple[str, dict[str, str]]:
-    """Measurement and tags of a line-protocol series key (the local store's format before 0.2).
-
-    >>> parse_line_protocol_key(r"raw,machine=press\\ 1,signal=a\\,b")
-    ('raw', {'machine': 'press 1', 'signal': 'a,b'})
-    """
-    parts: list[str] = []
-    current: list[str] = []
-    escaped = False
-    for ch in key:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ",":
-            parts.append("".join(current))
-            current = []
-        elif ch == "=" and parts:
-            current.append("\x00")  # an unescaped '=' separates a tag's key from its value
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    tags = {}
-    for part in parts[1:]:
-        k, _, v = part.partition("\x00")
-        tags[k] = v
-    return parts[0], tags

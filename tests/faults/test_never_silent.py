@@ -180,7 +180,7 @@ def test_extreme_readings_flow_through_the_real_sink_and_do_not_poison_the_model
 
 
 def _pending(agent: Agent) -> int:
-    return int(agent.buffer.stats().pending_points)
+    return int(agent.store.points.stats().pending_points)
 
 
 @pytest.mark.parametrize("first", ["SIGHUP", "SIGTERM"])

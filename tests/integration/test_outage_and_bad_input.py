@@ -25,7 +25,7 @@ def test_influxdb_outage_loses_nothing(fresh_influxdb: InfluxServer, tmp_path: P
         await asyncio.to_thread(fresh_influxdb.stop)
         await asyncio.sleep(6)
         seen["sink_ok_during_outage"] = agent.forwarders[0].health.ok
-        seen["backlog"] = agent.buffer.stats().pending_points
+        seen["backlog"] = agent.store.points.stats().pending_points
         await asyncio.to_thread(fresh_influxdb.start)
         await asyncio.sleep(5)
 

@@ -16,8 +16,8 @@ from edge_agent.demo.plant import Plant
 from edge_agent.demo.workshop import demo_config, write_config
 from edge_agent.runtime.agent import Agent
 from edge_agent.runtime.forwarder import Forwarder
-from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series, SeriesCatalog
+from edge_agent.store.local import LocalStore
 
 
 def agent_without_devices_running(tmp_path: Path) -> Agent:
@@ -29,7 +29,7 @@ def test_a_refused_store_write_keeps_the_points_for_the_next_tick(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     agent = agent_without_devices_running(tmp_path)
-    real_append = agent.buffer.append
+    real_append = agent.store.points.append
     calls = {"n": 0}
 
     def failing_once(batch: Batch, state: dict[str, str] | None = None) -> None:
@@ -38,13 +38,13 @@ def test_a_refused_store_write_keeps_the_points_for_the_next_tick(
             raise sqlite3.OperationalError("database or disk is full")
         real_append(batch, state)
 
-    monkeypatch.setattr(agent.buffer, "append", failing_once)
+    monkeypatch.setattr(agent.store.points, "append", failing_once)
     agent.pipeline.ingest(3, Batch.of(agent.clock.now_ns(), np.arange(7, dtype=np.int32), np.arange(7.0)))
     first = agent.tick()
-    assert agent.buffer.stats().pending_points == 0
+    assert agent.store.points.stats().pending_points == 0
     assert "cannot write to the local store" in caplog.text
     second = agent.tick()
-    assert agent.buffer.stats().pending_points == first + second == agent.points_produced
+    assert agent.store.points.stats().pending_points == first + second == agent.points_produced
     assert "accepts writes again" in caplog.text
 
 
@@ -70,10 +70,11 @@ class BrokenOnce:
 
 
 def test_a_sink_that_raises_something_unexpected_is_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    buffer = Buffer(tmp_path / "s.sqlite3")
-    (sid,) = buffer.register([Series.of("m", {}, "v")]).tolist()
+    store = LocalStore(tmp_path / "s.sqlite3")
+    buffer = store.points
+    (sid,) = store.series.register([Series.of("m", {}, "v")]).tolist()
     sink = BrokenOnce(expect=250)
-    forwarder = Forwarder(buffer, sink)
+    forwarder = Forwarder(buffer, store.series.catalog, sink)
     buffer.append(Batch.of(np.arange(250, dtype=np.int64), np.full(250, sid, np.int32), np.ones(250)))
 
     async def run() -> None:

@@ -18,7 +18,7 @@ import yaml
 from edge_agent.collectors.batch import Batch
 from edge_agent.config import load_config
 from edge_agent.runtime.pipeline import Pipeline
-from edge_agent.store.buffer import Buffer
+from edge_agent.store.local import LocalStore
 
 PRODUCERS = 16
 BATCHES_EACH = 1500
@@ -39,7 +39,7 @@ def _pipeline(tmp_path: Path) -> Pipeline:
     doc = {"agent": {"id": "a", "site": "s", "workshop": "w"}, "devices": devices}
     path = tmp_path / "agent.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return Pipeline(load_config(path), Buffer(tmp_path / "store.sqlite3"))
+    return Pipeline(load_config(path), LocalStore(tmp_path / "store.sqlite3").series)
 
 
 def test_no_batch_is_lost_between_two_ticks(tmp_path: Path) -> None:

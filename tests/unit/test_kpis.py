@@ -15,7 +15,8 @@ from edge_agent.config import LoadedConfig, load_config
 from edge_agent.config.yaml_source import ConfigError
 from edge_agent.runtime.kpi_stage import KpiStage
 from edge_agent.runtime.pipeline import Pipeline
-from edge_agent.store.buffer import Buffer, Chunk
+from edge_agent.store.local import LocalStore
+from edge_agent.store.points import Chunk
 
 NS = 1_000_000_000
 T0 = int(dt.datetime(2026, 3, 2, 8, tzinfo=dt.UTC).timestamp())
@@ -49,10 +50,11 @@ class Shop:
 
     def __init__(self, tmp_path: Path, kpis: dict[str, Any]) -> None:
         self.loaded = _config(tmp_path, kpis)
-        self.buffer = Buffer(tmp_path / "store.sqlite3")
-        self.pipeline = Pipeline(self.loaded, self.buffer)
+        self.store = LocalStore(tmp_path / "store.sqlite3")
+        self.pipeline = Pipeline(self.loaded, self.store.series)
         self.now = T0 * NS
-        self.stage = KpiStage(self.loaded, self.buffer, self.pipeline, lambda: self.now)
+        store = self.store
+        self.stage = KpiStage(self.loaded, store.points, store.series, store.state, self.pipeline, lambda: self.now)
         self.reports: list[dict[str, float]] = []
 
     def run(self, seconds: range, ack_every_s: int = 0) -> None:
@@ -120,7 +122,7 @@ def test_baseline_window_freezes_and_survives_a_restart(tmp_path: Path) -> None:
     # A restart on the same store keeps the baseline sums and the days with acknowledged writes.
     shop.stage.acknowledged([], shop.now)
     shop.stage.take_acknowledgements()
-    shop.buffer.close()
+    shop.store.close()
     again = Shop(tmp_path, kpis)
     again.now = shop.now
     assert again.stage.baseline()["energy_per_good_kwh"] == pytest.approx(frozen)

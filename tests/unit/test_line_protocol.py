@@ -8,13 +8,12 @@ from hypothesis import strategies as st
 
 from edge_agent.collectors.batch import QUALITY_BAD_DEVICE, Batch
 from edge_agent.sinks.influx.line_protocol import LineProtocol, series_prefix
-from edge_agent.store.catalog import Series, SeriesCatalog, parse_line_protocol_key
+from edge_agent.store.catalog import Series, SeriesCatalog
 
 
 def test_escaping_and_sorted_tags() -> None:
     series = Series.of("raw", {"machine": "press 1", "line": "a,b", "signal": "t=1", "empty": ""}, "value")
     assert series_prefix(series) == "raw,line=a\\,b,machine=press\\ 1,signal=t\\=1"
-    assert parse_line_protocol_key(series_prefix(series)) == ("raw", series.tag_dict)
 
 
 def test_good_and_bad_quality_points() -> None:

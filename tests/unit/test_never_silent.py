@@ -30,8 +30,8 @@ from edge_agent.runtime.polling import Backoff, DeviceHealth, DevicePoller
 from edge_agent.runtime.supervisor import Supervisor
 from edge_agent.sinks.base import RejectedPoints
 from edge_agent.sinks.influx.line_protocol import LineProtocol
-from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series, SeriesCatalog
+from edge_agent.store.local import LocalStore
 
 
 async def until(what: str, condition: Any, timeout_s: float = 60.0) -> None:
@@ -48,12 +48,12 @@ async def until(what: str, condition: Any, timeout_s: float = 60.0) -> None:
 
 def stored(path: Path, points: int = 1000) -> None:
     """A store holding ``points`` points in ten chunks."""
-    buffer = Buffer(path)
-    (sid,) = buffer.register([Series.of("m", {}, "v")]).tolist()
+    store = LocalStore(path)
+    (sid,) = store.series.register([Series.of("m", {}, "v")]).tolist()
     for k in range(10):
         n = points // 10
-        buffer.append(Batch.of(np.arange(n, dtype=np.int64) + k * n, np.full(n, sid, np.int32), np.ones(n)))
-    buffer.close()
+        store.points.append(Batch.of(np.arange(n, dtype=np.int64) + k * n, np.full(n, sid, np.int32), np.ones(n)))
+    store.close()
 
 
 def damage(path: Path, how: str) -> None:
@@ -79,22 +79,22 @@ def test_a_damaged_store_is_set_aside_and_a_new_one_starts(
         (tmp_path / f"store.sqlite3{extra}").unlink(missing_ok=True)
     damage(path, how)
     with caplog.at_level(logging.ERROR):
-        buffer = Buffer(path)
-    (notice,) = buffer.damage_notices()
+        store = LocalStore(path)
+    (notice,) = store.damage_notices()
     kept = Path(str(notice["file"]))
     assert kept.name.startswith("store.sqlite3.damaged-") and kept.exists()
     assert "damaged" in caplog.text and str(kept) in caplog.text
     lost = notice["lost_points"]
     if lost:  # where the damaged file still says what it held, that is counted as lost
-        assert buffer.stats().dropped == {"store_damaged": lost}
+        assert store.points.stats().dropped == {"store_damaged": lost}
     # The new store works.
-    (sid,) = buffer.register([Series.of("m", {}, "v")]).tolist()
-    buffer.append(Batch.of(1, [sid], [2.0]))
-    assert buffer.stats().pending_points == 1
+    (sid,) = store.series.register([Series.of("m", {}, "v")]).tolist()
+    store.points.append(Batch.of(1, [sid], [2.0]))
+    assert store.points.stats().pending_points == 1
     # The notice holds until the operator removes the kept file.
     kept.unlink()
-    assert buffer.damage_notices() == []
-    buffer.close()
+    assert store.damage_notices() == []
+    store.close()
 
 
 def test_an_agent_starts_on_a_damaged_store_and_says_so(tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_an_agent_starts_on_a_damaged_store_and_says_so(tmp_path: Path) -> None:
     report = agent.health_report()
     assert report["status"] == "degraded"
     assert any("damaged" in r and "store.sqlite3.damaged-" in r for r in report["reasons"])
-    agent.buffer.close()
+    agent.store.close()
 
 
 # -- sinks ---------------------------------------------------------------------------------------
@@ -126,19 +126,20 @@ class PoisonedSink:
         return
 
 
-def chunks(buffer: Buffer, values: list[list[float]]) -> None:
-    (sid,) = buffer.register([Series.of("m", {}, "v")]).tolist()
+def chunks(store: LocalStore, values: list[list[float]]) -> None:
+    (sid,) = store.series.register([Series.of("m", {}, "v")]).tolist()
     for k, chunk in enumerate(values):
-        buffer.append(Batch.of(np.arange(len(chunk), dtype=np.int64) + 100 * k, np.full(len(chunk), sid), chunk))
+        store.points.append(Batch.of(np.arange(len(chunk), dtype=np.int64) + 100 * k, np.full(len(chunk), sid), chunk))
 
 
 def test_a_chunk_that_fails_the_same_way_is_set_aside_and_the_rest_flows(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    buffer = Buffer(tmp_path / "s.sqlite3")
-    chunks(buffer, [[1.0, 2.0], [13.0, 14.0], [3.0]])
+    store = LocalStore(tmp_path / "s.sqlite3")
+    buffer = store.points
+    chunks(store, [[1.0, 2.0], [13.0, 14.0], [3.0]])
     sink = PoisonedSink()
-    forwarder = Forwarder(buffer, sink)
+    forwarder = Forwarder(buffer, store.series.catalog, sink)
     for attempt in range(POISON_AFTER):
         if attempt < POISON_AFTER - 1:
             with pytest.raises(OverflowError):
@@ -153,7 +154,7 @@ def test_a_chunk_that_fails_the_same_way_is_set_aside_and_the_rest_flows(
     assert stats.pending_points == 0 and stats.set_aside == {"poisoned": 2}
     assert forwarder.health.set_aside == 2
     assert "set aside in the local store's dead-letter table" in caplog.text
-    row = sqlite3.connect(buffer.path).execute("SELECT sink, n, error FROM dead_letter").fetchone()
+    row = sqlite3.connect(store.path).execute("SELECT sink, n, error FROM dead_letter").fetchone()
     assert row == ("poisoned", 2, "OverflowError: cannot convert float infinity to integer")
     forwarder.close()
 
@@ -185,10 +186,11 @@ class RefusingSink:
 def test_refused_points_are_kept_and_counted_when_the_rejected_file_cannot_be_written(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    buffer = Buffer(tmp_path / "s.sqlite3")
-    chunks(buffer, [[float(v) for v in range(40)] for _ in range(5)])
+    store = LocalStore(tmp_path / "s.sqlite3")
+    buffer = store.points
+    chunks(store, [[float(v) for v in range(40)] for _ in range(5)])
     (tmp_path / "not-a-folder").write_text("a file where a folder should be", encoding="utf-8")
-    forwarder = Forwarder(buffer, RefusingSink(tmp_path / "not-a-folder" / "rejected.lp"))
+    forwarder = Forwarder(buffer, store.series.catalog, RefusingSink(tmp_path / "not-a-folder" / "rejected.lp"))
     with caplog.at_level(logging.ERROR):
         while forwarder.step():
             pass
@@ -207,9 +209,10 @@ def test_refused_points_are_kept_and_counted_when_the_rejected_file_cannot_be_wr
 
 
 def test_a_sink_that_refuses_everything_turns_failing(tmp_path: Path) -> None:
-    buffer = Buffer(tmp_path / "s.sqlite3")
-    chunks(buffer, [[1.0, 2.0]])
-    forwarder = Forwarder(buffer, RefusingSink())
+    store = LocalStore(tmp_path / "s.sqlite3")
+    buffer = store.points
+    chunks(store, [[1.0, 2.0]])
+    forwarder = Forwarder(buffer, store.series.catalog, RefusingSink())
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -288,8 +291,8 @@ def test_a_failing_tick_still_stores_the_readings_it_took(tmp_path: Path) -> Non
     agent.pipeline.ingest(3, Batch.of(agent.clock.now_ns(), np.arange(7, dtype=np.int32), np.arange(7.0)))
     with pytest.raises(ZeroDivisionError):
         agent.tick()
-    assert agent.buffer.stats().pending_points == 7
-    agent.buffer.close()
+    assert agent.store.points.stats().pending_points == 7
+    agent.store.close()
 
 
 def test_the_checkpoint_cannot_run_code_when_it_is_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -300,16 +303,16 @@ def test_the_checkpoint_cannot_run_code_when_it_is_read(tmp_path: Path, caplog: 
         def __reduce__(self) -> tuple[Any, ...]:
             return (os.system, (f"touch {marker}",))
 
-    agent.buffer.put_blob(checkpoint.KEY, pickle.dumps(Payload()))
+    agent.store.state.put_blob(checkpoint.KEY, pickle.dumps(Payload()))
     with caplog.at_level(logging.WARNING):
-        assert checkpoint.restore(agent.buffer, agent.pipeline) is False
+        assert checkpoint.restore(agent.store.state, agent.pipeline) is False
     assert not marker.exists()
     assert "unreadable" in caplog.text
     # What the agent writes, it reads back.
     agent.tick()
-    checkpoint.save(agent.buffer, agent.pipeline, agent.clock.now_ns())
-    assert checkpoint.restore(agent.buffer, agent.pipeline) is True
-    agent.buffer.close()
+    checkpoint.save(agent.store.state, agent.pipeline, agent.clock.now_ns())
+    assert checkpoint.restore(agent.store.state, agent.pipeline) is True
+    agent.store.close()
 
 
 # -- reload ------------------------------------------------------------------------------------------
@@ -498,14 +501,14 @@ def test_after_a_crash_windows_written_since_the_checkpoint_are_not_written_agai
             agent.pipeline.ingest(0, Batch.of(clock.now, [state, parts], [1.0, float(s)]))
             agent.tick()
             if s == save_at:
-                checkpoint.save(agent.buffer, agent.pipeline, clock.now)
+                checkpoint.save(agent.store.state, agent.pipeline, clock.now)
 
     first = Agent(load_config(path), clock)  # type: ignore[arg-type]
     run(first, range(0, 300), save_at=120)
     written = dict(first.pipeline.written_until)
     assert written and max(written.values()) >= start + 240 * 10**9
     last_chunk = sqlite3.connect(tmp_path / "store.sqlite3").execute("SELECT MAX(id) FROM chunks").fetchone()[0]
-    first.buffer.close()  # a crash: no final tick, no checkpoint
+    first.store.close()  # a crash: no final tick, no checkpoint
 
     second = Agent(load_config(path), clock)  # type: ignore[arg-type]
     run(second, range(360, 480))
@@ -513,4 +516,4 @@ def test_after_a_crash_windows_written_since_the_checkpoint_are_not_written_agai
     assert rewritten == [], (
         f"windows written before the crash were written again: {[(k - start) / 1e9 for k in rewritten]}"
     )
-    second.buffer.close()
+    second.store.close()

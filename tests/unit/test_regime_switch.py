@@ -17,7 +17,7 @@ import yaml
 from edge_agent.collectors.batch import Batch
 from edge_agent.config import load_config
 from edge_agent.runtime.pipeline import Pipeline
-from edge_agent.store.buffer import Buffer
+from edge_agent.store.local import LocalStore
 
 NS = 1_000_000_000
 T0 = int(dt.datetime(2026, 3, 2, 8, tzinfo=dt.UTC).timestamp())
@@ -38,7 +38,7 @@ def _pipeline(tmp_path: Path) -> Pipeline:
     }  # fmt: skip
     path = tmp_path / "agent.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return Pipeline(load_config(path), Buffer(tmp_path / "store.sqlite3"))
+    return Pipeline(load_config(path), LocalStore(tmp_path / "store.sqlite3").series)
 
 
 def test_a_state_change_read_one_poll_late_raises_no_alarm(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The durable local store: restart survival, per-sink acknowledgement, bounded size."""
+"""The durable local store: restart survival, per-sink acknowledgement, bounded size, stable series ids."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from edge_agent.collectors.batch import Batch
-from edge_agent.store.buffer import Buffer
 from edge_agent.store.catalog import Series
+from edge_agent.store.local import LocalStore
+from edge_agent.store.points import PointStore
+
+
+def points(path: Path, max_points: int = 50_000_000) -> PointStore:
+    return LocalStore(path, max_points).points
 
 
 def batch(n: int, start: int = 0) -> Batch:
@@ -22,12 +27,13 @@ def batch(n: int, start: int = 0) -> Batch:
 
 def test_points_survive_a_restart_until_acknowledged(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite3"
-    buf = Buffer(path)
+    store = LocalStore(path)
+    buf = store.points
     cursor = buf.cursor("sink")
     buf.append(batch(10))
     buf.append(batch(5, 100))
-    buf.close()
-    buf = Buffer(path)
+    store.close()
+    buf = points(path)
     chunks = buf.read(buf.cursor("sink"), 1_000)
     assert [len(c.batch) for c in chunks] == [10, 5]
     assert chunks[1].batch.ts.tolist() == list(range(100, 105))
@@ -37,7 +43,7 @@ def test_points_survive_a_restart_until_acknowledged(tmp_path: Path) -> None:
 
 
 def test_a_chunk_goes_only_when_every_sink_acknowledged_it(tmp_path: Path) -> None:
-    buf = Buffer(tmp_path / "b.sqlite3")
+    buf = points(tmp_path / "b.sqlite3")
     buf.cursor("a")
     buf.cursor("b")
     buf.append(batch(3))
@@ -50,7 +56,7 @@ def test_a_chunk_goes_only_when_every_sink_acknowledged_it(tmp_path: Path) -> No
 
 
 def test_full_store_drops_oldest_and_counts_them(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    buf = Buffer(tmp_path / "b.sqlite3", max_points=10_000)
+    buf = points(tmp_path / "b.sqlite3", max_points=10_000)
     for i in range(5):
         buf.append(batch(3_000, i * 3_000))
     stats = buf.stats()
@@ -64,22 +70,7 @@ def test_full_store_drops_oldest_and_counts_them(tmp_path: Path, caplog: pytest.
 def test_series_ids_are_stable_across_restarts(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite3"
     a, b, c = (Series.of("raw", {"machine": m}, "value") for m in "abc")
-    first = Buffer(path).register([a, b])
-    again = Buffer(path).register([c, b])
+    first = LocalStore(path).series.register([a, b])
+    again = LocalStore(path).series.register([c, b])
     assert again[1] == first[1]
     assert again[0] not in first.tolist()
-
-
-def test_a_store_from_before_the_catalog_keeps_its_series_ids(tmp_path: Path) -> None:
-    """Stores written by 0.1 kept series as line-protocol keys; they open with the same ids."""
-    import sqlite3  # noqa: PLC0415
-
-    path = tmp_path / "old.sqlite3"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE series (id INTEGER PRIMARY KEY, key TEXT, field TEXT, UNIQUE (key, field))")
-    db.execute("INSERT INTO series VALUES (7, 'raw,machine=press\\ 1,signal=a\\,b', 'value')")
-    db.commit()
-    db.close()
-    buffer = Buffer(path)
-    assert buffer.catalog()[7] == Series.of("raw", {"machine": "press 1", "signal": "a,b"}, "value")
-    assert buffer.register([Series.of("raw", {"machine": "press 1", "signal": "a,b"}, "value")]).tolist() == [7]

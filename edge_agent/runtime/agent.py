@@ -637,6 +637,16 @@ class Lifecycle:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            await self._agents()
+        finally:
+            # The loop would put the default handlers back when it closes, and a late SIGHUP or a
+            # second SIGTERM would then kill the process on its way out: ignore them from here.
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
+
+    async def _agents(self) -> None:
         while not self.stopping:
             current = self.current
             for warning in current.warnings:

@@ -1,24 +1,24 @@
 """``/metrics``: the health report in Prometheus' text format, through prometheus-client.
 
-Names follow Prometheus' conventions (``edge_`` prefix, base units, ``_total`` for counters):
+Names follow Prometheus' conventions (``edge_agent_`` prefix, base units, ``_total`` for counters):
 
 | metric | type | labels |
 | --- | --- | --- |
-| ``edge_up`` | gauge, 1 ok / 0 degraded | |
-| ``edge_device_up`` | gauge, 1 answering | device |
-| ``edge_device_polls_total``, ``edge_device_failures_total``, ``edge_device_overruns_total`` | counter | device |
-| ``edge_points_produced_total`` | counter | |
-| ``edge_points_dropped_total`` | counter | reason |
-| ``edge_buffer_backlog_points`` | gauge | |
-| ``edge_buffer_oldest_age_seconds`` | gauge | |
-| ``edge_sink_up`` | gauge | sink |
-| ``edge_sink_points_written_total``, ``edge_sink_points_rejected_total`` | counter | sink |
-| ``edge_sink_latency_seconds`` | gauge (p50, p95 of recent points, reading to acknowledgement) | sink, quantile |
-| ``edge_sink_points_set_aside_total`` | counter (dead letter) | sink |
-| ``edge_task_up`` | gauge, 1 running | task |
-| ``edge_task_failures_total``, ``edge_task_restarts_total`` | counter | task |
-| ``edge_clock_steps_total`` | counter (wall-clock steps larger than a poll interval) | |
-| ``edge_store_damaged`` | gauge (damaged store files set aside and not yet removed) | |
+| ``edge_agent_up`` | gauge, 1 ok / 0 degraded | |
+| ``edge_agent_device_up`` | gauge, 1 answering | device |
+| ``edge_agent_device_polls_total``, ``edge_agent_device_failures_total``, ``edge_agent_device_overruns_total`` | counter | device |
+| ``edge_agent_points_produced_total`` | counter | |
+| ``edge_agent_points_dropped_total`` | counter | reason |
+| ``edge_agent_buffer_backlog_points`` | gauge | |
+| ``edge_agent_buffer_oldest_age_seconds`` | gauge | |
+| ``edge_agent_sink_up`` | gauge | sink |
+| ``edge_agent_sink_points_written_total``, ``edge_agent_sink_points_rejected_total`` | counter | sink |
+| ``edge_agent_sink_latency_seconds`` | gauge (p50, p95 of recent points, reading to acknowledgement) | sink, quantile |
+| ``edge_agent_sink_points_set_aside_total`` | counter (dead letter) | sink |
+| ``edge_agent_task_up`` | gauge, 1 running | task |
+| ``edge_agent_task_failures_total``, ``edge_agent_task_restarts_total`` | counter | task |
+| ``edge_agent_clock_steps_total`` | counter (wall-clock steps larger than a poll interval) | |
+| ``edge_agent_store_damaged`` | gauge (damaged store files set aside and not yet removed) | |
 
 A fresh registry is filled from the report on each scrape: the agent keeps no second set of
 counters that could drift from ``/health``.
@@ -42,11 +42,11 @@ class _Report:
 
     def collect(self) -> Iterator[Metric]:
         r = self.report
-        yield GaugeMetricFamily("edge_up", "1 when /health says ok, 0 when degraded", r.get("status") == "ok")
+        yield GaugeMetricFamily("edge_agent_up", "1 when /health says ok, 0 when degraded", r.get("status") == "ok")
         devices = r.get("devices", [])
-        up = GaugeMetricFamily("edge_device_up", "1 while the device answers", labels=["device"])
+        up = GaugeMetricFamily("edge_agent_device_up", "1 while the device answers", labels=["device"])
         counters = {
-            key: CounterMetricFamily(f"edge_device_{key}", f"device {key} since start", labels=["device"])
+            key: CounterMetricFamily(f"edge_agent_device_{key}", f"device {key} since start", labels=["device"])
             for key in ("polls", "failures", "overruns")
         }
         for d in devices:
@@ -56,35 +56,35 @@ class _Report:
         yield up
         yield from counters.values()
         yield CounterMetricFamily(
-            "edge_points_produced", "points handed to the local store", value=float(r.get("points_produced", 0))
+            "edge_agent_points_produced", "points handed to the local store", value=float(r.get("points_produced", 0))
         )
         buffer = r.get("buffer", {})
-        dropped = CounterMetricFamily("edge_points_dropped", "points that will never reach a sink", labels=["reason"])
+        dropped = CounterMetricFamily("edge_agent_points_dropped", "points that will never reach a sink", labels=["reason"])
         for reason, points in sorted(buffer.get("dropped", {}).items()):
             dropped.add_metric([reason], float(points))
         yield dropped
         yield GaugeMetricFamily(
-            "edge_buffer_backlog_points", "points not yet acknowledged by every sink", buffer.get("pending_points", 0)
+            "edge_agent_buffer_backlog_points", "points not yet acknowledged by every sink", buffer.get("pending_points", 0)
         )
         yield GaugeMetricFamily(
-            "edge_buffer_oldest_age_seconds", "age of the oldest of them", buffer.get("oldest_age_s", 0.0)
+            "edge_agent_buffer_oldest_age_seconds", "age of the oldest of them", buffer.get("oldest_age_s", 0.0)
         )
         yield from _sinks(r.get("sinks", []))
         yield from _tasks(r.get("tasks", []))
         yield CounterMetricFamily(
-            "edge_clock_steps",
+            "edge_agent_clock_steps",
             "wall-clock steps larger than a poll interval",
             value=float(r.get("clock", {}).get("steps", 0)),
         )
         yield GaugeMetricFamily(
-            "edge_store_damaged", "damaged store files set aside, not yet removed", len(buffer.get("damaged", []))
+            "edge_agent_store_damaged", "damaged store files set aside, not yet removed", len(buffer.get("damaged", []))
         )
 
 
 def _tasks(tasks: list[dict[str, Any]]) -> Iterator[Metric]:
-    up = GaugeMetricFamily("edge_task_up", "1 while the supervised task runs", labels=["task"])
-    failures = CounterMetricFamily("edge_task_failures", "times the task ended with an error", labels=["task"])
-    restarts = CounterMetricFamily("edge_task_restarts", "times the supervisor restarted the task", labels=["task"])
+    up = GaugeMetricFamily("edge_agent_task_up", "1 while the supervised task runs", labels=["task"])
+    failures = CounterMetricFamily("edge_agent_task_failures", "times the task ended with an error", labels=["task"])
+    restarts = CounterMetricFamily("edge_agent_task_restarts", "times the supervisor restarted the task", labels=["task"])
     for t in tasks:
         up.add_metric([t["name"]], 1.0 if t.get("running") else 0.0)
         failures.add_metric([t["name"]], float(t.get("failures", 0)))
@@ -93,14 +93,14 @@ def _tasks(tasks: list[dict[str, Any]]) -> Iterator[Metric]:
 
 
 def _sinks(sinks: list[dict[str, Any]]) -> Iterator[Metric]:
-    up = GaugeMetricFamily("edge_sink_up", "1 while the sink accepts writes", labels=["sink"])
-    written = CounterMetricFamily("edge_sink_points_written", "points the sink acknowledged", labels=["sink"])
-    rejected = CounterMetricFamily("edge_sink_points_rejected", "points the sink refused as invalid", labels=["sink"])
+    up = GaugeMetricFamily("edge_agent_sink_up", "1 while the sink accepts writes", labels=["sink"])
+    written = CounterMetricFamily("edge_agent_sink_points_written", "points the sink acknowledged", labels=["sink"])
+    rejected = CounterMetricFamily("edge_agent_sink_points_rejected", "points the sink refused as invalid", labels=["sink"])
     aside = CounterMetricFamily(
-        "edge_sink_points_set_aside", "points set aside for the sink (dead letter)", labels=["sink"]
+        "edge_agent_sink_points_set_aside", "points set aside for the sink (dead letter)", labels=["sink"]
     )
     latency = GaugeMetricFamily(
-        "edge_sink_latency_seconds", "reading to acknowledgement, recent points", labels=["sink", "quantile"]
+        "edge_agent_sink_latency_seconds", "reading to acknowledgement, recent points", labels=["sink", "quantile"]
     )
     for s in sinks:
         up.add_metric([s["name"]], 1.0 if s.get("ok") else 0.0)

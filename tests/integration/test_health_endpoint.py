@@ -56,13 +56,13 @@ def test_health_is_503_with_reasons_when_a_device_stays_down(
                     for family in text_string_to_metric_families(text)
                     for s in family.samples
                 }
-                assert metrics[("edge_up", ())] == 0.0
-                assert metrics[("edge_device_up", (("device", "u1"),))] == 1.0
-                assert metrics[("edge_device_up", (("device", "gone"),))] == 0.0
-                assert metrics[("edge_device_polls_total", (("device", "u1"),))] > 3
-                assert metrics[("edge_device_failures_total", (("device", "gone"),))] >= 1
-                assert metrics[("edge_points_produced_total", ())] > 0
-                assert ("edge_buffer_backlog_points", ()) in metrics
+                assert metrics[("edge_agent_up", ())] == 0.0
+                assert metrics[("edge_agent_device_up", (("device", "u1"),))] == 1.0
+                assert metrics[("edge_agent_device_up", (("device", "gone"),))] == 0.0
+                assert metrics[("edge_agent_device_polls_total", (("device", "u1"),))] > 3
+                assert metrics[("edge_agent_device_failures_total", (("device", "gone"),))] >= 1
+                assert metrics[("edge_agent_points_produced_total", ())] > 0
+                assert ("edge_agent_buffer_backlog_points", ()) in metrics
             finally:
                 agent.terminate()
         # Only the live device: ok, 200, exit 0.

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_agent.collectors.batch import Batch
 from edge_agent.runtime.forwarder import Forwarder
+from edge_agent.sinks.base import SinkContext
 from edge_agent.sinks.influx.line_protocol import LineProtocol
 from edge_agent.sinks.influx.v1 import InfluxV1, InfluxV1Sink
 from edge_agent.store.catalog import Series, SeriesCatalog
@@ -80,7 +81,8 @@ def run_ours(server: InfluxServer, db: str, store: Path, series: list[Series], p
     local = LocalStore(store)
     buffer = local.points
     ids = local.series.register(series)
-    sink = InfluxV1(InfluxV1Sink(type="influxdb_v1", url=server.url, database=db, batch_size=BATCH, gzip=GZIP))
+    config = InfluxV1Sink(type="influxdb_v1", url=server.url, database=db, batch_size=BATCH, gzip=GZIP)
+    sink = InfluxV1(config, SinkContext(store.parent, store.parent))
     forwarder = Forwarder(buffer, local.series.catalog, sink)
     # What the pipeline does: one chunk per tick (here 10,000 points a chunk).
     for lo in range(0, len(points), 10_000):

@@ -1,8 +1,8 @@
 """Protocol adapters: one folder per protocol (``modbus/``, ``opcua/``), each registering a plugin.
 
-Collectors turn device replies into columnar :class:`Batch` objects. They never import
-``edge_agent``; the agent owns scheduling, reconnects and backoff. The extension point is
-:mod:`collectors.plugin`.
+Collectors turn device replies into columnar :class:`Batch` objects. They import nothing of the
+agent but :mod:`edge_agent.registry`; the agent owns scheduling, reconnects and backoff. The
+extension point is :mod:`edge_agent.collectors.plugin`; what a protocol needs of it is exported here.
 """
 
 from edge_agent.collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, QUALITY_GOOD, QUALITY_UNREACHABLE, Batch
@@ -15,6 +15,7 @@ from edge_agent.collectors.plugin import (
     DeviceUnreachable,
     plugins,
     register,
+    unregister,
 )
 from edge_agent.collectors.profile import ProfileBase, SignalSpec, builtin_profile_dir, signal_names
 
@@ -36,4 +37,5 @@ __all__ = [
     "plugins",
     "register",
     "signal_names",
+    "unregister",
 ]

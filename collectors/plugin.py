@@ -191,13 +191,8 @@ PROTOCOLS: Registry[CollectorPlugin] = Registry(
 )
 
 
-def register(plugin: CollectorPlugin) -> CollectorPlugin:
-    """Add a protocol; a second registration of the same protocol replaces the first."""
-    return PROTOCOLS.register(plugin)
-
-
-def unregister(protocol: str) -> None:
-    PROTOCOLS.unregister(protocol)
+#: Add a protocol (a second registration of the same protocol replaces the first); remove one.
+register, unregister = PROTOCOLS.register, PROTOCOLS.unregister
 
 
 def plugins() -> dict[str, CollectorPlugin]:

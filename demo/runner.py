@@ -64,7 +64,7 @@ def machine_table(
     if with_truth:
         table.add_column("true OEE", justify="right")
     table.caption_justify = "left"
-    engine = next(iter(agent.pipeline.engines.values()))
+    engine = next(iter(agent.pipeline.oee.engines.values()))
     for i, row in enumerate(agent.pipeline.summary()):
         state = STATE_CODES.get(int(row["state"]), "unknown")
         cells = [

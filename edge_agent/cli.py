@@ -6,15 +6,21 @@ Exit codes: 0 ok, 2 bad configuration or usage, 1 run-time failure.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import signal
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 from edge_agent import __version__
 from edge_agent.commands import COMMANDS
 from edge_agent.config.yaml_source import ConfigError
+from edge_agent.runtime.logs import JsonFormatter
+from edge_agent.secrets import REDACTOR, install_log_redaction
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,12 +85,8 @@ def _setup_logging(level: str, form: str) -> None:
     """Text or JSON lines on stderr, with every known secret removed."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if form == "json":
-        from edge_agent.runtime.logs import JsonFormatter  # noqa: PLC0415
-
         for handler in logging.getLogger().handlers:
             handler.setFormatter(JsonFormatter())
-    from edge_agent.config.secrets import install_log_redaction  # noqa: PLC0415
-
     install_log_redaction()
 
 
@@ -135,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
         if args.command in COMMANDS:
             return COMMANDS[args.command].run(args)
     except ConfigError as exc:
-        from edge_agent.config.secrets import REDACTOR  # noqa: PLC0415
-
         print(REDACTOR.redact("\n".join(exc.problems)), file=sys.stderr)
         return 2
     except ValueError as exc:
@@ -174,9 +174,7 @@ def _profile_check(files: list[Path]) -> int:
 
 
 def _reload(loaded: Any) -> int:
-    import signal  # noqa: PLC0415
-
-    from edge_agent.runtime.agent import pid_file, running_agent  # noqa: PLC0415
+    from edge_agent.runtime.agent import pid_file, running_agent  # noqa: PLC0415 - the runtime loads only to run
 
     try:
         pid = running_agent(pid_file(loaded))
@@ -189,12 +187,11 @@ def _reload(loaded: Any) -> int:
 
 
 def _health(url: str) -> int:
-    import json  # noqa: PLC0415
-    import urllib.error  # noqa: PLC0415
-    import urllib.request  # noqa: PLC0415
-
+    if not url.startswith(("http://", "https://")):
+        print(f"error: --url must be an http:// or https:// URL, not {url!r}", file=sys.stderr)
+        return 2
     try:
-        with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - operator-given URL
+        with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 - the scheme is checked above
             report = json.load(reply)
     except urllib.error.HTTPError as exc:  # 503: degraded, the report says why
         try:

@@ -32,29 +32,42 @@ from edge_agent.analytics.detectors.forecast import ChunkView
 from edge_agent.analytics.detectors.sums import FA, one_sided
 
 
-@register
-class Deviation(ChunkDetector):
-    name: ClassVar[str] = "deviation"
-    params: ClassVar[dict[str, Param]] = {
-        "k": Param(0.5, "allowance per sample, in scales", ge=0),
-        "threshold": Param(16.0, "decision interval h, in scales", gt=0),
-    }
+class ResidualSum(ChunkDetector):
+    """A two-sided CUSUM of one residual of the forecast view (``residual``: a :class:`ChunkView`
+    field), with the allowance ``k`` and the decision interval ``threshold`` its ``params`` declare."""
+
+    residual: ClassVar[str] = ""
     sums: ClassVar[bool] = True
     _state: ClassVar[dict[str, float]] = {"up": 0.0, "down": 0.0}
     up: NDArray[np.float64]
     down: NDArray[np.float64]
 
     def __init__(
-        self, n_signals: int, deps: Mapping[str, RowDetector] | None = None, k: float = 0.5, threshold: float = 16.0
+        self,
+        n_signals: int,
+        deps: Mapping[str, RowDetector] | None = None,
+        k: float | None = None,
+        threshold: float | None = None,
     ) -> None:
         super().__init__(n_signals, deps)
-        self.k, self.threshold = k, threshold
-        self._h = per_signal(threshold, n_signals)
+        self.k: float = float(self.params["k"].default or 0.0) if k is None else k
+        self.threshold = float(self.params["threshold"].default or 1.0) if threshold is None else threshold
+        self._h = per_signal(self.threshold, n_signals)
 
     def score(self, view: ChunkView, out: NDArray[np.float64]) -> None:
-        self.up, self.down = two_sided(self.up, self.down, view.dev, self.k, self._h, out)
+        self.up, self.down = two_sided(self.up, self.down, getattr(view, self.residual), self.k, self._h, out)
         if view.valid is not None:
             out[~view.valid] = np.nan
+
+
+@register
+class Deviation(ResidualSum):
+    name: ClassVar[str] = "deviation"
+    residual: ClassVar[str] = "dev"
+    params: ClassVar[dict[str, Param]] = {
+        "k": Param(0.5, "allowance per sample, in scales", ge=0),
+        "threshold": Param(16.0, "decision interval h, in scales", gt=0),
+    }
 
 
 def two_sided(

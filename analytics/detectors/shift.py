@@ -23,37 +23,17 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import ClassVar
 
-import numpy as np
-from numpy.typing import NDArray
-
-from edge_agent.analytics.detectors.base import ChunkDetector, Param, RowDetector, per_signal, register
-from edge_agent.analytics.detectors.deviation import two_sided
-from edge_agent.analytics.detectors.forecast import ChunkView
+from edge_agent.analytics.detectors.base import Param, register
+from edge_agent.analytics.detectors.deviation import ResidualSum
 
 
 @register
-class Shift(ChunkDetector):
+class Shift(ResidualSum):
     name: ClassVar[str] = "shift"
+    residual: ClassVar[str] = "long"
     params: ClassVar[dict[str, Param]] = {
         "k": Param(0.5, "allowance per sample, in inflated scales", ge=0),
         "threshold": Param(20.0, "decision interval h, in inflated scales", gt=0),
     }
-    sums: ClassVar[bool] = True
-    _state: ClassVar[dict[str, float]] = {"up": 0.0, "down": 0.0}
-    up: NDArray[np.float64]
-    down: NDArray[np.float64]
-
-    def __init__(
-        self, n_signals: int, deps: Mapping[str, RowDetector] | None = None, k: float = 0.5, threshold: float = 20.0
-    ) -> None:
-        super().__init__(n_signals, deps)
-        self.k, self.threshold = k, threshold
-        self._h = per_signal(threshold, n_signals)
-
-    def score(self, view: ChunkView, out: NDArray[np.float64]) -> None:
-        self.up, self.down = two_sided(self.up, self.down, view.long, self.k, self._h, out)
-        if view.valid is not None:
-            out[~view.valid] = np.nan

@@ -23,7 +23,7 @@ import numpy as np
 from edge_agent.collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, Batch
 from edge_agent.collectors.modbus.plan import Request, plan_requests, span, split_request
 from edge_agent.collectors.modbus.profile import ModbusProfile
-from edge_agent.collectors.modbus.tcp import ReadReply, TcpLink
+from edge_agent.collectors.modbus.tcp import ReadReply
 from edge_agent.collectors.plugin import DeviceUnreachable, KeyValueStore
 
 log = logging.getLogger(__name__)
@@ -49,9 +49,6 @@ REFUSED_RANGE = frozenset({2, 3})
 #: Distinct texts one field may produce; beyond, new texts are bad readings (a counter or clock
 #: decoded as text would otherwise grow the store without end).
 MAX_TEXTS_PER_FIELD = 1000
-
-#: The TCP link under the name earlier releases used.
-ModbusLink = TcpLink
 
 
 class ModbusCollector:

@@ -20,19 +20,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field
 
+from edge_agent.collectors import Collector, CollectorContext, CollectorPlugin, DeviceOptions, DeviceSpec, register
 from edge_agent.collectors.durations import parse_duration
 from edge_agent.collectors.modbus.client import Link, ModbusCollector
 from edge_agent.collectors.modbus.profile import ModbusProfile
 from edge_agent.collectors.modbus.rtu import PARITY, RtuLink
 from edge_agent.collectors.modbus.tcp import TcpLink
-from edge_agent.collectors.plugin import (
-    Collector,
-    CollectorContext,
-    CollectorPlugin,
-    DeviceOptions,
-    DeviceSpec,
-    register,
-)
 
 TCP_SCHEMES = ("modbus", "modbus-tcp")
 RTU_SCHEME = "modbus+rtu"

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 from asyncua import ua
@@ -29,6 +29,7 @@ from asyncua.client.client import Client
 from asyncua.ua.uaerrors import UaError
 
 from edge_agent.collectors.batch import QUALITY_BAD_DECODE, QUALITY_BAD_DEVICE, Batch
+from edge_agent.collectors.endpoints import split_user_info
 from edge_agent.collectors.opcua.changes import Changes, to_number
 from edge_agent.collectors.opcua.profile import OpcUaProfile, fill_placeholders
 from edge_agent.collectors.opcua.security import (
@@ -207,15 +208,9 @@ class OpcUaCollector:
         self.polled = np.array([i for i, n in enumerate(profile.nodes) if n.poll], np.int32)
         self.listened = np.array([i for i, n in enumerate(profile.nodes) if not n.poll], np.int32)
         # A user name and password in the URL are taken out of it (and out of every message).
-        url = urlsplit(endpoint)
-        if url.username is not None or url.password is not None:
-            netloc = url.hostname or ""
-            netloc += f":{url.port}" if url.port is not None else ""
-            endpoint = urlunsplit((url.scheme, netloc, url.path, url.query, url.fragment))
-            if self.access.username is None:
-                self.access = replace(
-                    self.access, username=unquote(url.username or ""), password=unquote(url.password or "")
-                )
+        endpoint, username, password = split_user_info(endpoint)
+        if username is not None and self.access.username is None:
+            self.access = replace(self.access, username=username, password=password or "")
         self.endpoint = endpoint
         self.node_ids = [fill_placeholders(n.node, params) for n in profile.nodes]
         self._client: Any = None

@@ -7,17 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from edge_agent.collectors import Collector, CollectorContext, CollectorPlugin, DeviceOptions, DeviceSpec, register
 from edge_agent.collectors.durations import Duration
 from edge_agent.collectors.opcua.profile import OpcUaProfile
 from edge_agent.collectors.opcua.security import DEPRECATED, Security
-from edge_agent.collectors.plugin import (
-    Collector,
-    CollectorContext,
-    CollectorPlugin,
-    DeviceOptions,
-    DeviceSpec,
-    register,
-)
 
 
 class OpcUaDeviceOptions(DeviceOptions):

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Union
+from urllib.parse import urlsplit
 
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
@@ -14,9 +15,9 @@ from edge_agent.collectors.plugin import CollectorPlugin, DeviceSpec, plugins
 from edge_agent.collectors.profile import ProfileBase, SignalSpec, builtin_profile_dir, signal_names
 from edge_agent.config.model import AgentConfig, Device, agent_config_model, union_tags
 from edge_agent.config.renamed import rename_in_config
-from edge_agent.config.secrets import read_secret_files, substitute
 from edge_agent.config.types import FROM_FILE
 from edge_agent.config.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
+from edge_agent.secrets import read_secret_files, substitute
 
 _ADAPTERS: dict[tuple[tuple[str, int], ...], TypeAdapter[Any]] = {}
 
@@ -197,8 +198,6 @@ def _check_device(doc: YamlDocument, i: int, dev: Device, profiles: dict[str, Pr
 
 
 def _check_endpoint(doc: YamlDocument, at: tuple[str | int, ...], dev: Device, plugin: CollectorPlugin) -> list[str]:
-    from urllib.parse import urlsplit  # noqa: PLC0415
-
     if plugin.check_endpoint is not None:
         wrong = plugin.check_endpoint(dev.endpoint)
         return [doc.problem((*at, "endpoint"), wrong)] if wrong else []

@@ -19,6 +19,7 @@ from edge_agent.config.anomaly import AnomalyBase, anomaly_section_model
 from edge_agent.config.kpi import KpiSection
 from edge_agent.config.oee import OeeSection, ShiftSchedule
 from edge_agent.config.types import Duration, Strict, TagValue
+from edge_agent.sinks.base import plugins as sink_plugins
 
 
 class BufferSection(Strict):
@@ -154,8 +155,6 @@ def _sink_type(value: Any, known: dict[str, Any]) -> str | None:
 
 def agent_config_model() -> type[AgentConfig]:
     """The ``agent.yaml`` model for the protocols, sinks and detectors registered now."""
-    from edge_agent.sinks.base import plugins as sink_plugins  # noqa: PLC0415 - sinks import config types
-
     collectors, sinks = plugins(), sink_plugins()
     anomaly = anomaly_section_model()
     key = (tuple((k, id(v)) for k, v in collectors.items()), tuple((k, id(v)) for k, v in sinks.items()), anomaly)
@@ -201,6 +200,4 @@ def agent_config_model() -> type[AgentConfig]:
 
 def union_tags() -> set[str]:
     """Names pydantic puts into error locations for the registry-built unions."""
-    from edge_agent.sinks.base import plugins as sink_plugins  # noqa: PLC0415
-
     return set(plugins()) | set(sink_plugins())

@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from edge_agent.secrets import hide_url_password, is_secret_key
+
 Loc = tuple[str | int, ...]
 
 #: Limits on a configuration or profile file.
@@ -187,8 +189,6 @@ def validation_problems(
 def _shown(loc: Loc, value: object) -> str | None:
     """How a wrong value is echoed in a message: never under a secret-bearing key, a URL without
     its password, nothing for a whole mapping or list."""
-    from edge_agent.config.secrets import hide_url_password, is_secret_key  # noqa: PLC0415 - secrets imports this
-
     if isinstance(value, dict | list) or any(is_secret_key(part) for part in loc):
         return None
     if isinstance(value, str) and "://" in value:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import json
 import logging
 import os
+import signal
 import sqlite3
 import threading
 import time
@@ -26,13 +28,13 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from edge_agent.collectors.batch import QUALITY_NOT_FINITE, Batch
+from edge_agent.collectors.endpoints import split_user_info
 from edge_agent.collectors.plugin import Collector, CollectorContext
-from edge_agent.config import LoadedConfig
+from edge_agent.config import ConfigError, LoadedConfig, load_config
 from edge_agent.runtime import checkpoint, systemd
 from edge_agent.runtime.clock import Clock, ClockWatch, WallClock
 from edge_agent.runtime.forwarder import Forwarder
@@ -55,12 +57,7 @@ TICK_STALLED_S = 60.0
 
 def redact_url(url: str) -> str:
     """``url`` without a user name or password (for logs and health)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return split_user_info(url)[0]
 
 
 def _sink_row(health: Any) -> dict[str, Any]:
@@ -180,7 +177,7 @@ class Agent:
             self._store([*self._unstored, raw], final)
             raise
         self.points_produced += len(batch)
-        written = self.pipeline.written_until
+        written = self.pipeline.oee.written_until
         state = {checkpoint.WRITTEN_KEY: json.dumps(written, sort_keys=True)} if written != self._written_said else None
         if self._store([*self._unstored, batch], final, state):
             self._written_said = dict(written)
@@ -499,8 +496,6 @@ class PidFile:
         self._fd: int | None = None
 
     def claim(self) -> None:
-        import fcntl  # noqa: PLC0415 - POSIX only; the agent runs on Linux
-
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -527,8 +522,6 @@ class PidFile:
 def running_agent(path: Path) -> int:
     """The process id of the agent that holds ``path`` (its pid file); raises LookupError with
     the reason when no running agent does (no file, a stale file, a process that is not an agent)."""
-    import fcntl  # noqa: PLC0415
-
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
@@ -590,9 +583,6 @@ class Lifecycle:
         self._reading = asyncio.ensure_future(self._read(self.current.path))
 
     async def _read(self, path: Path) -> None:
-        from edge_agent.config import load_config  # noqa: PLC0415
-        from edge_agent.config.yaml_source import ConfigError  # noqa: PLC0415
-
         loop = asyncio.get_running_loop()
         result: asyncio.Future[LoadedConfig] = loop.create_future()
 
@@ -631,8 +621,6 @@ class Lifecycle:
             self.agent.stop()
 
     async def run(self) -> None:
-        import signal  # noqa: PLC0415
-
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)

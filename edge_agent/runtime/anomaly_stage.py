@@ -13,7 +13,6 @@ idle, so on a state change the signals' detectors take up what they learnt in th
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,6 +23,7 @@ from edge_agent.analytics.detectors import REGISTRY
 from edge_agent.analytics.detectors.plausible import IMPLAUSIBLE
 from edge_agent.collectors.batch import QUALITY_GOOD, Batch
 from edge_agent.config.anomaly import AnomalyBase, anomaly_settings
+from edge_agent.runtime.layout import ROLE_STATE, Layout
 from edge_agent.runtime.peaks import PeakPerInterval
 from edge_agent.schema import ALARM, ANOMALY
 from edge_agent.store.catalog import Series
@@ -32,19 +32,12 @@ from edge_agent.store.series import SeriesRegistry
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class AnalogSignal:
-    key: str  # device.signal
-    raw_id: int
-    machine: int  # OEE machine index, -1 when the device has none
-    tags: dict[str, str]
-    low: float | None
-    high: float | None
-
-
 class AnomalyStage:
-    def __init__(self, section: AnomalyBase, signals: list[AnalogSignal], series: SeriesRegistry) -> None:
-        self.section, self.signals = section, signals
+    """Scores the layout's analog signals (its ``scored``); owned by the tick's thread."""
+
+    def __init__(self, section: AnomalyBase, layout: Layout, series: SeriesRegistry) -> None:
+        signals = layout.scored
+        self.section, self.signals, self.layout = section, signals, layout
         n = len(signals)
         low = np.array([np.nan if s.low is None else s.low for s in signals])
         high = np.array([np.nan if s.high is None else s.high for s in signals])
@@ -74,6 +67,75 @@ class AnomalyStage:
         self.peaks = PeakPerInterval(n, int(section.score_interval * 1e9))
         self.events: list[AlarmEvent] = []
         self._pending_events: list[AlarmEvent] = []
+        machines = layout.machines
+        #: Each machine's latest state code and when it was read (UTC ns).
+        self.state_code = np.full(len(machines), np.nan)
+        self._state_ns = np.full(len(machines), np.iinfo(np.int64).min // 2, np.int64)
+        #: How far before the reading that shows a new state the change may be dated: two polls.
+        self._state_lead_ns = np.array([2 * m.poll_ns for m in machines], np.int64)
+        #: How much longer than ``settle`` each raw series' readings wait to be scored (ns): a
+        #: machine's analog signals wait for the state readings that may date a change before them.
+        self._score_lead = np.zeros(size, np.int64)
+        for s in signals:
+            if s.machine >= 0:
+                self._score_lead[s.raw_id] = self._state_lead_ns[s.machine]
+        self._unscored = Batch.empty()
+
+    def score_readings(self, raw: Batch, cutoff_ns: int, hold: bool = True) -> Batch:
+        """Anomaly scores of the readings up to ``cutoff_ns``; a machine whose state changed takes up
+        that state's normal.
+
+        Readings wait ``settle`` like the OEE's (the caller's ``cutoff_ns``), and a machine's analog
+        readings wait two of its polls longer than its state readings: a state change that shows one
+        poll after its effect (power dropping with the machine), or that a subscription reports
+        late, is then in place before the samples it explains are scored. At the end (``hold``
+        False) nothing waits.
+        """
+        if self.column.shape[0] == 0:
+            return self.score(Batch.empty(), [])
+        is_state = self.layout.role[raw.signal] == ROLE_STATE if len(raw) else np.empty(0, bool)
+        keep = self.wanted(raw) | is_state if len(raw) else np.empty(0, bool)
+        pending = Batch.concat([self._unscored, raw.take(keep)]) if len(raw) else self._unscored
+        limit = np.full(len(pending), cutoff_ns, np.int64)
+        if hold and len(pending):
+            inside = pending.signal < self._score_lead.shape[0]
+            limit[inside] -= self._score_lead[pending.signal[inside]]
+        ready = pending.ts <= limit
+        now, self._unscored = pending.take(ready), pending.take(~ready)
+        return self.score(now, self._state_changes(now))
+
+    def machine_scores(self, machines: int) -> NDArray[np.float64]:
+        """Each machine's highest latest score over its signals (0 for one without)."""
+        out = np.zeros(machines)
+        for m in range(machines):
+            cols = np.flatnonzero(self.machine == m)
+            if cols.shape[0]:
+                out[m] = float(np.nanmax(self.latest[cols]))
+        return out
+
+    def _state_changes(self, raw: Batch) -> list[tuple[int, int, int]]:
+        """``(time ns, machine, state code)`` of every state a machine entered in ``raw``, in time order.
+
+        A change is dated at the last reading that still showed the old state, at most two polls
+        before the reading that shows the new one (a poll's readings share its time): the machine
+        changed somewhere in between, and when the state is read in another request than the
+        other values (a Modbus holding block, then an input block), the poll before may already
+        show the new power. Those readings then fall in the new state's first samples, which
+        score 0.
+        """
+        if not len(raw) or not self.state_code.shape[0]:
+            return []
+        layout = self.layout
+        state = np.flatnonzero((layout.role[raw.signal] == ROLE_STATE) & (raw.quality == QUALITY_GOOD))
+        changes: list[tuple[int, int, int]] = []
+        for i in state[np.argsort(raw.ts[state], kind="stable")].tolist():
+            m, code, ts = int(layout.role_machine[raw.signal[i]]), float(raw.value[i]), int(raw.ts[i])
+            if code != self.state_code[m] and np.isfinite(code):
+                at = max(ts - int(self._state_lead_ns[m]), int(self._state_ns[m]))
+                changes.append((at, m, int(code)))
+            self.state_code[m], self._state_ns[m] = code, ts
+        changes.sort(key=lambda c: c[0])
+        return changes
 
     def _switch(self, machine: int, state: int, at_ns: int) -> None:
         """A machine entered ``state`` at ``at_ns``: its signals take up that state's normal."""

@@ -58,9 +58,9 @@ def save(state: SmallState, pipeline: Any, taken_ns: int) -> None:
         "version": VERSION,
         "fingerprint": pipeline.fingerprint,
         "taken_ns": int(taken_ns),
-        "engines": pipeline.engines,
+        "engines": pipeline.oee.engines,
         "scorer": pipeline.anomaly.scorer,
-        "state_code": pipeline._state_code,
+        "state_code": pipeline.anomaly.state_code,
     }
     state.put_blob(KEY, state_file.dumps(point))
     log.debug(
@@ -84,18 +84,18 @@ def restore(state: SmallState, pipeline: Any) -> bool:
     if not fits or point.get("fingerprint") != pipeline.fingerprint:
         log.info("analytics checkpoint is for another configuration: windows and models start afresh")
         return False
-    pipeline.engines = point["engines"]
+    pipeline.oee.engines = point["engines"]
     pipeline.anomaly.scorer = point["scorer"]
-    pipeline._state_code = point["state_code"]
+    pipeline.anomaly.state_code = point["state_code"]
     taken_ns = int(point["taken_ns"])
     machines = np.arange(len(pipeline.machines), dtype=np.intp)
-    for engine in pipeline.engines.values():
+    for engine in pipeline.oee.engines.values():
         # The time the agent was away is an outage: unknown, counters re-baseline.
         engine.add_states(machines, np.full(machines.shape[0], taken_ns, np.int64), np.full(machines.shape[0], np.nan))
     written = state.get_state(WRITTEN_KEY)
     if written:
         # Windows written after this checkpoint was taken (the run before crashed) stay as written.
-        pipeline.written_until = {k: int(v) for k, v in json.loads(written).items()}
-        pipeline.keep_written = dict(pipeline.written_until)
+        pipeline.oee.written_until = {k: int(v) for k, v in json.loads(written).items()}
+        pipeline.oee.keep_written = dict(pipeline.oee.written_until)
     log.info("analytics checkpoint restored: open OEE windows and models continue")
     return True

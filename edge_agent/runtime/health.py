@@ -7,7 +7,7 @@
 * ``GET /metrics``: the same figures in Prometheus' text format (:mod:`edge_agent.runtime.metrics`).
 * Anything else: 404 (405 for methods other than GET and HEAD).
 
-Every answer has the known secrets removed (:data:`~edge_agent.config.secrets.REDACTOR`).
+Every answer has the known secrets removed (:data:`~edge_agent.secrets.REDACTOR`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from edge_agent.config.secrets import REDACTOR
 from edge_agent.runtime.metrics import CONTENT_TYPE, render
+from edge_agent.secrets import REDACTOR
 
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 

@@ -63,11 +63,11 @@ class KpiStage:
         self.every_ns = int(k.every * NS)
         zone = k.timezone or (cfg.analytics.shifts.timezone if cfg.analytics.shifts else "UTC")
         self.zone = ZoneInfo(zone)
-        size = max((int(t.max()) + 1 for t in pipeline.device_tables if t.shape[0]), default=0)
+        size = max((int(t.max()) + 1 for t in pipeline.layout.device_tables if t.shape[0]), default=0)
         self.series_device = np.full(size, -1, np.intp)
-        for i, table in enumerate(pipeline.device_tables):
+        for i, table in enumerate(pipeline.layout.device_tables):
             self.series_device[table] = i
-        self.machine_in_scope = np.array([in_scope[d] for d in pipeline.machine_device], bool)
+        self.machine_in_scope = np.array([in_scope[d] for d in pipeline.layout.machine_device], bool)
         self.energy_ids = np.array([self._raw_id(loaded, key) for key in k.energy_meters], np.int64)
         self._last_energy = np.full(self.energy_ids.shape[0], np.nan)
         self._meter_ts = np.empty(0, np.int64)
@@ -77,7 +77,7 @@ class KpiStage:
         self._acks: queue.SimpleQueue[tuple[NDArray[np.int32], list[float], int]] = queue.SimpleQueue()
         self.days = {dt.date.fromisoformat(d) for d in json.loads(state.get_state(_DAYS_KEY) or "[]")}
         self.baseline_sums: dict[str, float] = json.loads(state.get_state(_BASELINE_KEY) or "{}")
-        self._last_totals = pipeline.totals.copy()
+        self._last_totals = pipeline.oee.totals.copy()
         self._interval_start: int | None = None
         #: The latest report (field -> value), for the health endpoint.
         self.latest: dict[str, float] = {}
@@ -86,7 +86,7 @@ class KpiStage:
         device_name, _, signal = key.partition(".")
         index = next(i for i, d in enumerate(loaded.config.devices) if d.name == device_name)
         names = [sig.name for sig in loaded.signals(loaded.config.devices[index])]
-        return int(self.pipeline.device_tables[index][names.index(signal)])
+        return int(self.pipeline.layout.device_tables[index][names.index(signal)])
 
     # -- inputs ------------------------------------------------------------------------------
     def acknowledged(self, chunks: list[Chunk], ack_wall_ns: int) -> None:
@@ -159,10 +159,10 @@ class KpiStage:
         )
 
     def _production(self) -> dict[str, float]:
-        totals = self.pipeline.totals
+        totals = self.pipeline.oee.totals
         delta, self._last_totals = totals - self._last_totals, totals.copy()
         keep = self.machine_in_scope
-        engine = next(iter(self.pipeline.engines.values()), None)
+        engine = next(iter(self.pipeline.oee.engines.values()), None)
         sums = dict.fromkeys(_SUMS, 0.0)
         if engine is not None and keep.any():
             cols = summable(delta[keep], engine.ideal_cycle_s[keep], engine.has_counter[keep])

@@ -4,7 +4,7 @@ JSON lines (``--log-format json``), for journald, Docker and log shippers.
 
 Each record is one object: ``time`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``,
 ``message`` and, when there is one, ``exception`` (the traceback as text). Secrets are removed
-before formatting (:class:`~edge_agent.config.secrets.RedactingFilter` runs on the handler).
+before formatting (:class:`~edge_agent.secrets.RedactingFilter` runs on the handler).
 
 >>> import logging
 >>> record = logging.LogRecord("edge_agent", logging.WARNING, "x.py", 1, "device %s down", ("p1",), None)

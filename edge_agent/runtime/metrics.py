@@ -6,7 +6,8 @@ Names follow Prometheus' conventions (``edge_agent_`` prefix, base units, ``_tot
 | --- | --- | --- |
 | ``edge_agent_up`` | gauge, 1 ok / 0 degraded | |
 | ``edge_agent_device_up`` | gauge, 1 answering | device |
-| ``edge_agent_device_polls_total``, ``edge_agent_device_failures_total``, ``edge_agent_device_overruns_total`` | counter | device |
+| ``edge_agent_device_polls_total``, ``edge_agent_device_failures_total`` | counter | device |
+| ``edge_agent_device_overruns_total`` | counter | device |
 | ``edge_agent_points_produced_total`` | counter | |
 | ``edge_agent_points_dropped_total`` | counter | reason |
 | ``edge_agent_buffer_backlog_points`` | gauge | |
@@ -59,12 +60,16 @@ class _Report:
             "edge_agent_points_produced", "points handed to the local store", value=float(r.get("points_produced", 0))
         )
         buffer = r.get("buffer", {})
-        dropped = CounterMetricFamily("edge_agent_points_dropped", "points that will never reach a sink", labels=["reason"])
+        dropped = CounterMetricFamily(
+            "edge_agent_points_dropped", "points that will never reach a sink", labels=["reason"]
+        )
         for reason, points in sorted(buffer.get("dropped", {}).items()):
             dropped.add_metric([reason], float(points))
         yield dropped
         yield GaugeMetricFamily(
-            "edge_agent_buffer_backlog_points", "points not yet acknowledged by every sink", buffer.get("pending_points", 0)
+            "edge_agent_buffer_backlog_points",
+            "points not yet acknowledged by every sink",
+            buffer.get("pending_points", 0),
         )
         yield GaugeMetricFamily(
             "edge_agent_buffer_oldest_age_seconds", "age of the oldest of them", buffer.get("oldest_age_s", 0.0)
@@ -84,7 +89,9 @@ class _Report:
 def _tasks(tasks: list[dict[str, Any]]) -> Iterator[Metric]:
     up = GaugeMetricFamily("edge_agent_task_up", "1 while the supervised task runs", labels=["task"])
     failures = CounterMetricFamily("edge_agent_task_failures", "times the task ended with an error", labels=["task"])
-    restarts = CounterMetricFamily("edge_agent_task_restarts", "times the supervisor restarted the task", labels=["task"])
+    restarts = CounterMetricFamily(
+        "edge_agent_task_restarts", "times the supervisor restarted the task", labels=["task"]
+    )
     for t in tasks:
         up.add_metric([t["name"]], 1.0 if t.get("running") else 0.0)
         failures.add_metric([t["name"]], float(t.get("failures", 0)))
@@ -95,7 +102,9 @@ def _tasks(tasks: list[dict[str, Any]]) -> Iterator[Metric]:
 def _sinks(sinks: list[dict[str, Any]]) -> Iterator[Metric]:
     up = GaugeMetricFamily("edge_agent_sink_up", "1 while the sink accepts writes", labels=["sink"])
     written = CounterMetricFamily("edge_agent_sink_points_written", "points the sink acknowledged", labels=["sink"])
-    rejected = CounterMetricFamily("edge_agent_sink_points_rejected", "points the sink refused as invalid", labels=["sink"])
+    rejected = CounterMetricFamily(
+        "edge_agent_sink_points_rejected", "points the sink refused as invalid", labels=["sink"]
+    )
     aside = CounterMetricFamily(
         "edge_agent_sink_points_set_aside", "points set aside for the sink (dead letter)", labels=["sink"]
     )

@@ -31,9 +31,10 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from edge_agent.collectors.batch import Batch
-from edge_agent.config.secrets import is_secret_key
-from edge_agent.config.types import Duration, Strict
+from edge_agent.collectors.durations import Duration
+from edge_agent.collectors.profile import Strict
 from edge_agent.registry import Registry
+from edge_agent.secrets import is_secret_key
 from edge_agent.store.catalog import SeriesCatalog
 
 
@@ -182,13 +183,8 @@ class SinkPlugin:
 SINKS: Registry[SinkPlugin] = Registry("sink type", "edge_agent.sinks", lambda p: p.name)
 
 
-def register(plugin: SinkPlugin) -> SinkPlugin:
-    """Add a sink type; a second registration of the same type replaces the first."""
-    return SINKS.register(plugin)
-
-
-def unregister(type_name: str) -> None:
-    SINKS.unregister(type_name)
+#: Add a sink type (a second registration of the same type replaces the first); remove one.
+register, unregister = SINKS.register, SINKS.unregister
 
 
 def plugins() -> dict[str, SinkPlugin]:

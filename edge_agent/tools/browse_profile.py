@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from edge_agent.collectors.opcua.client import Access, secured_client  # noqa: PLC0415
     from edge_agent.collectors.opcua.security import Security  # noqa: PLC0415
     from edge_agent.config import load_profile  # noqa: PLC0415
-    from edge_agent.config.secrets import REDACTOR  # noqa: PLC0415
     from edge_agent.config.yaml_source import ConfigError  # noqa: PLC0415
+    from edge_agent.secrets import REDACTOR  # noqa: PLC0415
 
     password = os.environ.get("OPCUA_PASSWORD", "")
     if args.password_file is not None:

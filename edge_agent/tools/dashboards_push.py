@@ -65,7 +65,7 @@ def push(args: argparse.Namespace) -> list[str]:
     from grafana_client.api import GrafanaApi  # noqa: PLC0415 - only this command needs it
     from grafana_client.client import GrafanaClientError  # noqa: PLC0415
 
-    from edge_agent.config.secrets import REDACTOR  # noqa: PLC0415
+    from edge_agent.secrets import REDACTOR  # noqa: PLC0415
 
     token = args.token_file.read_text(encoding="utf-8").strip()
     REDACTOR.add(token)
@@ -101,7 +101,7 @@ def push(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_agent.config.secrets import REDACTOR  # noqa: PLC0415
+    from edge_agent.secrets import REDACTOR  # noqa: PLC0415
 
     try:
         done = push(args)

@@ -65,22 +65,23 @@ class CounterCollector:
     name = "counter"
 
     def __init__(self, profile: Any, device: DeviceSpec, context: CollectorContext) -> None:
-        self.profile, self.step, self.now_ns = profile, device.options.step, context.now_ns
-        self.value, self.last_error = 0, None
+        self.step, self.now_ns, self.last_error = device.options.step, context.now_ns, None
+        self.index = np.arange(len(profile.counters), dtype=np.int32)
+        self.polls = 0
 
     async def connect(self) -> None:
         return
 
     async def collect(self) -> Batch:
-        self.value += self.step
-        n = len(self.profile.counters)
-        return Batch.of(self.now_ns(), np.arange(n, dtype=np.int32), np.full(n, float(self.value)))
+        """The i-th counter reads step x (polls + i): a staircase per counter."""
+        self.polls += 1
+        return Batch.of(self.now_ns(), self.index, self.step * (self.polls + self.index.astype(float)))
 
     async def close(self) -> None:
         return
 
     def health(self) -> dict[str, Any]:
-        return {"value": self.value}
+        return {"value": self.step * self.polls}
 
 
 register(CollectorPlugin("counter", CounterProfile, ("counter",), CounterOptions,

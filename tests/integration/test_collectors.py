@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from edge_agent.collectors.batch import QUALITY_GOOD
-from edge_agent.collectors.modbus.client import ModbusCollector, ModbusLink
+from edge_agent.collectors.modbus.client import ModbusCollector
 from edge_agent.collectors.modbus.profile import ModbusProfile
+from edge_agent.collectors.modbus.tcp import TcpLink
 from edge_agent.collectors.opcua.client import OpcUaCollector
 from edge_agent.collectors.opcua.profile import OpcUaProfile
 from edge_agent.collectors.plugin import DeviceUnreachable
@@ -40,7 +41,7 @@ def test_modbus_values_match_the_plant() -> None:
         try:
             profile = PROFILES["demo-press-modbus"]
             assert isinstance(profile, ModbusProfile)
-            collector = ModbusCollector(profile, ModbusLink("127.0.0.1", servers.modbus_port), 1, servers.clock.now_ns)
+            collector = ModbusCollector(profile, TcpLink("127.0.0.1", servers.modbus_port), 1, servers.clock.now_ns)
             await collector.connect()
             assert len(collector.requests) == 3  # coil 0, holding 0..3, input 0..5
             batch = await collector.collect()
@@ -68,7 +69,7 @@ def test_modbus_server_gone_raises_unreachable_then_recovers() -> None:
         port = servers.modbus_port
         profile = PROFILES["demo-energy-meter"]
         assert isinstance(profile, ModbusProfile)
-        collector = ModbusCollector(profile, ModbusLink("127.0.0.1", port, timeout_s=0.5), 10, servers.clock.now_ns)
+        collector = ModbusCollector(profile, TcpLink("127.0.0.1", port, timeout_s=0.5), 10, servers.clock.now_ns)
         await collector.connect()
         await collector.collect()
         await servers.stop_modbus()

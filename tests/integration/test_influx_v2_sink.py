@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -17,7 +18,7 @@ import pytest
 import requests
 
 from edge_agent.collectors.batch import Batch
-from edge_agent.sinks.base import RejectedPoints, SinkUnavailable
+from edge_agent.sinks.base import RejectedPoints, SinkContext, SinkUnavailable
 from edge_agent.sinks.influx.v2 import InfluxV2, InfluxV2Sink
 from edge_agent.store.catalog import Series, SeriesCatalog
 from tests.conftest import InfluxServer
@@ -27,7 +28,8 @@ CATALOG = SeriesCatalog({0: Series.of("m", {}, "v")})
 
 def sink(url: str, bucket: str) -> InfluxV2:
     return InfluxV2(
-        InfluxV2Sink(type="influxdb_v2", url=url, org="plant", bucket=bucket, token="t0ken", timeout=5.0, gzip=True)
+        InfluxV2Sink(type="influxdb_v2", url=url, org="plant", bucket=bucket, token="t0ken", timeout=5.0, gzip=True),
+        SinkContext(Path.cwd()),
     )
 
 

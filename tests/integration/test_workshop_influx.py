@@ -54,7 +54,7 @@ def test_uint16_counter_wrapped_and_oee_still_counted(workshop: WorkshopRun, inf
     low, high = good["values"][0][1:]
     assert low < 1000 and high > 65_000  # it passed 65535 during the run
     (made,) = influxdb.query('SELECT sum("good") FROM "oee" WHERE "machine" = \'B1\' AND "window" = \'1m\'', DB)
-    engine = workshop.agent.pipeline.engines["1m"]
+    engine = workshop.agent.pipeline.oee.engines["1m"]
     b1 = [m.name for m in workshop.agent.pipeline.machines].index("B1")
     span = (workshop.servers.plant_s(int(engine.first_ts[b1])), workshop.servers.plant_s(int(engine.accounted[b1])))
     truth = workshop.plant.truth("B1", *span)["good"]
@@ -64,7 +64,7 @@ def test_uint16_counter_wrapped_and_oee_still_counted(workshop: WorkshopRun, inf
 
 
 def test_oee_matches_the_simulators_ground_truth(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
-    engine = workshop.agent.pipeline.engines["1m"]
+    engine = workshop.agent.pipeline.oee.engines["1m"]
     names = [m.name for m in workshop.agent.pipeline.machines]
     rows = influxdb.query(
         'SELECT sum("actual_production_s"), sum("planned_busy_s"), sum("ideal_produced_s"), sum("ideal_good_s"), '

@@ -19,8 +19,7 @@ import pytest
 import yaml
 from pydantic import Field
 
-from edge_agent.collectors.batch import Batch
-from edge_agent.collectors.plugin import (
+from edge_agent.collectors import (
     Collector,
     CollectorContext,
     CollectorPlugin,
@@ -29,6 +28,7 @@ from edge_agent.collectors.plugin import (
     register,
     unregister,
 )
+from edge_agent.collectors.batch import Batch
 from edge_agent.collectors.profile import NAME_PATTERN, ProfileBase, SignalSpec
 from edge_agent.config import ConfigError, load_config
 from edge_agent.runtime.agent import Agent

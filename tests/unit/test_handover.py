@@ -44,7 +44,7 @@ def _pipeline(tmp_path: Path) -> Pipeline:
 
 def test_no_batch_is_lost_between_two_ticks(tmp_path: Path) -> None:
     pipeline = _pipeline(tmp_path)
-    width = pipeline.device_tables[0].shape[0]
+    width = pipeline.layout.device_tables[0].shape[0]
     done = threading.Event()
     seen: list[np.ndarray] = []
 

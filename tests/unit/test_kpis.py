@@ -67,7 +67,7 @@ class Shop:
                 self.stage.shop.received(device, self.now, len(batch))
             points = self.pipeline.tick(self.now)
             if ack_every_s and s % ack_every_s == 0:
-                signals = self.pipeline.device_tables[0].astype(np.int32)
+                signals = self.pipeline.layout.device_tables[0].astype(np.int32)
                 chunk = Chunk(1, Batch.of(self.now, signals, np.zeros(7)), self.now - NS // 2)
                 self.stage.acknowledged([chunk], self.now)
             out = self.stage.tick(self.now, len(points))

@@ -505,7 +505,7 @@ def test_after_a_crash_windows_written_since_the_checkpoint_are_not_written_agai
 
     first = Agent(load_config(path), clock)  # type: ignore[arg-type]
     run(first, range(0, 300), save_at=120)
-    written = dict(first.pipeline.written_until)
+    written = dict(first.pipeline.oee.written_until)
     assert written and max(written.values()) >= start + 240 * 10**9
     last_chunk = sqlite3.connect(tmp_path / "store.sqlite3").execute("SELECT MAX(id) FROM chunks").fetchone()[0]
     first.store.close()  # a crash: no final tick, no checkpoint

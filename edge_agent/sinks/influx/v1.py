@@ -14,14 +14,7 @@ from urllib.parse import urlencode
 from pydantic import Field
 
 from edge_agent.config.types import TagValue
-from edge_agent.sinks.base import (
-    RejectedPoints,
-    SinkContext,
-    SinkPlugin,
-    SinkUnavailable,
-    normalized_url,
-    register,
-)
+from edge_agent.sinks.base import RejectedPoints, SinkContext, SinkPlugin, SinkUnavailable, normalized_url, register
 from edge_agent.sinks.influx.http import TRANSPORT_ERRORS, HttpClient, Reply
 from edge_agent.sinks.influx.write import InfluxSinkConfig, LineProtocolWriter
 

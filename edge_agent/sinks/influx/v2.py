@@ -14,14 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from edge_agent.config.types import TagValue
-from edge_agent.sinks.base import (
-    RejectedPoints,
-    SinkContext,
-    SinkPlugin,
-    SinkUnavailable,
-    normalized_url,
-    register,
-)
+from edge_agent.sinks.base import RejectedPoints, SinkContext, SinkPlugin, SinkUnavailable, normalized_url, register
 from edge_agent.sinks.influx.http import HttpClient, Reply
 from edge_agent.sinks.influx.write import InfluxSinkConfig, LineProtocolWriter
 

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from edge_agent.config.yaml_source import Loc
+#: A path into a YAML document (keys and list indexes).
+Loc = tuple[str | int, ...]
 
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SECRET_KEYS = frozenset({"password", "token", "secret"})

@@ -1,11 +1,12 @@
-"""Durations in configuration files and profiles: ``2s``, ``500ms``, ``5m``, ``1h``, ``1d``.
+"""Durations in configuration files and profiles: ``2s``, ``500ms``, ``5m``, ``1h``, ``1d``, and
+sums of them as Go and Telegraf write them (``1h30m``, ``2m 30s``).
 
 A unit is required in files (``1`` could be seconds or milliseconds); models built from Python
 code may pass a number of seconds. A duration is 0, or from 1 ms (``MIN_S``: shorter polls are a
 busy loop) to 366 days (``MAX_S``).
 
->>> parse_duration("500ms"), parse_duration("1.5 m")
-(0.5, 90.0)
+>>> parse_duration("500ms"), parse_duration("1.5 m"), parse_duration("1h30m"), parse_duration("2m 30s")
+(0.5, 90.0, 5400.0, 150.0)
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ValidationInfo
+from pydantic import BeforeValidator, PlainSerializer, ValidationInfo
 
 #: The shortest and the longest duration besides 0 (seconds).
 MIN_S, MAX_S = 0.001, 366 * 86400.0
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)?\s*$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|min|m|h|d)\s*")
 
 
 def parse_duration(value: Any) -> float:
@@ -35,7 +37,9 @@ def parse_duration(value: Any) -> float:
         if match.group(2) is None and float(match.group(1)) != 0:
             raise ValueError(f"a duration needs a unit: write {value.strip()}s (or ms, m, h, d)")
         return within_reach(float(match.group(1)) * _UNITS[match.group(2) or "s"])
-    raise ValueError(f"expected a duration like 2s, 500ms or 5m, not {value!r}")
+    if isinstance(value, str) and _PART.sub("", value.strip()) == "" and value.strip():
+        return within_reach(sum(float(n) * _UNITS[u] for n, u in _PART.findall(value)))
+    raise ValueError(f"expected a duration like 2s, 500ms, 5m or 1h30m, not {value!r}")
 
 
 def within_reach(seconds: float) -> float:
@@ -63,4 +67,21 @@ def _duration_field(value: Any, info: ValidationInfo) -> float:
     return parse_duration(value)
 
 
-Duration = Annotated[float, BeforeValidator(_duration_field)]
+def format_duration(seconds: float) -> str:
+    """``seconds`` as a file would write it (the unit that keeps it shortest).
+
+    >>> format_duration(0.5), format_duration(90.0), format_duration(5400.0), format_duration(0.0)
+    ('500ms', '90s', '90m', '0s')
+    """
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    if seconds and seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    return f"{seconds:g}s"
+
+
+#: Seconds in Python; in JSON (``config show``, fingerprints) the text a file would hold (``90s``).
+Duration = Annotated[
+    float, BeforeValidator(_duration_field), PlainSerializer(format_duration, return_type=str, when_used="json")
+]

@@ -18,6 +18,9 @@ When the agent calls each method of a :class:`Collector`:
   reached raises (``ConnectionError`` or ``TimeoutError``): its time is then unknown;
 * ``close()`` after a failure and at shutdown; it must not raise.
 
+Optionally, ``describe(index)`` says where signal ``index`` comes from (a register and the raw
+words of the latest poll, a node id), for ``edge-agent run --test``.
+
 A collector whose connection is shared with other devices (a gateway) may expose an integer
 ``link_generation`` that grows each time the connection is made: devices backing off after a
 failure then poll again as soon as any of them has reconnected.

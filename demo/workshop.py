@@ -119,10 +119,17 @@ def sinks_from_env(env: dict[str, str] | None = None) -> list[dict[str, Any]]:
                 "url": url,
                 "org": env.get("INFLUX_ORG", ""),
                 "bucket": env.get("INFLUX_BUCKET", "edge"),
-                "token": env.get("INFLUX_TOKEN", ""),
+                "token": _token(env),
             }
         ]
     raise ValueError(f"INFLUX_API={api!r}: use v1 (InfluxDB 1.x /write) or v2 (InfluxDB 2.x, 3.x, 1.8+)")
+
+
+def _token(env: dict[str, str]) -> str:
+    token = env.get("INFLUX_TOKEN", "").strip()
+    if not token:
+        raise ValueError("INFLUX_API=v2 needs INFLUX_TOKEN (InfluxDB 1.8 without authentication takes any, e.g. none)")
+    return token
 
 
 def write_config(path: Path, content: dict[str, Any]) -> Path:

@@ -39,6 +39,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
     run.add_argument("-c", "--config", type=Path, required=True, help="agent.yaml")
+    once = run.add_mutually_exclusive_group()
+    once.add_argument(
+        "--test",
+        action="store_true",
+        help="read every device once, print each value, write nothing; exit 1 if one failed",
+    )
+    once.add_argument(
+        "--once", action="store_true", help="one full cycle: poll every device once, write to the sinks, exit"
+    )
     reload = sub.add_parser("reload", help="check agent.yaml, then make the agent running on it re-read it (SIGHUP)")
     reload.add_argument("-c", "--config", type=Path, required=True, help="agent.yaml")
     health = sub.add_parser(
@@ -61,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     csub = config.add_subparsers(dest="action", required=True)
     check = csub.add_parser("check", help="validate agent.yaml and the profiles it uses")
     check.add_argument("file", type=Path)
+    show = csub.add_parser("show", help="the effective configuration: every default filled in, secrets hidden")
+    show.add_argument("file", type=Path)
     profile = sub.add_parser("profile", help="device profile tools")
     psub = profile.add_subparsers(dest="action", required=True)
     pcheck = psub.add_parser("check", help="validate device profile files")
@@ -96,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
     from edge_agent.config import load_config  # noqa: PLC0415 - keep --help fast
 
     try:
+        if args.command == "config" and args.action == "show":
+            from edge_agent.tools.config_show import show  # noqa: PLC0415 - keep --help fast
+
+            print(show(args.file), end="")
+            return 0
         if args.command == "config":
             loaded = load_config(args.file)
             for warning in loaded.warnings:
@@ -126,12 +142,16 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
             return oee_replay(args.csv, args.config, args.window)
         if args.command == "health":
             return _health(args.url)
+        if args.command == "run" and args.test:
+            from edge_agent.tools.device_test import run_test  # noqa: PLC0415 - keep --help fast
+
+            return run_test(load_config(args.config))
         if args.command == "run":
             from edge_agent.runtime.agent import run_forever  # noqa: PLC0415
             from edge_agent.runtime.memory import return_freed_memory  # noqa: PLC0415
 
             return_freed_memory()  # before any thread starts
-            return run_forever(load_config(args.config))
+            return run_forever(load_config(args.config), once=args.once)
         if args.command == "reload":
             return _reload(load_config(args.config))
         if args.command in COMMANDS:

@@ -5,7 +5,10 @@
   literal ``${``.
 * ``password_file: PATH`` and ``token_file: PATH`` (any ``<key>_file`` whose key holds a secret)
   read the secret from a file, which must not be readable by group or others (``chmod 600``);
-  trailing newlines are dropped.
+  trailing newlines are dropped. Files that Docker (``/run/secrets/``) and systemd
+  (``$CREDENTIALS_DIRECTORY``, ``LoadCredential=``) hand over are taken as they come: those
+  folders belong to the container or the service alone, whatever the files' modes (Docker's are
+  0444 and owned by root).
 * Every secret value met while loading (keys ``password``, ``token``, ``secret``, ``*_password``,
   ``*_token``, and the password of a URL's user info) is remembered by :data:`REDACTOR`, which
   the agent applies to every log line, error text and ``/health`` answer.
@@ -168,6 +171,17 @@ def read_secret_files(data: Any, base: Path, loc: Loc = ()) -> list[tuple[Loc, s
     return problems
 
 
+#: Folders whose files a container engine or a service manager hands to this process alone.
+HANDED_OVER = ("/run/secrets",)
+
+
+def _handed_over(path: Path) -> bool:
+    """Whether ``path`` lies in Docker's secrets folder or the service's credentials folder."""
+    folders = [*HANDED_OVER, os.environ.get("CREDENTIALS_DIRECTORY", "")]
+    resolved = path.resolve()
+    return any(folder and resolved.is_relative_to(Path(folder).resolve()) for folder in folders)
+
+
 def _read_secret(base: Path, value: object, key: str) -> tuple[str, str]:
     if not isinstance(value, str) or not value:
         return "", f"{key} is the path of a file holding the secret"
@@ -177,7 +191,7 @@ def _read_secret(base: Path, value: object, key: str) -> tuple[str, str]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         return "", f"cannot read {path}: {exc.strerror or exc}: check the path and that the agent's user may read it"
-    if mode & (stat.S_IRWXG | stat.S_IRWXO) and os.name == "posix":
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and os.name == "posix" and not _handed_over(path):
         return "", f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}): run chmod 600 {path}"
     secret = text.rstrip("\r\n")
     if not secret:

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from edge_agent.collectors import Collector, CollectorContext, CollectorPlugin, DeviceOptions, DeviceSpec, register
 from edge_agent.collectors.durations import parse_duration
+from edge_agent.collectors.endpoints import endpoint_problem
 from edge_agent.collectors.modbus.client import Link, ModbusCollector
 from edge_agent.collectors.modbus.profile import ModbusProfile
 from edge_agent.collectors.modbus.rtu import PARITY, RtuLink
@@ -86,13 +87,10 @@ def parse_endpoint(endpoint: str) -> Endpoint:
         if options["stop_bits"] not in (1, 2) or options["data_bits"] not in (7, 8) or options["baud"] <= 0:
             raise ValueError("stop_bits must be 1 or 2, data_bits 7 or 8, baud positive")
         return Endpoint("rtu", device=url.path, options=options)
-    try:
-        host, port = url.hostname or "", url.port
-    except ValueError:
-        host, port = "", None
-    if not host or port is None:
-        raise ValueError(f"{endpoint!r} needs a host and a port, e.g. modbus://10.0.0.5:502")
-    return Endpoint("rtutcp" if url.scheme == RTU_TCP_SCHEME else "tcp", host, port)
+    wrong = endpoint_problem(endpoint, "modbus://10.0.0.5:502")
+    if wrong:
+        raise ValueError(wrong)
+    return Endpoint("rtutcp" if url.scheme == RTU_TCP_SCHEME else "tcp", url.hostname or "", url.port or 502)
 
 
 def _check_endpoint(endpoint: str) -> str | None:

@@ -368,6 +368,12 @@ class OpcUaCollector:
                 "behind" if skew > 0 else "ahead of",
             )
 
+    def describe(self, index: int) -> str:
+        """Where node ``index`` comes from (``--test``): its node id, and how it is read."""
+        node = self.profile.nodes[index]
+        how = ("subscribed" if not node.poll else "read, subscribed") if node.subscribe else "read"
+        return f"{self.node_ids[index]} ({how})"
+
     def health(self) -> dict[str, Any]:
         skew = self._changes.skew_s if self._changes is not None else None
         return {

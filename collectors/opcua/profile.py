@@ -11,6 +11,19 @@ from edge_agent.collectors.durations import Duration
 from edge_agent.collectors.profile import NAME_PATTERN, Measured, ProfileBase, SignalKind, SignalSpec, Strict
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: What each kind of node identifier looks like (OPC UA Part 6, 5.3.1.10).
+_IDENTIFIER = {
+    "i": re.compile(r"^\d{1,10}$"),
+    "s": re.compile(r"^.+$"),
+    "g": re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
+    "b": re.compile(r"^[A-Za-z0-9+/]+={0,2}$"),
+}
+_IDENTIFIER_HINT = {
+    "i": "a numeric identifier (i=) is a whole number, e.g. 'ns=2;i=1042'; a name is s=, e.g. 'ns=2;s=Temp'",
+    "s": "a string identifier (s=) needs a name",
+    "g": "a GUID identifier (g=) is written 8-4-4-4-12 hex digits, e.g. g=09087e75-8e5e-499b-954f-f2a9603db28a",
+    "b": "an opaque identifier (b=) is base64",
+}
 
 
 class Deadband(Strict):
@@ -56,11 +69,15 @@ class OpcUaNode(Strict):
             )
         if not self.subscribe and not self.poll:
             raise ValueError("a node that is neither polled nor subscribed is never read: set subscribe: true")
-        text = _PLACEHOLDER.sub("x", self.node)
-        if not re.match(r"^(nsu=[^;]+;|ns=\d+;)?[isgb]=.+$", text):
+        text = _PLACEHOLDER.sub("1", self.node)
+        match = re.match(r"^(?:nsu=[^;]+;|ns=\d+;)?([isgb])=(.+)$", text)
+        if not match:
             raise ValueError(
                 f"node {self.node!r} is not an OPC UA node id: write 'ns=2;s=Name', 'nsu=URI;s=Name' or 'i=2258'"
             )
+        kind, identifier = match.groups()
+        if not _IDENTIFIER[kind].match(identifier):
+            raise ValueError(f"node {self.node!r}: {_IDENTIFIER_HINT[kind]}")
         return self
 
 

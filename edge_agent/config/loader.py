@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Union
-from urllib.parse import urlsplit
 
 from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
+from edge_agent.collectors.endpoints import endpoint_problem
 from edge_agent.collectors.plugin import CollectorPlugin, DeviceSpec, plugins
 from edge_agent.collectors.profile import ProfileBase, SignalSpec, builtin_profile_dir, signal_names
 from edge_agent.config.model import AgentConfig, Device, agent_config_model, union_tags
@@ -201,14 +201,8 @@ def _check_endpoint(doc: YamlDocument, at: tuple[str | int, ...], dev: Device, p
     if plugin.check_endpoint is not None:
         wrong = plugin.check_endpoint(dev.endpoint)
         return [doc.problem((*at, "endpoint"), wrong)] if wrong else []
-    url = urlsplit(dev.endpoint)
-    try:
-        ok = bool(url.hostname) and url.port is not None
-    except ValueError:
-        ok = False
-    if ok:
-        return []
-    return [doc.problem((*at, "endpoint"), f"{dev.endpoint!r} needs a host and a port, e.g. {plugin.endpoint_example}")]
+    wrong = endpoint_problem(dev.endpoint, plugin.endpoint_example)
+    return [doc.problem((*at, "endpoint"), wrong)] if wrong else []
 
 
 def _check_kpis(doc: YamlDocument, config: AgentConfig, profiles: dict[str, ProfileBase]) -> list[str]:

@@ -1,5 +1,8 @@
 """YAML with line numbers, and error messages that name file, line and field path.
 
+Files are read with the YAML 1.2 core schema (:mod:`.yaml12`: ``20:00`` is text, ``yes`` is a
+word), and a key given twice in one mapping is an error at its line, never silently overwritten.
+
 Hostile or broken files are refused before they can cost memory or time: a file over
 ``MAX_BYTES``, nesting deeper than ``MAX_DEPTH`` levels, or aliases that would expand to more
 than ``MAX_VALUES`` values (a "billion laughs" file) is an error naming the line. Messages never
@@ -16,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from edge_agent.config.yaml12 import Yaml12Loader
 from edge_agent.secrets import hide_url_password, is_secret_key
 
 Loc = tuple[str | int, ...]
@@ -88,10 +92,13 @@ def load_yaml(path: Path) -> YamlDocument:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
     try:
         _check_shape(path, text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=Yaml12Loader)
         if node is not None:
             _check_expansion(path, node)
-        data = yaml.safe_load(text)
+            twice = _duplicate_keys(path, node)
+            if twice:
+                raise ConfigError(twice)
+        data = yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 - Yaml12Loader is PyYAML's safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -106,7 +113,7 @@ def load_yaml(path: Path) -> YamlDocument:
 def _check_shape(path: Path, text: str) -> None:
     """Refuse nesting deeper than ``MAX_DEPTH`` (read from the event stream, which never recurses)."""
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in yaml.parse(text, Loader=Yaml12Loader):
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
@@ -144,6 +151,34 @@ def _check_expansion(path: Path, root: yaml.Node) -> None:
             continue
         stack.append((node, True))
         stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+
+
+def _duplicate_keys(path: Path, root: yaml.Node) -> list[str]:
+    """Every key given twice in one mapping (a later one would silently replace the first)."""
+    problems: list[str] = []
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, Loc]] = [(root, ())]
+    while stack:
+        node, loc = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                name = str(key.value)
+                line = key.start_mark.line + 1
+                if name in first and name != "<<":
+                    where = format_loc((*loc, name))
+                    problems.append(
+                        f"{path}:{line}: {where}: given twice (first at line {first[name]}): keep one; "
+                        "a second one would silently replace the first"
+                    )
+                first.setdefault(name, line)
+                stack.append((value, (*loc, name)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*loc, i)) for i, item in enumerate(node.value))
+    return sorted(problems, key=lambda p: int(p.split(":")[1]) if p.split(":")[1].isdigit() else 0)
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

@@ -477,6 +477,12 @@ def _forwarding(forwarder: Forwarder, stop: asyncio.Event) -> Callable[[], Await
     return lambda: forwarder.run(stop)
 
 
+async def _until(condition: Callable[[], bool], step_s: float = 0.05) -> None:
+    """Wait until ``condition`` holds (checked every ``step_s``)."""
+    while not condition():  # noqa: ASYNC110 - the devices' health has no event to wait on
+        await asyncio.sleep(step_s)
+
+
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
@@ -553,8 +559,12 @@ class Lifecycle:
     hostile file cannot stall the agent), and replaces the agent only when the file is valid.
     """
 
-    def __init__(self, loaded: LoadedConfig) -> None:
+    def __init__(self, loaded: LoadedConfig, once: bool = False) -> None:
         self.current = loaded
+        #: Poll every device once, write to the sinks, stop (``edge-agent run --once``).
+        self.once = once
+        #: The exit code: 0, or 1 when ``once`` and a device did not answer or points were not sent.
+        self.exit_code = 0
         self.stopping = False
         self.agent: Agent | None = None
         self.replacement: LoadedConfig | None = None
@@ -620,6 +630,12 @@ class Lifecycle:
         if self.agent is not None:
             self.agent.stop()
 
+    async def _one_cycle(self, agent: Agent) -> None:
+        """``--once``: stop as soon as every device has been polled or has failed once."""
+        await _until(lambda: all(h.polls or h.failures for h in agent.health))
+        log.info("one cycle done: every device polled once; writing to the sinks and stopping")
+        self.stop()
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -653,17 +669,35 @@ class Lifecycle:
             running = asyncio.create_task(agent.run())
             await asyncio.sleep(0)
             systemd.notify(f"READY=1\nSTATUS=polling {len(agent.collectors)} devices")
+            cycle = asyncio.create_task(self._one_cycle(agent)) if self.once else None
             try:
                 await running
             finally:
                 pid.release()
+                if cycle is not None:
+                    cycle.cancel()
+            if self.once:
+                self.exit_code = _once_result(agent)
+                return
             if self.replacement is not None and not self.stopping:
                 self.current, self.replacement = self.replacement, None
             elif not agent.restart_requested:
                 return
 
 
-def run_forever(loaded: LoadedConfig) -> int:
+def _once_result(agent: Agent) -> int:
+    """``--once``'s exit code: 1 when a device did not answer or points stayed unsent."""
+    report = agent.final_report or {}
+    silent = [d["name"] for d in report.get("devices", []) if not d.get("polls")]
+    left = report.get("buffer", {}).get("pending_points", 0)
+    for name in silent:
+        log.error("--once: device %s did not answer", name)
+    if left and agent.forwarders:
+        log.error("--once: %d points were not acknowledged by the sinks; they stay in the local store", left)
+    return 1 if silent or (left and agent.forwarders) else 0
+
+
+def run_forever(loaded: LoadedConfig, once: bool = False) -> int:
     """``edge-agent run``: until SIGTERM or SIGINT; exit code 0 after a clean flush.
 
     SIGHUP (``edge-agent reload``) re-reads the configuration file. A valid one replaces the
@@ -674,17 +708,19 @@ def run_forever(loaded: LoadedConfig) -> int:
     (:class:`Lifecycle`). An agent whose store turned out damaged starts again on a fresh one.
     """
 
+    lifecycle = Lifecycle(loaded, once)
+
     async def main() -> None:
         done = asyncio.Event()
         pinger = asyncio.create_task(systemd.watchdog(done))
         try:
-            await Lifecycle(loaded).run()
+            await lifecycle.run()
         finally:
             done.set()
             await pinger
 
     asyncio.run(main())
-    return 0
+    return lifecycle.exit_code
 
 
 __all__ = ["Agent", "Lifecycle", "PidFile", "pid_file", "redact_url", "run_forever", "running_agent"]

@@ -18,6 +18,11 @@ from typing import Any
 
 import yaml
 
+from edge_agent.collectors.endpoints import endpoint_problem
+from edge_agent.config import load_profile
+from edge_agent.config.yaml_source import ConfigError
+from edge_agent.secrets import REDACTOR
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("endpoint", help="opc.tcp://HOST:PORT/PATH")
@@ -38,10 +43,14 @@ def run(args: argparse.Namespace) -> int:
     from edge_agent.collectors.opcua.browse import browse, to_profile  # noqa: PLC0415 - asyncua only when browsing
     from edge_agent.collectors.opcua.client import Access, secured_client  # noqa: PLC0415
     from edge_agent.collectors.opcua.security import Security  # noqa: PLC0415
-    from edge_agent.config import load_profile  # noqa: PLC0415
-    from edge_agent.config.yaml_source import ConfigError  # noqa: PLC0415
-    from edge_agent.secrets import REDACTOR  # noqa: PLC0415
 
+    if not args.endpoint.startswith("opc.tcp://"):
+        print(f"error: {args.endpoint!r} is not an OPC UA endpoint: write opc.tcp://HOST:PORT/PATH", file=sys.stderr)
+        return 2
+    wrong = endpoint_problem(args.endpoint, "opc.tcp://10.0.0.7:4840")
+    if wrong:
+        print(f"error: {wrong}", file=sys.stderr)
+        return 2
     password = os.environ.get("OPCUA_PASSWORD", "")
     if args.password_file is not None:
         password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")

@@ -33,7 +33,7 @@ def test_serial_settings_are_read_from_the_query() -> None:
         ("modbus+rtu:///dev/ttyUSB0?parity=X", "parity N, E or O"),
         ("modbus+rtu:///dev/ttyUSB0?speed=9600", "unknown serial options ['speed']"),
         ("modbus+rtu:///dev/ttyUSB0?stop_bits=3", "stop_bits must be 1 or 2"),
-        ("modbus+rtutcp://10.0.0.6", "needs a host and a port"),
+        ("modbus+rtutcp://10.0.0.6", "needs a port after the host"),
     ],
 )
 def test_wrong_endpoints_say_what_to_write(endpoint: str, says: str) -> None:

@@ -26,7 +26,14 @@ class InfluxV2Sink(InfluxSinkConfig):
     url: Annotated[str, Field(pattern=r"^https?://")]
     org: Annotated[str, Field(min_length=1)]
     bucket: TagValue
-    token: str = Field("", description="API token: ${VAR} from the environment, or token_file: PATH")
+    token: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="API token: ${VAR} from the environment, or token_file: PATH (InfluxDB 1.8 without "
+            "authentication takes any, e.g. token: none)",
+        ),
+    ]
 
     def identity(self) -> str:
         return f"influxdb_v2:{normalized_url(self.url)}/{self.org}/{self.bucket}"
@@ -36,7 +43,7 @@ class InfluxV2(LineProtocolWriter):
     """Writes to ``{url}/api/v2/write?org=...&bucket=...&precision=ns``."""
 
     def __init__(self, cfg: InfluxV2Sink, context: SinkContext) -> None:
-        headers = {"Authorization": f"Token {cfg.token}"} if cfg.token else {}
+        headers = {"Authorization": f"Token {cfg.token}"}
         super().__init__(cfg, HttpClient(cfg.url, cfg.timeout, headers=headers), context)
         self.path = "/api/v2/write"
         self.params = {"org": cfg.org, "bucket": cfg.bucket, "precision": "ns"}

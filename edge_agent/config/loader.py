@@ -260,41 +260,75 @@ def _check_sinks(doc: YamlDocument, config: AgentConfig) -> list[str]:
 
 
 def load_config(path: Path) -> LoadedConfig:
-    """Validate ``agent.yaml`` and the profiles it uses; raise ConfigError listing every problem."""
+    """Validate ``agent.yaml`` and the profiles it uses; raise ConfigError listing every problem.
+
+    The problems come in one pass: a missing environment variable, a wrong field and a broken
+    profile are reported together (checks that need a valid file, such as a device's signals
+    against its profile, follow once the file validates).
+    """
     doc = load_yaml(path)
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.problem((), "agent.yaml is a mapping with agent, sinks, devices")])
     warnings = rename_in_config(doc)
     found = substitute(doc.data, os.environ) + read_secret_files(doc.data, path.parent)
-    if found:
-        raise ConfigError([doc.problem(loc, message) for loc, message in found])
+    problems = [doc.problem(loc, message) for loc, message in found]
+    config: AgentConfig | None = None
     try:
         config = agent_config_model().model_validate(doc.data, context=FROM_FILE)
     except ValidationError as exc:
-        raise ConfigError(validation_problems(doc, exc, union_tags=union_tags())) from None
+        # A field left empty by a missing variable is reported once, as the missing variable.
+        said = {p.split(": ", 2)[1] for p in problems}
+        problems += [
+            p for p in validation_problems(doc, exc, union_tags=union_tags()) if p.split(": ", 2)[1] not in said
+        ]
+    wanted = config.profile_dirs if config is not None else _raw_list(doc.data.get("profile_dirs"))
     dirs = [builtin_profile_dir()]
-    problems: list[str] = []
-    for j, rel in enumerate(config.profile_dirs):
+    for j, rel in enumerate(wanted):
         folder = Path(rel) if Path(rel).is_absolute() else path.parent / rel
         if not folder.is_dir():
             problems.append(doc.problem(("profile_dirs", j), f"no folder {folder}: create it or fix the path"))
         else:
             dirs.append(folder)
-    profiles = load_profiles(dirs, {d.profile for d in config.devices}, warnings)
-    seen: dict[str, int] = {}
-    for i, dev in enumerate(config.devices):
-        if dev.name in seen:
-            problems.append(
-                doc.problem(
-                    ("devices", i, "name"),
-                    f"device name {dev.name!r} is already used by devices[{seen[dev.name]}]",
-                )
-            )
-        seen.setdefault(dev.name, i)
-        problems += _check_device(doc, i, dev, profiles)
+    used = {d.profile for d in config.devices} if config is not None else _raw_profiles(doc.data)
+    try:
+        profiles = load_profiles(dirs, used, warnings)
+    except ConfigError as exc:
+        problems += exc.problems
+        profiles = {}
+    if config is None or problems:
+        raise ConfigError(problems)
+    problems += _check_devices(doc, config, profiles)
     problems += _check_anomaly_keys(doc, config, profiles)
     problems += _check_kpis(doc, config, profiles)
     problems += _check_sinks(doc, config)
     if problems:
         raise ConfigError(problems)
     return LoadedConfig(path, config, profiles, tuple(warnings))
+
+
+def _check_devices(doc: YamlDocument, config: AgentConfig, profiles: dict[str, ProfileBase]) -> list[str]:
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, dev in enumerate(config.devices):
+        if dev.name in seen:
+            problems.append(
+                doc.problem(
+                    ("devices", i, "name"), f"device name {dev.name!r} is already used by devices[{seen[dev.name]}]"
+                )
+            )
+        seen.setdefault(dev.name, i)
+        problems += _check_device(doc, i, dev, profiles)
+    return problems
+
+
+def _raw_list(value: object) -> list[str]:
+    """A list of strings as written (the file did not validate: take what can be taken)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _raw_profiles(data: dict[str, Any]) -> set[str]:
+    """The profiles the devices name, as written."""
+    devices = data.get("devices")
+    if not isinstance(devices, list):
+        return set()
+    return {d["profile"] for d in devices if isinstance(d, dict) and isinstance(d.get("profile"), str)}

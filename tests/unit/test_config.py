@@ -321,3 +321,87 @@ def test_sinks_that_differ_in_retention_policy_or_user_are_two_destinations(tmp_
     names = [s.identity() for s in loaded.config.sinks]
     assert len(set(names)) == 3
     assert names[1].endswith("?rp=week") and names[2].endswith("?user=bob")
+
+
+# -- read as meant (issue 21) ------------------------------------------------------------------
+
+
+def test_times_are_times_and_yes_is_a_word(tmp_path: Path) -> None:
+    """YAML 1.1 reads 20:00 as 1200 (base 60): the day shift silently became 08:00-00:20."""
+    shifts = (
+        "analytics:\n  shifts:\n    timezone: Asia/Shanghai\n    schedule:\n"
+        "      - {name: day, start: 08:00, end: 20:00}\n      - {name: night, start: 20:00, end: 08:00}\n"
+    )
+    loaded = load_config(write(tmp_path, GOOD.replace("sinks:\n", shifts + "sinks:\n", 1)))
+    assert loaded.config.analytics.shifts is not None
+    day = loaded.config.analytics.shifts.schedule[0]
+    assert (day.start.hour, day.end.hour, day.end.minute) == (8, 20, 0)
+
+
+def test_a_key_given_twice_is_an_error_at_its_line(tmp_path: Path) -> None:
+    text = GOOD.replace("    unit_id: 1\n", "    unit_id: 1\n    unit_id: 2\n") + "agent:\n  id: again\n"
+    found = problems(write(tmp_path, text))
+    assert any(
+        p.startswith(f"{tmp_path / 'agent.yaml'}:14: devices[0].unit_id: given twice (first at line 13)") for p in found
+    )
+    assert any(": agent: given twice (first at line 1)" in p for p in found)
+
+
+def test_every_problem_comes_in_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_SUCH_VARIABLE", raising=False)
+    text = (
+        GOOD.replace("  workshop: machining\n", "  workshop: machining\n  drain: ${NO_SUCH_VARIABLE}\n")
+        .replace("unit_id: 1", "unit_id: one")
+        .replace("devices:\n", "profile_dirs: [no-such-folder]\ndevices:\n", 1)
+    )
+    found = problems(write(tmp_path, text))
+    assert len(found) == 3, found
+    assert "NO_SUCH_VARIABLE is not set" in found[0]
+    assert "devices[0].unit_id" in found[1]
+    assert "profile_dirs[0]: no folder" in found[2]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("1h30m", 5400.0), ("2m 30s", 150.0), ("1d12h", 129600.0)])
+def test_durations_add_up_like_go_writes_them(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_a_port_out_of_range_is_named(tmp_path: Path) -> None:
+    (msg,) = problems(write(tmp_path, GOOD.replace("modbus://127.0.0.1:5020", "modbus://127.0.0.1:99999")))
+    assert "devices[0].endpoint: port 99999 is out of range: a port is 1 to 65535" in msg
+
+
+def test_a_v2_sink_without_a_token_is_refused(tmp_path: Path) -> None:
+    v2 = "  - type: influxdb_v2\n    url: http://127.0.0.1:8086\n    org: plant\n    bucket: edge\n"
+    (msg,) = problems(write(tmp_path, GOOD.replace("devices:\n", v2 + "devices:\n", 1)))
+    assert "sinks[1].token: required field is missing" in msg
+
+
+@pytest.mark.parametrize(
+    ("node", "says"),
+    [("ns=2;i=abc", "a numeric identifier (i=) is a whole number"), ("ns=2;g=1234", "a GUID identifier (g=)")],
+)
+def test_a_malformed_node_id_is_refused_with_the_fix(tmp_path: Path, node: str, says: str) -> None:
+    text = f"name: p\nprotocol: opcua\nnodes:\n  - {{name: t, node: '{node}'}}\n"
+    with pytest.raises(ConfigError) as info:
+        load_profile(write(tmp_path, text, "p.yaml"))
+    assert says in info.value.problems[0]
+
+
+def test_browse_refuses_an_endpoint_that_is_not_opc_ua(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "browse", "http://10.0.0.7:4840", "--out", "x.yaml"]) == 2
+    assert "is not an OPC UA endpoint: write opc.tcp://" in capsys.readouterr().err
+
+
+def test_config_show_fills_every_default_hides_secrets_and_reads_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOW_PASSWORD", "Show-Secret-81")
+    text = GOOD.replace("database: edge", "database: edge\n    username: bob\n    password: ${SHOW_PASSWORD}")
+    assert main(["config", "show", str(write(tmp_path, text))]) == 0
+    shown = capsys.readouterr().out
+    assert "Show-Secret-81" not in shown and "password: '***'" in shown
+    assert "poll_interval: 1s" in shown and "drain: 8s" in shown and "synchronous: normal" in shown
+    # What it shows is a configuration the agent reads the same way (the secret put back).
+    again = load_config(write(tmp_path, shown.replace("'***'", "${SHOW_PASSWORD}"), "shown.yaml"))
+    assert again.config == load_config(tmp_path / "agent.yaml").config

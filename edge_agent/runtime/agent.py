@@ -37,7 +37,7 @@ from edge_agent.collectors.plugin import Collector, CollectorContext
 from edge_agent.config import ConfigError, LoadedConfig, load_config
 from edge_agent.runtime import checkpoint, systemd
 from edge_agent.runtime.clock import Clock, ClockWatch, WallClock
-from edge_agent.runtime.forwarder import Forwarder
+from edge_agent.runtime.forwarder import LATENCY_BUCKETS_S, Forwarder
 from edge_agent.runtime.health import serve_health
 from edge_agent.runtime.kpi_stage import KpiStage
 from edge_agent.runtime.logs import Throttled
@@ -61,10 +61,15 @@ def redact_url(url: str) -> str:
 
 
 def _sink_row(health: Any) -> dict[str, Any]:
-    row = {k: v for k, v in vars(health).items() if k != "latencies_s"}
+    row = {k: v for k, v in vars(health).items() if k not in ("latencies_s", "latency_counts", "latency_sum_s")}
     latencies = list(health.latencies_s)
     row["latency_p50_s"] = float(np.percentile(latencies, 50)) if latencies else None
     row["latency_p95_s"] = float(np.percentile(latencies, 95)) if latencies else None
+    row["latency_histogram"] = {
+        "le_s": list(LATENCY_BUCKETS_S),
+        "counts": list(health.latency_counts),
+        "sum_s": health.latency_sum_s,
+    }
     return row
 
 

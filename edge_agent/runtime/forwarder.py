@@ -48,6 +48,10 @@ class _ChunkFailed(Exception):
         self.index, self.error = index, error
 
 
+#: Upper bounds (s) of the latency histogram's buckets (``/metrics``).
+LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
 @dataclass
 class SinkHealth:
     name: str
@@ -62,6 +66,10 @@ class SinkHealth:
     set_aside: int = 0
     #: Seconds from a point's timestamp to its acknowledgement, recent samples.
     latencies_s: list[float] = field(default_factory=list)
+    #: The same since start, as a histogram: acknowledgements at most ``LATENCY_BUCKETS_S[i]``
+    #: old (cumulative, the last for any age), their sum (s) and count.
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_S) + 1))
+    latency_sum_s: float = 0.0
 
 
 class Forwarder:
@@ -205,8 +213,15 @@ class Forwarder:
     def _latency(self, newest_ts: int) -> None:
         now = time.time_ns()
         self.health.last_ack_ns = now
-        self.health.latencies_s.append((now - newest_ts) / 1e9)
+        age = (now - newest_ts) / 1e9
+        self.health.latencies_s.append(age)
         del self.health.latencies_s[:-1000]
+        counts = self.health.latency_counts
+        for i, bound in enumerate(LATENCY_BUCKETS_S):
+            if age <= bound:
+                counts[i] += 1
+        counts[-1] += 1
+        self.health.latency_sum_s += age
 
     def _write(self, batch: Batch, catalog: SeriesCatalog) -> None:
         try:

@@ -4,22 +4,24 @@ Names follow Prometheus' conventions (``edge_agent_`` prefix, base units, ``_tot
 
 | metric | type | labels |
 | --- | --- | --- |
+| ``edge_agent_build_info`` | gauge, 1 | version, python |
 | ``edge_agent_up`` | gauge, 1 ok / 0 degraded | |
 | ``edge_agent_device_up`` | gauge, 1 answering | device |
-| ``edge_agent_device_polls_total``, ``edge_agent_device_failures_total`` | counter | device |
-| ``edge_agent_device_overruns_total`` | counter | device |
+| ``edge_agent_device_polls_total`` | counter: poll attempts by result | device, outcome (``ok``, ``failed``) |
+| ``edge_agent_device_overruns_total`` | counter: poll slots skipped | device |
 | ``edge_agent_points_produced_total`` | counter | |
 | ``edge_agent_points_dropped_total`` | counter | reason |
 | ``edge_agent_buffer_backlog_points`` | gauge | |
 | ``edge_agent_buffer_oldest_age_seconds`` | gauge | |
 | ``edge_agent_sink_up`` | gauge | sink |
 | ``edge_agent_sink_points_written_total``, ``edge_agent_sink_points_rejected_total`` | counter | sink |
-| ``edge_agent_sink_latency_seconds`` | gauge (p50, p95 of recent points, reading to acknowledgement) | sink, quantile |
 | ``edge_agent_sink_points_set_aside_total`` | counter (dead letter) | sink |
+| ``edge_agent_sink_latency_seconds`` | histogram: a point's time stamp to its acknowledgement | sink, le |
 | ``edge_agent_task_up`` | gauge, 1 running | task |
 | ``edge_agent_task_failures_total``, ``edge_agent_task_restarts_total`` | counter | task |
 | ``edge_agent_clock_steps_total`` | counter (wall-clock steps larger than a poll interval) | |
 | ``edge_agent_store_damaged`` | gauge (damaged store files set aside and not yet removed) | |
+| ``edge_agent_process_*`` | the process: CPU seconds, resident memory, open files, start time | |
 
 A fresh registry is filled from the report on each scrape: the agent keeps no second set of
 counters that could drift from ``/health``.
@@ -27,12 +29,15 @@ counters that could drift from ``/health``.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from edge_agent import __version__
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -43,19 +48,20 @@ class _Report:
 
     def collect(self) -> Iterator[Metric]:
         r = self.report
+        info = GaugeMetricFamily("edge_agent_build_info", "the agent's version", labels=["version", "python"])
+        info.add_metric([__version__, platform.python_version()], 1.0)
+        yield info
         yield GaugeMetricFamily("edge_agent_up", "1 when /health says ok, 0 when degraded", r.get("status") == "ok")
         devices = r.get("devices", [])
         up = GaugeMetricFamily("edge_agent_device_up", "1 while the device answers", labels=["device"])
-        counters = {
-            key: CounterMetricFamily(f"edge_agent_device_{key}", f"device {key} since start", labels=["device"])
-            for key in ("polls", "failures", "overruns")
-        }
+        polls = CounterMetricFamily("edge_agent_device_polls", "poll attempts by result", labels=["device", "outcome"])
+        overruns = CounterMetricFamily("edge_agent_device_overruns", "poll slots skipped", labels=["device"])
         for d in devices:
             up.add_metric([d["name"]], 1.0 if d.get("connected") else 0.0)
-            for key, family in counters.items():
-                family.add_metric([d["name"]], float(d.get(key, 0)))
-        yield up
-        yield from counters.values()
+            polls.add_metric([d["name"], "ok"], float(d.get("polls", 0)))
+            polls.add_metric([d["name"], "failed"], float(d.get("failures", 0)))
+            overruns.add_metric([d["name"]], float(d.get("overruns", 0)))
+        yield from (up, polls, overruns)
         yield CounterMetricFamily(
             "edge_agent_points_produced", "points handed to the local store", value=float(r.get("points_produced", 0))
         )
@@ -108,17 +114,19 @@ def _sinks(sinks: list[dict[str, Any]]) -> Iterator[Metric]:
     aside = CounterMetricFamily(
         "edge_agent_sink_points_set_aside", "points set aside for the sink (dead letter)", labels=["sink"]
     )
-    latency = GaugeMetricFamily(
-        "edge_agent_sink_latency_seconds", "reading to acknowledgement, recent points", labels=["sink", "quantile"]
+    latency = HistogramMetricFamily(
+        "edge_agent_sink_latency_seconds", "a point's time stamp to its acknowledgement", labels=["sink"]
     )
     for s in sinks:
         up.add_metric([s["name"]], 1.0 if s.get("ok") else 0.0)
         written.add_metric([s["name"]], float(s.get("written", 0)))
         rejected.add_metric([s["name"]], float(s.get("rejected", 0)))
         aside.add_metric([s["name"]], float(s.get("set_aside", 0)))
-        for q, key in (("0.5", "latency_p50_s"), ("0.95", "latency_p95_s")):
-            if s.get(key) is not None:
-                latency.add_metric([s["name"], q], float(s[key]))
+        histogram = s.get("latency_histogram")
+        if histogram:
+            bounds = [f"{b:g}" for b in histogram["le_s"]] + ["+Inf"]
+            buckets = list(zip(bounds, map(float, histogram["counts"]), strict=True))
+            latency.add_metric([s["name"]], buckets, float(histogram["sum_s"]))
     yield from (up, written, rejected, aside, latency)
 
 
@@ -126,4 +134,5 @@ def render(report: dict[str, Any]) -> str:
     """The metrics of ``report`` (the agent's health report) as Prometheus text."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Report(report))
+    ProcessCollector(namespace="edge_agent", registry=registry)
     return generate_latest(registry).decode()

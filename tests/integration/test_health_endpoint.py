@@ -4,6 +4,7 @@ reasons when degraded, /metrics is Prometheus text, other paths are 404, and
 
 from __future__ import annotations
 
+import platform
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from edge_agent import __version__
 from edge_agent.cli import main
 from tests.conftest import InfluxServer, dead_port
 from tests.faults.agent_process import AgentProcess
@@ -59,8 +61,15 @@ def test_health_is_503_with_reasons_when_a_device_stays_down(
                 assert metrics[("edge_agent_up", ())] == 0.0
                 assert metrics[("edge_agent_device_up", (("device", "u1"),))] == 1.0
                 assert metrics[("edge_agent_device_up", (("device", "gone"),))] == 0.0
-                assert metrics[("edge_agent_device_polls_total", (("device", "u1"),))] > 3
-                assert metrics[("edge_agent_device_failures_total", (("device", "gone"),))] >= 1
+                assert metrics[("edge_agent_device_polls_total", (("device", "u1"), ("outcome", "ok")))] > 3
+                assert metrics[("edge_agent_device_polls_total", (("device", "gone"), ("outcome", "failed")))] >= 1
+                assert (
+                    metrics[
+                        ("edge_agent_build_info", (("python", platform.python_version()), ("version", __version__)))
+                    ]
+                    == 1
+                )
+                assert metrics[("edge_agent_process_resident_memory_bytes", ())] > 1e6
                 assert metrics[("edge_agent_points_produced_total", ())] > 0
                 assert ("edge_agent_buffer_backlog_points", ()) in metrics
             finally:

@@ -11,7 +11,7 @@ DEMO_ARGS := $(if $(DURATION),--duration $(DURATION),)
 
 INTEROP := tests/interop/node_modules/.installed-stamp
 
-.PHONY: demo test lint influxdb bench clean venv
+.PHONY: demo test lint servers bench clean venv
 
 # A usable environment: Python 3.11 or newer, and a .venv whose interpreter still runs (a
 # .venv made by another Python, or moved, is rebuilt).
@@ -33,15 +33,16 @@ $(DEV_STAMP): pyproject.toml | venv
 demo: venv $(DEMO_STAMP)
 	$(BIN)/edge-agent demo $(DEMO_ARGS)
 
-influxdb:
-	bash scripts/ensure-influxdb.sh
+# The servers and the browser the tests start (Debian's influxdb, mosquitto, chromium).
+servers:
+	bash scripts/ensure-test-servers.sh
 
 # Device implementations from other stacks (npm), for the interop tests.
 $(INTEROP): tests/interop/package.json tests/interop/package-lock.json
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 	touch $(INTEROP)
 
-test: venv $(DEV_STAMP) influxdb $(INTEROP)
+test: venv $(DEV_STAMP) servers $(INTEROP)
 	$(BIN)/python -m pytest -q
 
 lint: venv $(DEV_STAMP)
@@ -49,7 +50,7 @@ lint: venv $(DEV_STAMP)
 	$(BIN)/ruff format --check collectors analytics edge_agent demo dashboards
 	$(BIN)/mypy
 
-bench: venv $(DEV_STAMP) influxdb
+bench: venv $(DEV_STAMP) servers
 	$(BIN)/python benchmarks/sink.py
 
 clean:

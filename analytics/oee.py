@@ -451,6 +451,15 @@ class OeeEngine:
         self._open_m, self._open_start, self._open_end = all_m[heads], all_s[heads], all_e[heads]
         self._open_acc = acc
 
+    def latest_open(self) -> tuple[NDArray[np.intp], NDArray[np.int64], NDArray[np.float64]]:
+        """Each machine's latest open window: machines, window keys (UTC ns), time elements so far."""
+        if self._open_m.shape[0] == 0:
+            return self._open_m, self._open_start, self._open_acc
+        order = np.lexsort((self._open_start, self._open_m))
+        last = np.append(self._open_m[order][1:] != self._open_m[order][:-1], True)
+        pick = order[last]
+        return self._open_m[pick], self._open_start[pick], self._open_acc[pick]
+
     def close(self, final: bool = False) -> WindowRows:
         """Windows that no later reading can change (all, if ``final``: the data ends here).
 

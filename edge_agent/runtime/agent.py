@@ -43,6 +43,8 @@ from edge_agent.runtime.kpi_stage import KpiStage
 from edge_agent.runtime.logs import Throttled
 from edge_agent.runtime.pipeline import Pipeline
 from edge_agent.runtime.polling import Backoff, DeviceHealth, DevicePoller, good_samples
+from edge_agent.runtime.status_page import StatusView
+from edge_agent.runtime.status_page import render as render_status
 from edge_agent.runtime.supervisor import Supervisor
 from edge_agent.schema import AGENT, AGENT_FIELDS
 from edge_agent.sinks.base import SinkContext, make_sink
@@ -135,6 +137,8 @@ class Agent:
         step = min((d.poll_interval for d in cfg.devices), default=1.0)
         self.clock_watch = ClockWatch(self.clock, max(int(step * 1e9), 1_000_000))
         self._losses = Throttled(log)
+        #: What the status page shows of the tick's state (replaced whole by the tick thread).
+        self.status_view = StatusView()
         #: How far each OEE window grid was written, as last recorded in the store.
         self._written_said: dict[str, int] = {}
 
@@ -187,7 +191,20 @@ class Agent:
         if self._store([*self._unstored, batch], final, state):
             self._written_said = dict(written)
         self.last_tick_ns = time.time_ns()
+        if self.last_tick_ns - self.status_view.taken_ns >= 1_000_000_000 or final:
+            self._publish_status()
         return len(batch)
+
+    def _publish_status(self) -> None:
+        """Hand the status page a new view (one new object: the page reads whichever is current)."""
+        pipeline, layout = self.pipeline, self.pipeline.layout
+        texts = self.store.series.catalog().texts
+        self.status_view = StatusView(
+            self.last_tick_ns,
+            pipeline.latest.rows(layout.device_tables, layout.labels, texts),
+            pipeline.anomaly.open_alarms(),
+            pipeline.oee.current(),
+        )
 
     def _derive(self, raw: Batch, now: int, final: bool) -> Batch:
         batch = self.pipeline.process(raw, now, final=final)
@@ -303,8 +320,12 @@ class Agent:
             if not self.stop_event.is_set():
                 await self._in_tick_thread(self._checkpoint)
 
+    def status_page(self) -> str:
+        """The status page (``GET /``): the health report and the tick's latest view."""
+        return render_status(self.health_report(), self.status_view)
+
     async def _serve_health(self, listen: str) -> None:
-        server = await serve_health(listen, self.health_report)
+        server = await serve_health(listen, self.health_report, self.status_page)
         try:
             await server.serve_forever()
         finally:

@@ -104,6 +104,14 @@ class AnomalyStage:
         now, self._unscored = pending.take(ready), pending.take(~ready)
         return self.score(now, self._state_changes(now))
 
+    def open_alarms(self) -> list[tuple[str, str, int, float]]:
+        """The alarms on now: (device.signal, detector, since UTC ns, peak score so far)."""
+        alarms = self.scorer.alarms
+        return [
+            (self.signals[i].key, alarms.detector[i], int(alarms.start_ns[i]), float(alarms.peak[i]))
+            for i in np.flatnonzero(alarms.active).tolist()
+        ]
+
     def machine_scores(self, machines: int) -> NDArray[np.float64]:
         """Each machine's highest latest score over its signals (0 for one without)."""
         out = np.zeros(machines)

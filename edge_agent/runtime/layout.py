@@ -93,6 +93,8 @@ class Layout:
                 for n in wanted
             ]
         raw_ids = series.register(keys)
+        #: Per device, per collector index: (device, signal name, unit, kind), for people to read.
+        self.labels = [[(dev.name, s.name, s.unit, s.kind) for s in loaded.signals(dev)] for dev in cfg.devices]
         #: Series id of each collector index, per device.
         self.device_tables: list[NDArray[np.int32]] = [raw_ids[t] for t in tables]
         size = int(raw_ids.max()) + 1 if raw_ids.shape[0] else 0

@@ -27,6 +27,9 @@ from edge_agent.schema import MACHINE_STATE, OEE, OEE_FIELDS
 from edge_agent.store.catalog import Series
 from edge_agent.store.series import SeriesRegistry
 
+#: The KPIs the status page shows of a machine's open window.
+_CURRENT = ("availability", "performance", "quality", "oee", "produced", "good")
+
 
 @dataclass
 class MachineView:
@@ -185,6 +188,26 @@ class OeeStage:
         """``[rows, len(OEE_FIELDS)]`` values (NaN = absent) for element rows of ``machine``."""
         k = kpis(elements, self.ideal_cycle_s[machine], engine.has_counter[machine], partial)
         return np.column_stack([k[f] for f in OEE_FIELDS])
+
+    def current(self) -> list[dict[str, float | str]]:
+        """Per OEE machine: its state and the KPIs of its open window so far (the status page)."""
+        engine = next(iter(self.engines.values()), None)
+        if engine is None or not self.machines:
+            return []
+        machine, key, elements = engine.latest_open()
+        values = self.kpi_matrix(elements, machine, engine) if machine.shape[0] else np.empty((0, len(OEE_FIELDS)))
+        by_machine = {int(m): (int(k), v) for m, k, v in zip(machine.tolist(), key.tolist(), values, strict=True)}
+        out: list[dict[str, float | str]] = []
+        for i, view in enumerate(self.machines):
+            # The state as the agent maps it (0 running .. 5 unknown), whatever codes the device uses.
+            mapped = self._state_lut[i, view.state] if 0 <= view.state < 256 else float(UNKNOWN_STATE)
+            row: dict[str, float | str] = {"machine": view.name, "line": view.line, "state": int(mapped)}
+            if i in by_machine:
+                window, v = by_machine[i]
+                row["window_start_ns"] = window
+                row.update({f: float(v[j]) for j, f in enumerate(OEE_FIELDS) if f in _CURRENT})
+            out.append(row)
+        return out
 
     def summary(self) -> list[dict[str, float | str]]:
         """Per OEE machine: state and KPIs over every window closed so far."""

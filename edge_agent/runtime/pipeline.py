@@ -22,6 +22,7 @@ from edge_agent.runtime.anomaly_stage import AnomalyStage
 from edge_agent.runtime.checkpoint import fingerprint as checkpoint_fingerprint
 from edge_agent.runtime.layout import Layout
 from edge_agent.runtime.oee_stage import MachineView, OeeSettings, OeeStage
+from edge_agent.runtime.status_page import LatestReadings
 from edge_agent.store.series import SeriesRegistry
 
 
@@ -84,6 +85,8 @@ class Pipeline:
         self.fingerprint = checkpoint_fingerprint(loaded, [s.key for s in self.layout.scored])
         #: The raw readings of the latest tick (for the workshop KPIs).
         self.last_raw = Batch.empty()
+        #: The latest reading of every raw series (for the status page).
+        self.latest = LatestReadings(self.layout.role.shape[0])
 
     @property
     def machines(self) -> list[MachineView]:
@@ -120,6 +123,7 @@ class Pipeline:
     def process(self, raw: Batch, now_ns: int, final: bool = False) -> Batch:
         """``raw`` and what the analytics make of it: scores, alarms, closed OEE windows, states."""
         self.last_raw = raw
+        self.latest.update(raw)
         scores = self.anomaly.score_readings(raw, now_ns if final else now_ns - self.settle_ns, hold=not final)
         for view, score in zip(self.oee.machines, self.anomaly.machine_scores(len(self.oee.machines)), strict=True):
             view.anomaly = float(score)

@@ -17,6 +17,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PROFILE_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+#: Printable text of one line: what a tag value can hold (line protocol has no escape for a newline).
+ONE_LINE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+#: A signal's engineering unit as people write it (``°C``, ``mm/s``, ``kWh``), written as the raw
+#: points' ``unit`` tag; empty for none.
+Unit = Annotated[str, Field(max_length=32, pattern=ONE_LINE_PATTERN)]
 
 SignalKind = Literal["analog", "state", "counter", "energy", "text"]
 

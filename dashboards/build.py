@@ -28,20 +28,18 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
+from edge_agent.rollups import KPI_RATIOS, LOSSES, NOT_LOSSES, OEE_RATIOS, ratio, running_ratio, window_filter
+
 DATASOURCE = model.DataSourceRef(type_val="influxdb", uid="${datasource}")
-FILTER = (
-    '"site" =~ /^$site$/ AND "workshop" =~ /^$workshop$/ AND "line" =~ /^$line$/ '
-    'AND "machine" =~ /^$machine$/ AND $timeFilter'
-)
-OEE_WHERE = f"\"window\" = '1m' AND {FILTER}"
-SHIFT_WHERE = f"\"window\" = 'shift' AND {FILTER}"
-KPI_WHERE = '"site" =~ /^$site$/ AND "workshop" =~ /^$workshop$/ AND $timeFilter'
-RATIOS = {
-    "availability": 'sum("actual_production_s") / sum("planned_busy_s")',
-    "performance": 'sum("ideal_produced_s") / sum("actual_production_s")',
-    "quality": 'sum("good") / sum("produced")',
-    "oee": 'sum("ideal_good_s") / sum("planned_busy_s")',
-}
+PLACE = '"site" =~ /^$site$/ AND "workshop" =~ /^$workshop$/'
+FILTER = f'{PLACE} AND "line" =~ /^$line$/ AND "machine" =~ /^$machine$/ AND $timeFilter'
+#: One OEE grid, the ``$window`` variable's (never two summed: each holds all the time once).
+OEE_WHERE = f"{window_filter('$window')} AND {FILTER}"
+SHIFT_WHERE = f"{window_filter('shift')} AND {FILTER}"
+KPI_WHERE = f"{PLACE} AND $timeFilter"
+#: Stats draw a sparkline of their query's intervals; their number is the whole range's.
+BY_INTERVAL = " GROUP BY time($__interval) fill(none)"
+RATIOS = {name: ratio(fields) for name, fields in OEE_RATIOS.items()}
 #: Colour bands (red below the first value, then yellow, then green): OEE 60 % typical, 85 % world class.
 BANDS = {"availability": (0.80, 0.90), "performance": (0.80, 0.95), "quality": (0.95, 0.99), "oee": (0.60, 0.85)}
 TITLES = {
@@ -66,37 +64,54 @@ STATES = {
     "4": ("planned stop 计划停机", "purple"),
     "5": ("unknown 未知", "gray"),
 }
-LOSSES = {
-    "down_s": "down 故障",
-    "delay_s": "delay 待机",
-    "microstop_s": "micro-stops 短停",
-    "setup_s": "setup 换型",
-    "break_s": "break 休息",
-    "unknown_s": "unknown 未知",
-}
-ADOPTION = {
-    "networking 设备联网率": 'sum("devices_seen") / sum("devices_in_scope")',
-    "collection 数据采集率": 'sum("samples_valid") / sum("samples_expected")',
-    "on cloud 设备上云率": 'sum("devices_on_cloud") / sum("devices_in_scope")',
-    "cloud completeness 上云完整率": 'sum("points_acked") / sum("points_produced")',
-}
-UPLOAD = {
-    "cloud days 连续上云天数": 'last("continuous_cloud_days")',
-    "latency p50 s 上云时延": 'mean("upload_latency_p50_s")',
-    "latency p95 s": 'max("upload_latency_p95_s")',
-    "backlog 积压点数": 'last("backlog_points")',
-    "oldest s 最早积压": 'max("backlog_oldest_age_s")',
-}
-IMPROVEMENT = {
-    "kWh per good 单位产品能耗": 'sum("energy_kwh") / sum("good")',
-    "defect rate 不良率": 'sum("reject") / sum("produced")',
-    "throughput per h 产出率": 'sum("produced") * 3600 / sum("actual_production_s")',
-    "energy reduction 能耗降低": '1 - sum("energy_kwh") / sum("good") / last("baseline_energy_per_good_kwh")',
-    "defect reduction 不良率降低": '1 - sum("reject") / sum("produced") / last("baseline_defect_rate")',
-    "throughput gain 产出提升": (
-        'sum("produced") * 3600 / sum("actual_production_s") / last("baseline_throughput_per_h") - 1'
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One stat: its title, its InfluxQL expression per interval, how intervals reduce, its unit.
+
+    ``calc`` turns the intervals into the range's number: ``lastNotNull`` for running ratios and
+    last values, ``sum`` for amounts, ``max`` and ``mean`` for what they say. ``unit`` is a
+    Grafana unit id (``percentunit``, ``s``, ``kwatth``, ``suffix:/h`` ...).
+    """
+
+    title: str
+    expr: str
+    unit: str
+    calc: str = "lastNotNull"
+    description: str = ""
+
+
+ADOPTION = [
+    Figure("Networking 设备联网率", running_ratio(KPI_RATIOS["networking_rate"]), "percentunit"),
+    Figure("Data collection 数据采集率", running_ratio(KPI_RATIOS["collection_completeness"]), "percentunit"),
+    Figure("On cloud 设备上云率", running_ratio(KPI_RATIOS["device_on_cloud_ratio"]), "percentunit"),
+    Figure("Cloud completeness 上云完整率", running_ratio(KPI_RATIOS["cloud_completeness"]), "percentunit"),
+]
+UPLOAD = [
+    Figure("Days on cloud 连续上云天数", 'last("continuous_cloud_days")', "d"),
+    Figure("Upload latency p50 上云时延", 'mean("upload_latency_p50_s")', "s", "mean", "Mean of the intervals' p50."),
+    Figure("Upload latency p95", 'max("upload_latency_p95_s")', "s", "max", "Highest p95 of any interval."),
+    Figure("Backlog 积压点数", 'last("backlog_points")', "short", description="Points not yet acknowledged."),
+    Figure("Oldest backlog 最早积压", 'max("backlog_oldest_age_s")', "s", "max"),
+]
+THROUGHPUT = 'cumulative_sum(sum("produced")) * 3600 / cumulative_sum(sum("actual_production_s"))'
+IMPROVEMENT = [
+    Figure("Energy per good 单位产品能耗", running_ratio(KPI_RATIOS["energy_per_good_kwh"]), "kwatth"),
+    Figure("Defect rate 不良率", running_ratio(KPI_RATIOS["defect_rate"]), "percentunit"),
+    Figure("Throughput 产出率", THROUGHPUT, "suffix: /h", description="Parts per hour of actual production."),
+    Figure(
+        "Energy reduction 能耗降低",
+        f'1 - {running_ratio(KPI_RATIOS["energy_per_good_kwh"])} / last("baseline_energy_per_good_kwh")',
+        "percentunit",
     ),
-}
+    Figure(
+        "Defect reduction 不良率降低",
+        f'1 - {running_ratio(KPI_RATIOS["defect_rate"])} / last("baseline_defect_rate")',
+        "percentunit",
+    ),
+    Figure("Throughput gain 产出提升", f'{THROUGHPUT} / last("baseline_throughput_per_h") - 1', "percentunit"),
+]
 
 
 @dataclass
@@ -131,16 +146,6 @@ class Query(cogbuilder.Builder[cogvariants.Dataquery]):
         return self._internal
 
 
-#: Stat panels show the one value their query returns.
-LAST = common_builders.ReduceDataOptions().calcs(["lastNotNull"])
-
-
-def kpi_query(fields: dict[str, str]) -> str:
-    return (
-        "SELECT " + ", ".join(f'{expr} AS "{name}"' for name, expr in fields.items()) + f' FROM "kpi" WHERE {KPI_WHERE}'
-    )
-
-
 def bands(low: float, high: float) -> board.ThresholdsConfig:
     return (
         board.ThresholdsConfig()
@@ -159,38 +164,34 @@ def transform(kind: str, options: dict[str, Any]) -> model.DataTransformerConfig
     return t
 
 
-def stat_panel(title: str, description: str, query: str, place: model.GridPos, unit: str = "") -> stat.Panel:
-    """A stat panel showing the one value its query returns."""
+def figure_panel(figure: Figure, where: str, measurement: str, place: model.GridPos) -> stat.Panel:
+    """A stat showing ``figure`` over the range, with a sparkline of its intervals."""
+    query = f'SELECT {figure.expr} AS "{figure.title}" FROM "{measurement}" WHERE {where}{BY_INTERVAL}'
     panel = (
         stat.Panel()
-        .title(title)
-        .reduce_options(LAST)
-        .description(description)
+        .title(figure.title)
         .datasource(DATASOURCE)
         .with_target(Query(query))
+        .reduce_options(common_builders.ReduceDataOptions().calcs([figure.calc]))
+        .graph_mode(common.BigValueGraphMode.AREA)
+        .unit(figure.unit)
         .grid_pos(place)
     )
-    return panel.unit(unit) if unit else panel
+    return panel.description(figure.description) if figure.description else panel
 
 
 def ratio_stats() -> list[cogbuilder.Builder[model.Panel]]:
     panels: list[cogbuilder.Builder[model.Panel]] = []
-    for i, (name, expr) in enumerate(RATIOS.items()):
+    for i, (name, fields) in enumerate(OEE_RATIOS.items()):
         low, high = BANDS[name]
+        figure = Figure(TITLES[name], running_ratio(fields), "percentunit", description=DESCRIPTIONS[name])
         panels.append(
-            stat.Panel()
-            .title(TITLES[name])
-            .description(DESCRIPTIONS[name])
-            .datasource(DATASOURCE)
-            .with_target(Query(f'SELECT {expr} AS "{name}" FROM "oee" WHERE {OEE_WHERE}'))
-            .unit("percentunit")
+            figure_panel(figure, OEE_WHERE, "oee", grid(6 * i, 0, 6, 4))
             .min(0)
             .max(1)
             .decimals(1)
             .thresholds(bands(low, high))
             .color_mode(common.BigValueColorMode.BACKGROUND)
-            .reduce_options(LAST)
-            .grid_pos(grid(6 * i, 0, 6, 4))
         )
     return panels
 
@@ -200,7 +201,10 @@ def machine_panels() -> list[cogbuilder.Builder[model.Panel]]:
     by_machine = (
         timeseries.Panel()
         .title("OEE by machine 各设备 OEE")
-        .description("Each machine's OEE per 1-minute window (ratio of sums within each interval).")
+        .description(
+            "Each machine's OEE per interval (at least one OEE window, $window): the ratio of sums of the "
+            "windows inside each interval."
+        )
         .datasource(DATASOURCE)
         .with_target(
             Query(
@@ -214,7 +218,7 @@ def machine_panels() -> list[cogbuilder.Builder[model.Panel]]:
         .max(1)
         .thresholds(bands(oee_low, oee_high))
         .thresholds_style(common_builders.GraphThresholdsStyleConfig().mode(common.GraphTresholdsStyleMode.DASHED))
-        .interval("1m")
+        .interval("$window")
         .grid_pos(grid(0, 4, 12, 8))
     )
     mapping = model.ValueMap({k: model.ValueMappingResult(text=t, color=c) for k, (t, c) in STATES.items()})
@@ -293,7 +297,11 @@ def loss_panels() -> list[cogbuilder.Builder[model.Panel]]:
     pareto = (
         barchart.Panel()
         .title("Downtime Pareto 停机损失帕累托")
-        .description("Lost time by cause over the range, largest first, with the cumulative share of all losses.")
+        .description(
+            "Lost time by cause over the range, largest first, with the cumulative share of all losses. Planned "
+            "breaks, planned stops and unknown time are not losses (they are outside planned busy time): see "
+            "the panel beside."
+        )
         .datasource(DATASOURCE)
         .with_target(Query(pareto_query, "table"))
         .with_transformation(transform("organize", {"excludeByName": {"Time": True}}))
@@ -328,6 +336,27 @@ def loss_panels() -> list[cogbuilder.Builder[model.Panel]]:
         .override_by_name("cumulative %", [_prop("unit", "percentunit"), _prop("custom.axisPlacement", "right")])
         .grid_pos(grid(0, 20, 12, 8))
     )
+    apart = (
+        stat.Panel()
+        .title("Outside planned time 计划外时间")
+        .description(
+            "Time outside planned busy time, summed over the range: breaks (analytics.shifts), planned stops "
+            "(the machine's planned_stop state) and time the state was unknown (device unreachable or silent)."
+        )
+        .datasource(DATASOURCE)
+        .with_target(
+            Query(
+                "SELECT "
+                + ", ".join(f'sum("{k}") AS "{v}"' for k, v in NOT_LOSSES.items())
+                + f' FROM "oee" WHERE {OEE_WHERE}{BY_INTERVAL}'
+            )
+        )
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["sum"]))
+        .graph_mode(common.BigValueGraphMode.AREA)
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+        .unit("s")
+        .grid_pos(grid(0, 28, 12, 4))
+    )
     anomaly = (
         timeseries.Panel()
         .title("Anomaly score 异常评分")
@@ -349,40 +378,28 @@ def loss_panels() -> list[cogbuilder.Builder[model.Panel]]:
         .interval("10s")
         .grid_pos(grid(12, 20, 12, 8))
     )
-    return [pareto, anomaly]
+    return [pareto, apart, anomaly]
 
 
 def process_panels() -> list[cogbuilder.Builder[model.Panel]]:
-    temp = (
-        timeseries.Panel()
-        .title("Spindle temperature 主轴温度")
-        .description("Raw readings of the signal named spindle_temp, mean per interval.")
-        .datasource(DATASOURCE)
-        .with_target(
-            Query(
-                f'SELECT mean("value") FROM "raw" WHERE "signal" = \'spindle_temp\' AND {FILTER} '
-                'GROUP BY time($__interval), "machine" fill(none)',
-                alias="$tag_machine",
-            )
-        )
-        .unit("celsius")
-        .interval("10s")
-        .grid_pos(grid(0, 28, 12, 8))
+    energy = figure_panel(
+        Figure(
+            "Energy used 能耗",
+            'sum("energy_kwh")',
+            "kwatth",
+            "sum",
+            "Energy over the range: the agent's per-interval increases of every configured energy meter "
+            "(kpis.energy_meters), so several meters add up correctly.",
+        ),
+        KPI_WHERE,
+        "kpi",
+        grid(12, 28, 6, 4),
     )
-    energy = stat_panel(
-        "Energy used 能耗 (kWh)",
-        "Energy over the range: the sum of the agent's per-interval increases of every configured "
-        "energy meter (kpis.energy_meters), so several meters add up correctly.",
-        f'SELECT sum("energy_kwh") AS "kWh" FROM "kpi" WHERE {KPI_WHERE}',
-        grid(12, 28, 6, 8),
-        "kwatth",
-    )
-    good = stat_panel(
-        "Good parts 合格品产量",
-        "Good parts counted over the range (believed counter increases).",
-        f'SELECT sum("good") AS "good" FROM "oee" WHERE {OEE_WHERE}',
-        grid(18, 28, 6, 8),
-        "none",
+    good = figure_panel(
+        Figure("Good parts 合格品产量", 'sum("good")', "short", "sum", "Good parts (believed counter increases)."),
+        OEE_WHERE,
+        "oee",
+        grid(18, 28, 6, 4),
     )
     alarms = (
         table.Panel()
@@ -398,9 +415,41 @@ def process_panels() -> list[cogbuilder.Builder[model.Panel]]:
         )
         .override_by_name("duration_s", [_prop("unit", "s"), _prop("displayName", "duration")])
         .sort_by([common_builders.TableSortByFieldState().display_name("Time").desc(True)])
-        .grid_pos(grid(0, 36, 24, 8))
+        .grid_pos(grid(0, 32, 24, 8))
     )
-    return [temp, energy, good, alarms]
+    return [energy, good, alarms]
+
+
+def signal_panels() -> list[cogbuilder.Builder[model.Panel]]:
+    """One panel per signal chosen in ``$signal`` (repeated by Grafana), its unit in the legend."""
+    signal = (
+        timeseries.Panel()
+        .title("$signal")
+        .description(
+            "Readings of the signal, mean per interval, one line per machine. The legend gives the unit of the "
+            "device profile (the raw points' unit tag)."
+        )
+        .datasource(DATASOURCE)
+        .with_target(
+            Query(
+                f'SELECT mean("value") FROM "raw" WHERE "signal" =~ /^$signal$/ AND {FILTER} '
+                'GROUP BY time($__interval), "machine", "unit" fill(none)',
+                alias="$tag_machine $tag_unit",
+            )
+        )
+        .repeat("signal")
+        .repeat_direction("h")
+        .grid_pos(grid(0, 58, 12, 8))
+    )
+    return [signal]
+
+
+def figure_row(figures: list[Figure], measurement: str, y: int, widths: list[int]) -> list[stat.Panel]:
+    places = [sum(widths[:i]) for i in range(len(widths))]
+    return [
+        figure_panel(f, KPI_WHERE, measurement, grid(x, y, w, 4))
+        for f, x, w in zip(figures, places, widths, strict=True)
+    ]
 
 
 def kpi_panels() -> list[cogbuilder.Builder[model.Panel]]:
@@ -410,26 +459,11 @@ def kpi_panels() -> list[cogbuilder.Builder[model.Panel]]:
         + f' FROM "oee" WHERE {OEE_WHERE} GROUP BY "line"'
     )
     low, high = BANDS["oee"]
+    adoption = [p.thresholds(bands(0.9, 0.98)).min(0).max(1) for p in figure_row(ADOPTION, "kpi", 40, [6] * 4)]
     return [
-        stat_panel(
-            "Networking and cloud 联网与上云",
-            "Shop-floor and cloud-adoption KPIs over the range (ratios of sums; docs/kpis.md).",
-            kpi_query(ADOPTION),
-            grid(0, 44, 12, 6),
-            "percentunit",
-        ).thresholds(bands(0.9, 0.98)),
-        stat_panel(
-            "Upload and backlog 上云时延与积压",
-            "Continuous days on cloud, upload latency (s) and the edge backlog.",
-            kpi_query(UPLOAD),
-            grid(12, 44, 12, 6),
-        ),
-        stat_panel(
-            "Energy and quality against the baseline 能耗与质量对比基线",
-            "Energy per good unit, defect rate and throughput, and their change from the baseline (kpis.baseline).",
-            kpi_query(IMPROVEMENT),
-            grid(0, 50, 24, 6),
-        ),
+        *adoption,
+        *figure_row(UPLOAD, "kpi", 44, [5, 5, 5, 5, 4]),
+        *figure_row(IMPROVEMENT, "kpi", 48, [4] * 6),
         bargauge.Panel()
         .title("OEE by line 产线OEE")
         .description("Each line: its machines' time elements summed, then divided (never an average of ratios).")
@@ -439,22 +473,36 @@ def kpi_panels() -> list[cogbuilder.Builder[model.Panel]]:
         .min(0)
         .max(1)
         .thresholds(bands(low, high))
-        .grid_pos(grid(0, 56, 24, 6)),
+        .grid_pos(grid(0, 52, 24, 6)),
     ]
 
 
-def query_variable(name: str, label: str, query: str) -> board.QueryVariable:
-    return (
+def query_variable(name: str, label: str, query: str, choose_many: bool = True) -> board.QueryVariable:
+    variable = (
         board.QueryVariable(name)
         .label(label)
         .datasource(DATASOURCE)
         .query(query)
         .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .multi(True)
-        .include_all(True)
-        .all_value(".*")
         .sort(model.VariableSort.ALPHABETICAL_ASC)
     )
+    if choose_many:
+        variable = variable.multi(True).include_all(True).all_value(".*")
+    return variable
+
+
+#: Tag values of the raw readings: every device writes them, with or without an oee: section.
+VARIABLES = [
+    ("site", "Site 工厂", ""),
+    ("workshop", "Workshop 车间", '"site" =~ /^$site$/'),
+    ("line", "Line 产线", '"site" =~ /^$site$/ AND "workshop" =~ /^$workshop$/'),
+    ("machine", "Machine 设备", '"site" =~ /^$site$/ AND "workshop" =~ /^$workshop$/ AND "line" =~ /^$line$/'),
+    (
+        "signal",
+        "Signals 信号",
+        '"site" =~ /^$site$/ AND "workshop" =~ /^$workshop$/ AND "line" =~ /^$line$/ AND "machine" =~ /^$machine$/',
+    ),
+]
 
 
 def plant_overview() -> dict[str, Any]:
@@ -467,36 +515,25 @@ def plant_overview() -> dict[str, Any]:
         .refresh("10s")
         .time("now-6h", "now")
         .with_variable(board.DatasourceVariable("datasource").label("InfluxDB").type("influxdb"))
-        .with_variable(query_variable("site", "Site 工厂", 'SHOW TAG VALUES FROM "oee" WITH KEY = "site"'))
-        .with_variable(
-            query_variable(
-                "workshop",
-                "Workshop 车间",
-                'SHOW TAG VALUES FROM "oee" WITH KEY = "workshop" WHERE "site" =~ /^$site$/',
-            )
-        )
-        .with_variable(
-            query_variable(
-                "line",
-                "Line 产线",
-                'SHOW TAG VALUES FROM "oee" WITH KEY = "line" WHERE "site" =~ /^$site$/ '
-                'AND "workshop" =~ /^$workshop$/',
-            )
-        )
-        .with_variable(
-            query_variable(
-                "machine",
-                "Machine 设备",
-                'SHOW TAG VALUES FROM "oee" WITH KEY = "machine" WHERE "site" =~ /^$site$/ '
-                'AND "workshop" =~ /^$workshop$/ AND "line" =~ /^$line$/',
-            )
-        )
     )
-    for p in ratio_stats() + machine_panels() + loss_panels() + process_panels() + kpi_panels():
+    for name, label, where in VARIABLES:
+        query = f'SHOW TAG VALUES FROM "raw" WITH KEY = "{name}"' + (f" WHERE {where}" if where else "")
+        builder = builder.with_variable(query_variable(name, label, query))
+    # One OEE grid at a time (agents write each window length they are set to, and shifts).
+    window = query_variable(
+        "window",
+        "OEE window 统计窗口",
+        f'SHOW TAG VALUES FROM "oee" WITH KEY = "window" WHERE "window" != \'shift\' AND {PLACE}',
+        choose_many=False,
+    )
+    builder = builder.with_variable(window.description("The OEE windows' length (analytics.oee_window)."))
+    for p in ratio_stats() + machine_panels() + loss_panels() + process_panels() + kpi_panels() + signal_panels():
         builder = builder.with_panel(p)
     data: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
     for i, p in enumerate(data["panels"], start=1):
         p["id"] = i
+        if p.get("repeat"):
+            p["maxPerRow"] = 2
     # Grafana's import screen asks for these: any InfluxDB datasource.
     data = {
         "__inputs": [

@@ -182,6 +182,19 @@ def _handed_over(path: Path) -> bool:
     return any(folder and resolved.is_relative_to(Path(folder).resolve()) for folder in folders)
 
 
+def read_secret_file(path: Path, option: str) -> str:
+    """The secret in ``path`` (a command's ``--token-file``), under the rules of ``*_file`` in
+    agent.yaml: readable by its owner only, unless Docker or systemd handed it over.
+
+    Raises ValueError naming ``option``, the file and the fix.
+    """
+    secret, problem = _read_secret(Path.cwd(), str(path), option)
+    if problem:
+        raise ValueError(f"{option}: {problem}")
+    REDACTOR.add(secret)
+    return secret
+
+
 def _read_secret(base: Path, value: object, key: str) -> tuple[str, str]:
     if not isinstance(value, str) or not value:
         return "", f"{key} is the path of a file holding the secret"

@@ -47,7 +47,7 @@ def dead_port() -> Iterator[int]:
 class InfluxServer:
     """An influxd process with its own directories; can be stopped and started again."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, auth: bool = False) -> None:
         binary = shutil.which("influxd")
         if binary is None:
             raise InfluxUnavailable(INSTALL_HINT)
@@ -67,6 +67,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 [http]
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
+  auth-enabled = {"true" if auth else "false"}
 [monitor]
   store-enabled = false
 [continuous_queries]
@@ -75,6 +76,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             encoding="utf-8",
         )
         self.process: subprocess.Popen[bytes] | None = None
+        #: With ``auth``: the admin user made at the first start (InfluxDB allows that one without a login).
+        self.admin: tuple[str, str] | None = ("admin", "admin-" + root.name) if auth else None
+        self._admin_made = False
         self.log = root / "influxd.log"
 
     def start(self, timeout_s: float = 60.0) -> None:
@@ -86,11 +90,20 @@ bind-address = "127.0.0.1:{self.rpc_port}"
                 raise InfluxUnavailable(f"influxd exited with {self.process.returncode}; see {self.log}")
             try:
                 if requests.get(f"{self.url}/ping", timeout=1).status_code == 204:
+                    self._make_admin()
                     return
             except requests.ConnectionError:
                 pass
             time.sleep(0.05)  # polling readiness, not waiting for luck
         raise InfluxUnavailable(f"influxd did not answer /ping within {timeout_s} s; see {self.log}")
+
+    def _make_admin(self) -> None:
+        if self.admin is None or self._admin_made:
+            return
+        user, password = self.admin
+        q = f"CREATE USER \"{user}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES"
+        requests.post(f"{self.url}/query", data={"q": q}, timeout=30).raise_for_status()
+        self._admin_made = True
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -104,7 +117,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def query(self, q: str, db: str = "") -> list[dict[str, Any]]:
         """InfluxQL query; returns the 'series' list of the first statement (may be empty)."""
-        reply = requests.post(f"{self.url}/query", params={"q": q, "db": db, "epoch": "ns"}, timeout=30)
+        reply = requests.post(
+            f"{self.url}/query", params={"db": db, "epoch": "ns"}, data={"q": q}, auth=self.admin, timeout=30
+        )
         reply.raise_for_status()
         result = reply.json()["results"][0]
         if "error" in result:
@@ -113,3 +128,15 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 
     def create_database(self, name: str) -> None:
         self.query(f'CREATE DATABASE "{name}"')
+
+    def write(self, db: str, lines: list[str], precision: str = "s") -> None:
+        """Line protocol into ``db`` (created when missing), timestamps in ``precision``."""
+        self.create_database(db)
+        reply = requests.post(
+            f"{self.url}/write",
+            params={"db": db, "precision": precision},
+            data="\n".join(lines).encode(),
+            auth=self.admin,
+            timeout=30,
+        )
+        assert reply.status_code == 204, reply.text

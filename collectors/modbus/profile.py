@@ -27,6 +27,7 @@ from edge_agent.collectors.profile import (
     SignalKind,
     SignalSpec,
     Strict,
+    Unit,
 )
 
 Table = Literal["holding", "input", "coil", "discrete"]
@@ -92,7 +93,7 @@ class ModbusField(Strict):
     values: dict[int, str] | None = Field(None, description="enum: register value -> name")
     scale: Scale = 1.0
     offset: Measured = 0.0
-    unit: str = ""
+    unit: Unit = ""
     kind: SignalKind | None = None
     low: Measured | None = Field(None, description="engineering lower limit, in unit")
     high: Measured | None = Field(None, description="engineering upper limit, in unit")

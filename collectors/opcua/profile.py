@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from edge_agent.collectors.durations import Duration
-from edge_agent.collectors.profile import NAME_PATTERN, Measured, ProfileBase, SignalKind, SignalSpec, Strict
+from edge_agent.collectors.profile import NAME_PATTERN, Measured, ProfileBase, SignalKind, SignalSpec, Strict, Unit
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: What each kind of node identifier looks like (OPC UA Part 6, 5.3.1.10).
@@ -56,7 +56,7 @@ class OpcUaNode(Strict):
         Field(ge=0, le=10_000, description="subscribe: changes the server queues (0: every sample between publishes)"),
     ] = 0
     deadband: Deadband | None = None
-    unit: str = ""
+    unit: Unit = ""
     kind: SignalKind = "analog"
     low: Measured | None = None
     high: Measured | None = None

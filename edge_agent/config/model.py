@@ -12,13 +12,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union, cast
 
-from pydantic import BaseModel, Discriminator, Field, Tag, create_model, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, create_model, field_validator, model_validator
 
 from edge_agent.collectors.plugin import CollectorPlugin, plugins
 from edge_agent.config.anomaly import AnomalyBase, anomaly_section_model
 from edge_agent.config.kpi import KpiSection
 from edge_agent.config.oee import OeeSection, ShiftSchedule
-from edge_agent.config.types import Duration, Strict, TagValue
+from edge_agent.config.types import (
+    DEVICE_NAME_PATTERN,
+    ENDPOINT_PATTERN,
+    RESERVED_TAGS,
+    TAG_KEY_PATTERN,
+    Duration,
+    Strict,
+    TagValue,
+)
 from edge_agent.sinks.base import plugins as sink_plugins
 
 
@@ -81,16 +89,29 @@ class AgentSection(Strict):
 class Device(Strict):
     """The fields every device entry has, whatever its protocol."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    name: Annotated[str, Field(pattern=DEVICE_NAME_PATTERN)]
     profile: str
-    endpoint: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9+.-]*://")]
+    endpoint: Annotated[str, Field(pattern=ENDPOINT_PATTERN)]
     line: TagValue
     machine: TagValue | None = None
-    tags: dict[str, TagValue] = Field(default_factory=dict)
+    tags: dict[Annotated[str, Field(pattern=TAG_KEY_PATTERN)], TagValue] = Field(
+        default_factory=dict, description="extra tags on the device's points (an asset id, a cell)"
+    )
     poll_interval: Annotated[Duration, Field(gt=0)] = 1.0
     timeout: Annotated[Duration, Field(gt=0)] = 3.0
     oee: OeeSection | None = None
     anomaly_signals: list[str] | None = Field(None, description="default: the profile's analog signals")
+
+    @field_validator("tags")
+    @classmethod
+    def _own_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        taken = sorted(RESERVED_TAGS & set(tags))
+        if taken:
+            raise ValueError(
+                f"the agent sets the tag {', '.join(taken)} itself: rename it in tags (e.g. {taken[0]}_id), or use "
+                "the device's line: and machine: for those"
+            )
+        return tags
 
     @property
     def machine_name(self) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from edge_agent.collectors.profile import NAME_PATTERN, ONE_LINE_PATTERN, PROFILE_NAME_PATTERN
+from edge_agent.config.types import DEVICE_NAME_PATTERN, ENDPOINT_PATTERN, TAG_KEY_PATTERN
 from edge_agent.config.yaml12 import Yaml12Loader
 from edge_agent.secrets import hide_url_password, is_secret_key
 
@@ -193,6 +195,15 @@ _HINTS = {
     "extra_forbidden": "unknown field: remove it or check its spelling",
     "missing": "required field is missing: add it",
 }
+#: What each pattern the models use asks for, in words.
+_PATTERNS = {
+    ONE_LINE_PATTERN: "one line of printable text: remove line breaks and control characters",
+    TAG_KEY_PATTERN: "a tag name starts with a letter, then letters, digits, _ . or - (at most 64)",
+    DEVICE_NAME_PATTERN: "use letters, digits, _ . or - only",
+    PROFILE_NAME_PATTERN: "use letters, digits, _ . or - only",
+    NAME_PATTERN: "a signal name starts with a letter or _, then letters, digits or _",
+    ENDPOINT_PATTERN: "write a URL with its scheme, e.g. modbus://10.0.0.5:502 or opc.tcp://10.0.0.6:4840",
+}
 
 
 def validation_problems(
@@ -214,6 +225,10 @@ def validation_problems(
         if skip_whole and len(loc) <= len(prefix):
             continue  # ``skip_whole``: errors of the whole document are reported where they arise
         hint = _HINTS.get(err["type"], err["msg"].removeprefix("Value error, "))
+        if err["type"] == "string_pattern_mismatch":
+            hint = _PATTERNS.get(str(err.get("ctx", {}).get("pattern")), hint)
+        if loc and loc[-1] == "[key]":  # the name of an entry, not its value
+            loc, hint = loc[:-1], f"the name: {hint}"
         shown = _shown(loc, err.get("input"))
         if err["type"] not in _HINTS and shown is not None and shown not in hint:
             hint += f" (got {shown})"

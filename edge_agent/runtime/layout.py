@@ -56,6 +56,14 @@ class Scored:
     high: float | None
 
 
+def raw_series(tags: dict[str, str], signal: SignalSpec) -> Series:
+    """A signal's raw series: its text field, or its value field tagged with the profile's unit."""
+    if signal.kind == "text":
+        return Series.of(RAW, {**tags, "signal": signal.name}, TEXT_FIELD)
+    unit = {"unit": signal.unit} if signal.unit else {}
+    return Series.of(RAW, {**tags, "signal": signal.name, **unit}, "value")
+
+
 class Layout:
     """Every device's raw series, OEE roles and scored signals (built once, then read-only)."""
 
@@ -73,9 +81,7 @@ class Layout:
             names = [sig.name for sig in signals]
             tags = {**dev.tags, **base, "line": dev.line, "machine": dev.machine_name, "device": dev.name}
             first = len(keys)
-            keys += [
-                Series.of(RAW, {**tags, "signal": s.name}, TEXT_FIELD if s.kind == "text" else "value") for s in signals
-            ]
+            keys += [raw_series(tags, s) for s in signals]
             tables.append(np.arange(first, first + len(names)))
             machine = -1
             if dev.oee is not None:

@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edge_agent.secrets import REDACTOR, read_secret_file
+
 DATASOURCE_UID = "edge-influxdb"
 
 
@@ -28,9 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-file", type=Path, required=True, help="file holding a service account token (chmod 600)")
     p.add_argument("--folder", default="Edge monitor", help="folder for the dashboards (created when missing)")
     p.add_argument("--influx-url", default=None, help="create or update the datasource: the InfluxDB URL Grafana uses")
-    p.add_argument("--influx-db", default="edge", help="database the agents write to (default edge)")
-    p.add_argument("--influx-user", default=None)
-    p.add_argument("--influx-password-file", type=Path, default=None)
+    p.add_argument(
+        "--influx-db", default="edge", help="database (1.x) or bucket (2.x) the agents write to (default edge)"
+    )
+    p.add_argument("--influx-user", default=None, help="InfluxDB 1.x user Grafana reads as")
+    p.add_argument("--influx-password-file", type=Path, default=None, help="file holding that user's password")
+    p.add_argument(
+        "--influx-token-file", type=Path, default=None, help="InfluxDB 2.x: file holding a read token for the bucket"
+    )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
 
 
@@ -44,7 +51,9 @@ def shipped_dashboards() -> dict[str, dict[str, Any]]:
     }
 
 
-def datasource_body(args: argparse.Namespace, password: str) -> dict[str, Any]:
+def datasource_body(args: argparse.Namespace, password: str, token: str = "") -> dict[str, Any]:
+    """Grafana's InfluxDB datasource in InfluxQL mode; for 2.x the token goes in a header Grafana
+    keeps encrypted (the bucket is the database: 2.2 and later map buckets themselves)."""
     body: dict[str, Any] = {
         "uid": DATASOURCE_UID,
         "name": "Edge InfluxDB",
@@ -53,7 +62,10 @@ def datasource_body(args: argparse.Namespace, password: str) -> dict[str, Any]:
         "url": args.influx_url,
         "jsonData": {"dbName": args.influx_db, "httpMode": "POST", "timeInterval": "10s"},
     }
-    if args.influx_user:
+    if token:
+        body["jsonData"] |= {"httpHeaderName1": "Authorization"}
+        body["secureJsonData"] = {"httpHeaderValue1": f"Token {token}"}
+    elif args.influx_user:
         body["basicAuth"] = False
         body["user"] = args.influx_user
         body["secureJsonData"] = {"password": password}
@@ -65,16 +77,15 @@ def push(args: argparse.Namespace) -> list[str]:
     from grafana_client.api import GrafanaApi  # noqa: PLC0415 - only this command needs it
     from grafana_client.client import GrafanaClientError  # noqa: PLC0415
 
-    from edge_agent.secrets import REDACTOR  # noqa: PLC0415
-
-    token = args.token_file.read_text(encoding="utf-8").strip()
-    REDACTOR.add(token)
+    token = read_secret_file(args.token_file, "--token-file")
     api = GrafanaApi.from_url(args.grafana, credential=token, timeout=args.timeout)
     done: list[str] = []
     if args.influx_url:
-        password = args.influx_password_file.read_text(encoding="utf-8").strip() if args.influx_password_file else ""
-        REDACTOR.add(password)
-        body = datasource_body(args, password)
+        password = (
+            read_secret_file(args.influx_password_file, "--influx-password-file") if args.influx_password_file else ""
+        )
+        influx_token = read_secret_file(args.influx_token_file, "--influx-token-file") if args.influx_token_file else ""
+        body = datasource_body(args, password, influx_token)
         try:
             api.datasource.get_datasource_by_uid(DATASOURCE_UID)
         except GrafanaClientError as exc:
@@ -101,10 +112,11 @@ def push(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_agent.secrets import REDACTOR  # noqa: PLC0415
-
     try:
         done = push(args)
+    except ValueError as exc:  # a secret file refused: the message names it and the fix
+        print(f"push failed: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(REDACTOR.redact(f"push failed: {exc}"), file=sys.stderr)
         return 1

@@ -156,8 +156,10 @@ def grafana() -> Any:
 def test_push_creates_then_updates_by_uid(grafana: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n", encoding="utf-8")
+    token.chmod(0o600)
     password = tmp_path / "influx.pw"
     password.write_text(INFLUX_PASSWORD, encoding="utf-8")
+    password.chmod(0o600)
     args = ["dashboards", "push", "--grafana", grafana, "--token-file", str(token), "--folder", "Plant 工厂"]
     args += ["--influx-url", "http://influxdb:8086", "--influx-db", "edge", "--influx-user", "grafana"]
     args += ["--influx-password-file", str(password)]
@@ -183,6 +185,48 @@ def test_a_wrong_token_fails_without_showing_it(
 ) -> None:
     token = tmp_path / "token"
     token.write_text("glsa_wrong_token_XYZ", encoding="utf-8")
+    token.chmod(0o600)
     assert main(["dashboards", "push", "--grafana", grafana, "--token-file", str(token)]) == 1
     err = capsys.readouterr().err
     assert "push failed" in err and "glsa_wrong_token_XYZ" not in err
+
+
+def test_secret_files_are_checked_like_agent_yamls(
+    grafana: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token file others can read is refused with the fix; one systemd handed over
+    ($CREDENTIALS_DIRECTORY, as with LoadCredential=) is taken whatever its mode."""
+    token = tmp_path / "token"
+    token.write_text(TOKEN, encoding="utf-8")
+    token.chmod(0o644)
+    assert main(["dashboards", "push", "--grafana", grafana, "--token-file", str(token)]) == 2
+    err = capsys.readouterr().err
+    assert f"--token-file: {token} is readable by other users (mode 644): run chmod 600 {token}" in err
+    assert TOKEN not in err and FakeGrafana.calls == []
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert main(["dashboards", "push", "--grafana", grafana, "--token-file", str(token)]) == 0
+    assert FakeGrafana.errors == []
+
+
+def test_an_influxdb_2_datasource_keeps_its_token_encrypted(
+    grafana: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token, influx_token = tmp_path / "token", tmp_path / "influx.token"
+    for path, value in ((token, TOKEN), (influx_token, "influx-read-token-42")):
+        path.write_text(value, encoding="utf-8")
+        path.chmod(0o600)
+    args = [
+        "dashboards",
+        "push",
+        "--grafana",
+        grafana,
+        "--token-file",
+        str(token),
+        "--influx-url",
+        "http://influx:8086",
+    ]
+    assert main([*args, "--influx-db", "plant-bucket", "--influx-token-file", str(influx_token)]) == 0
+    body = FakeGrafana.datasources["edge-influxdb"]
+    assert body["jsonData"]["dbName"] == "plant-bucket" and body["jsonData"]["httpHeaderName1"] == "Authorization"
+    assert body["secureJsonData"] == {"httpHeaderValue1": "Token influx-read-token-42"}
+    assert "influx-read-token-42" not in capsys.readouterr().out

@@ -147,56 +147,146 @@ def test_an_alarm_for_each_injected_anomaly_and_none_elsewhere(workshop: Worksho
         ), f"false alarm: {detector} on {machine}.{signal} at plant time {at:.0f} s"
 
 
-def substitute(query: str, run: WorkshopRun, machine: str = ".*") -> str:
+#: The dashboard's variables in the order Grafana resolves them (each may use the ones before).
+VARIABLE_ORDER = ("site", "workshop", "line", "machine", "signal", "window")
+
+
+def substitute(query: str, run: WorkshopRun, chosen: dict[str, str], interval: str = "1m") -> str:
+    """A panel or variable query as Grafana sends it, for the run's time range (stands in for
+    Grafana, which cannot run here)."""
     # A shift's point is stamped at the shift's start, hours before the run: its panel looks back 7 days.
     before = 7 * 86400 if "'shift'" in query else 60
-    return (
-        query.replace(
-            "$timeFilter",
-            f"time >= {run.start_ns - before * 10**9} AND time <= {run.end_ns + 60 * 10**9}",
-        )
-        .replace("$__interval", "1m")
-        .replace("$site", ".*")
-        .replace("$workshop", ".*")
-        .replace("$line", ".*")
-        .replace("$machine", machine)
-    )
+    query = query.replace(
+        "$timeFilter", f"time >= {run.start_ns - before * 10**9} AND time <= {run.end_ns + 60 * 10**9}"
+    ).replace("$__interval", interval)
+    for name in VARIABLE_ORDER:
+        query = query.replace(f"${name}", chosen.get(name, ".*"))
+    assert "$" not in query.replace("$/", ""), f"a variable is left in {query}"
+    return query
 
 
 def dashboard() -> dict[str, Any]:
-    return json.loads((REPO / "edge_agent" / "dashboards" / "plant-overview.json").read_text(encoding="utf-8"))
+    return json.loads((REPO / "dashboards" / "plant-overview.json").read_text(encoding="utf-8"))
 
 
-def test_every_dashboard_query_returns_data(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
+def resolve_variables(influxdb: InfluxServer, db: str, run: WorkshopRun) -> dict[str, list[str]]:
+    """Every query variable's values, each resolved with the ones before it set to All."""
+    found: dict[str, list[str]] = {}
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"] if v["type"] == "query"}
+    assert list(variables) == list(VARIABLE_ORDER)
+    for name in VARIABLE_ORDER:
+        series = influxdb.query(substitute(variables[name]["query"], run, {}), db)
+        found[name] = [value for s in series for _, value in s["values"]]
+        assert found[name], f"variable {name} lists nothing"
+    return found
+
+
+def check_every_panel(influxdb: InfluxServer, db: str, run: WorkshopRun) -> dict[str, list[str]]:
+    """Every panel query returns data (and no NaN) for All machines and for two of them, with the
+    OEE window the variable offers; stats return intervals to draw their sparkline from."""
+    values = resolve_variables(influxdb, db, run)
+    (window,) = values["window"]  # one OEE grid: never two summed
+    # Two machines chosen (Grafana sends (a|b)): one with an alarm, one with OEE.
+    alarmed = influxdb.query('SHOW TAG VALUES FROM "alarm" WITH KEY = "machine"', db)[0]["values"][0][1]
+    with_oee = influxdb.query('SHOW TAG VALUES FROM "oee" WITH KEY = "machine"', db)[0]["values"][-1][1]
     panels = dashboard()["panels"]
     assert len(panels) >= 10
     for p in panels:
+        interval = window if p.get("interval") == "$window" else p.get("interval", "1m")
         for t in p["targets"]:
-            for machine in (".*", "(A2|B1)"):
-                series = influxdb.query(substitute(t["query"], workshop, machine), DB)
-                values = [v for s in series for row in s["values"] for v in row[1:] if v is not None]
-                assert values, f"panel {p['title']!r} returned no data for machine={machine}: {t['query']}"
-                assert all(not (isinstance(v, float) and math.isnan(v)) for v in values)
-    variables = dashboard()["templating"]["list"]
-    assert [v["name"] for v in variables if v["type"] == "datasource"] == ["datasource"]
-    for v in variables:
-        if v["type"] != "query":
-            continue
-        series = influxdb.query(substitute(v["query"], workshop), DB)
-        assert series and series[0]["values"], f"variable {v['name']} lists nothing"
+            for machine in (".*", f"({alarmed}|{with_oee})"):
+                signals = values["signal"] if p.get("repeat") == "signal" else [".*"]
+                for signal in signals:
+                    chosen = {"window": window, "machine": machine, "signal": signal}
+                    query = substitute(t["query"], run, chosen, interval)
+                    series = influxdb.query(query, db)
+                    got = [v for s in series for row in s["values"] for v in row[1:] if v is not None]
+                    if p.get("repeat") and not got:
+                        if machine != ".*":
+                            continue  # a signal of other machines
+                        # A text signal (a serial number) has no value to draw.
+                        assert influxdb.query(f'SELECT count("text") FROM "raw" WHERE "signal" = \'{signal}\'', db), (
+                            f"signal {signal} has neither values nor texts"
+                        )
+                        continue
+                    if not got and "baseline_" in query and not run.config["kpis"].get("baseline"):
+                        continue  # no baseline set: nothing to compare with
+                    assert got, f"panel {p['title']!r} returned no data for {chosen}: {query}"
+                    assert all(not (isinstance(v, float) and math.isnan(v)) for v in got), query
+                    if p["type"] == "stat":
+                        assert sum(len(s["values"]) for s in series) >= 2, f"{p['title']!r}: no sparkline"
+    return values
+
+
+def test_every_dashboard_query_returns_data(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
+    values = check_every_panel(influxdb, DB, workshop)
+    assert values["window"] == ["1m"]
+    assert {"spindle_temp", "vibration", "power", "energy"} <= set(values["signal"])
+    # The repeated signal panel's legend names each line's unit (the profile's, as a tag).
+    (panel,) = [p for p in dashboard()["panels"] if p.get("repeat") == "signal"]
+    assert panel["targets"][0]["alias"] == "$tag_machine $tag_unit"
+    query = substitute(panel["targets"][0]["query"], workshop, {"signal": "vibration"})
+    assert {s["tags"]["unit"] for s in influxdb.query(query, DB)} == {"mm/s"}
+    query = substitute(panel["targets"][0]["query"], workshop, {"signal": "state"})
+    assert {s["tags"]["unit"] for s in influxdb.query(query, DB)} == {""}  # no unit: an empty legend part
+
+
+def test_dashboards_on_another_plant(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """The dashboards with settings other than the demo's: a 30 s OEE window, another site and
+    line names with spaces and CJK, a signal renamed: every panel still returns data."""
+
+    def edit(cfg: dict[str, Any]) -> None:
+        cfg["agent"]["site"] = "Suzhou plant 2"
+        cfg["analytics"]["oee_window"] = "30s"
+        del cfg["kpis"]["baseline"]
+        for device in cfg["devices"]:
+            device["line"] = {"line-a": "装配 A", "line-b": "machining B"}.get(device["line"], device["line"])
+
+    db = "otherplant"
+    run = asyncio.run(run_workshop(tmp_path, [influx_sink(influxdb, db, tmp_path)], wall_s=12.0, edit=edit))
+    values = check_every_panel(influxdb, db, run)
+    assert values["window"] == ["30s"]
+    assert values["site"] == ["Suzhou plant 2"]
+    assert "装配 A" in values["line"]
+
+
+def test_stats_have_units() -> None:
+    """Every stat says what its number is (percent, seconds, kWh, a count)."""
+    for p in dashboard()["panels"]:
+        if p["type"] == "stat":
+            assert p["fieldConfig"]["defaults"].get("unit"), f"stat {p['title']!r} has no unit"
+
+
+def test_loss_pareto_counts_only_losses() -> None:
+    """Breaks, planned stops and unknown time are outside planned busy time: not in the Pareto,
+    shown apart."""
+    (pareto,) = [p for p in dashboard()["panels"] if "Pareto" in p["title"]]
+    query = pareto["targets"][0]["query"]
+    for field in ("down_s", "delay_s", "microstop_s", "setup_s"):
+        assert f'"{field}"' in query
+    for field in ("break_s", "planned_stop_s", "unknown_s"):
+        assert f'"{field}"' not in query
+    apart = " ".join(t["query"] for p in dashboard()["panels"] for t in p["targets"] if "Pareto" not in p["title"])
+    assert all(f'sum("{f}")' in apart for f in ("break_s", "planned_stop_s", "unknown_s"))
+
+
+def test_no_panel_names_the_demos_settings() -> None:
+    text = json.dumps(dashboard(), ensure_ascii=False)
+    for demo in ("'1m'", "spindle_temp", "demo-site", "line-a", "celsius"):
+        assert demo not in text, f"the dashboard names the demo's {demo}"
 
 
 def test_dashboard_ratios_agree_with_the_agent(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
     (oee_stat,) = [p for p in dashboard()["panels"] if p["title"].startswith("OEE 设备")]
-    (series,) = influxdb.query(substitute(oee_stat["targets"][0]["query"], workshop), DB)
-    plant_oee = series["values"][0][1]
+    (series,) = influxdb.query(substitute(oee_stat["targets"][0]["query"], workshop, {"window": "1m"}), DB)
+    plant_oee = series["values"][-1][1]  # the running ratio's last value: the whole range's
     summary = workshop.agent.pipeline.summary()
     ideal_good = sum(float(r["ideal_good_s"]) for r in summary)
     pbt = sum(float(r["planned_busy_s"]) for r in summary)
     assert plant_oee == pytest.approx(ideal_good / pbt, rel=1e-9)
     # Each line: its machines' time elements summed, then divided (never an average of ratios).
     (by_line,) = [p for p in dashboard()["panels"] if p["title"].startswith("OEE by line")]
-    for series in influxdb.query(substitute(by_line["targets"][0]["query"], workshop), DB):
+    for series in influxdb.query(substitute(by_line["targets"][0]["query"], workshop, {"window": "1m"}), DB):
         line = series["tags"]["line"]
         oee = series["values"][0][series["columns"].index("oee")]
         rows = [r for r in summary if r["line"] == line]
@@ -208,7 +298,7 @@ def test_dashboard_ratios_agree_with_the_agent(workshop: WorkshopRun, influxdb: 
 def test_committed_dashboard_json_is_current() -> None:
     from edge_agent.dashboards.build import render  # noqa: PLC0415
 
-    committed = (REPO / "edge_agent" / "dashboards" / "plant-overview.json").read_text(encoding="utf-8")
+    committed = (REPO / "dashboards" / "plant-overview.json").read_text(encoding="utf-8")
     assert render("plant-overview.json") == committed, "run 'python -m edge_agent.dashboards.build' and commit the JSON"
 
 
@@ -283,7 +373,8 @@ def test_monthly_report_from_influxdb(workshop: WorkshopRun, influxdb: InfluxSer
 
     month = dt.datetime.fromtimestamp(workshop.start_ns / 1e9, dt.UTC).strftime("%Y-%m")
     out = tmp_path / "report.html"
-    assert main(["report", "--month", month, "--influx-url", influxdb.url, "--db", DB, "--out", str(out)]) == 0
+    where = ["--influx-url", influxdb.url, "--db", DB, "--timezone", "UTC", "--out", str(out)]
+    assert main(["report", "--month", month, *where]) == 0
     page = out.read_text(encoding="utf-8")
     (series,) = influxdb.query(
         'SELECT sum("ideal_good_s") / sum("planned_busy_s") FROM "oee" WHERE "window" = \'1m\'', DB
@@ -293,6 +384,6 @@ def test_monthly_report_from_influxdb(workshop: WorkshopRun, influxdb: InfluxSer
     (kpi,) = influxdb.query('SELECT sum("devices_seen") / sum("devices_in_scope") FROM "kpi"', DB)
     assert f"<td>Networking rate 设备联网率</td><td>{100 * kpi['values'][0][1]:.1f} %</td>" in page
     images = page.split('src="data:image/png;base64,')[1:]
-    assert len(images) == 3
+    assert len(images) == 4  # by day: OEE, networking, energy; the loss Pareto
     assert base64.b64decode(images[0].split('"')[0])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["report", "--month", "1999-01", "--influx-url", influxdb.url, "--db", DB, "--out", str(out)]) == 1
+    assert main(["report", "--month", "1999-01", *where]) == 1

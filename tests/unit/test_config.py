@@ -405,3 +405,31 @@ def test_config_show_fills_every_default_hides_secrets_and_reads_back(
     # What it shows is a configuration the agent reads the same way (the secret put back).
     again = load_config(write(tmp_path, shown.replace("'***'", "${SHOW_PASSWORD}"), "shown.yaml"))
     assert again.config == load_config(tmp_path / "agent.yaml").config
+
+
+def test_a_device_tag_the_agent_sets_itself_is_refused(tmp_path: Path) -> None:
+    """``tags: {machine: ...}`` would be overwritten silently by the agent's own machine tag."""
+    text = GOOD.replace("    line: line-b", "    line: line-b\n    tags: {machine: M7, unit: cell-3, asset_id: A-1}")
+    (msg,) = problems(write(tmp_path, text))
+    assert "devices[0].tags: " in msg
+    assert "the agent sets the tag machine, unit itself: rename it in tags (e.g. machine_id)" in msg
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('    line: "line\\nb"', "devices[0].line"),  # a newline: line protocol cannot carry it
+        ('    line: line-b\n    tags: {"bad key": x}', "devices[0].tags.bad key"),
+    ],
+)
+def test_tags_are_one_printable_line(tmp_path: Path, text: str, where: str) -> None:
+    (msg,) = problems(write(tmp_path, GOOD.replace("    line: line-b", text)))
+    assert where in msg, msg
+
+
+def test_a_unit_is_one_short_line(tmp_path: Path) -> None:
+    text = 'name: p\nprotocol: modbus\nfields:\n  - {name: t, table: holding, address: 0, type: int16, unit: "a\\nb"}\n'
+    with pytest.raises(ConfigError) as info:
+        load_profile(write(tmp_path, text, "p.yaml"))
+    (msg,) = info.value.problems
+    assert "fields[0].unit" in msg, msg

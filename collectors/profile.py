@@ -30,7 +30,7 @@ class Strict(BaseModel):
     """Unknown fields are errors; models are immutable; numbers are finite (``.nan`` and ``.inf``
     are refused)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
 
 #: The largest magnitude a profile's numbers (offsets, limits) may have. A reading decoded with

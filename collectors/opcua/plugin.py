@@ -22,7 +22,9 @@ class OpcUaDeviceOptions(DeviceOptions):
         Duration, Field(ge=0.01, le=60, description="how often the server sends subscribed changes")
     ] = 0.1
     security: Security = Field(default_factory=Security)
+    """how the session is secured"""
     username: str | None = None
+    """user to log in as (anonymous when none)"""
     password: str = Field("", description="${VAR} from the environment, or password_file: PATH")
     certificate: str | None = Field(None, description="our certificate (DER); generated when absent")
     private_key: str | None = Field(None, description="its private key (PEM)")

@@ -53,7 +53,9 @@ class Security(Strict):
     """How to secure the session with one OPC UA server."""
 
     mode: Mode = "None"
+    """None, Sign or SignAndEncrypt"""
     policy: Policy = "Basic256Sha256"
+    """the security policy when mode is not None"""
     allow_deprecated: bool = Field(False, description="permit Basic128Rsa15 and Basic256 (broken, avoid)")
     allow_plaintext_password: bool = Field(
         False, description="mode None: send a password the server does not encrypt (a trusted network only)"

@@ -24,9 +24,13 @@ class AlarmParams(Strict):
     """Hysteresis on the combined score (named so: YAML reads a bare ``on:`` as true)."""
 
     on_above: Annotated[float, Field(gt=0)] = 1.0
+    """an alarm turns on when the combined score is above this (1 = at a detector's threshold)"""
     off_below: Annotated[float, Field(ge=0)] = 0.5
+    """and off when it is below this"""
     on_samples: Annotated[int, Field(ge=1)] = 1
+    """samples above on_above before the alarm turns on"""
     off_samples: Annotated[int, Field(ge=1)] = 5
+    """samples below off_below before it turns off"""
     cooldown: Annotated[
         int, Field(ge=0, description="samples after an alarm starts before the signal may alarm again")
     ] = 100
@@ -42,8 +46,11 @@ class AnomalyBase(Strict):
     """The fields of ``anomaly:`` that do not depend on which detectors are registered."""
 
     detectors: list[str] = Field(default_factory=lambda: list(DEFAULT_SET))
+    """the detectors that score every analog signal (edge-agent anomaly params)"""
     alarm: AlarmParams = Field(default_factory=AlarmParams)
+    """when alarms turn on and off"""
     smoothing: Annotated[float, Field(gt=0, le=1)] | None = None
+    """EWMA rate applied to the combined score (none: no smoothing)"""
     baselines_per_state: bool = Field(
         True, description="each machine state (running, idle, ...) keeps its own normal for the machine's signals"
     )
@@ -52,6 +59,7 @@ class AnomalyBase(Strict):
         description="write each signal's highest score per interval (s); 0 writes a score for every sample",
     )
     signals: dict[str, Any] = Field(default_factory=dict)
+    """per-signal overrides, keyed device.signal"""
 
     @field_validator("detectors")
     @classmethod
@@ -75,7 +83,9 @@ class AnomalyBase(Strict):
 def _field(param: Param) -> tuple[Any, Any]:
     base: Any = int if param.integer else float
     bounds = {k: getattr(param, k) for k in ("gt", "ge", "lt", "le") if getattr(param, k) is not None}
-    return Annotated[base, Field(**bounds)] | None, Field(None, description=param.doc)
+    # The default is the detector's (or derived from its other parameters): shown, not set here.
+    shown = {"default": param.default} if param.default is not None else {"default": "derived"}
+    return Annotated[base, Field(**bounds)] | None, Field(None, description=param.doc, json_schema_extra=shown)
 
 
 @lru_cache(maxsize=8)
@@ -84,13 +94,15 @@ def _models(names: tuple[str, ...]) -> tuple[type[BaseModel], type[AnomalyBase]]
     for name in names:
         params = {p: _field(decl) for p, decl in REGISTRY[name].params.items()}
         model = create_model(f"{name.title()}Params", __base__=Strict, **params)  # type: ignore[call-overload]
-        per_detector[name] = (model, Field(default_factory=model))
+        summary = (REGISTRY[name].__doc__ or "").strip().split("\n", 1)[0]
+        about = f"the {name} detector's parameters: {summary}" if summary else f"the {name} detector's parameters"
+        per_detector[name] = (model, Field(default_factory=model, description=about))
     overrides: type[BaseModel] = create_model("DetectorOverrides", __base__=Strict, **per_detector)
     signals_type: Any = dict[str, overrides]
     section: type[AnomalyBase] = create_model(
         "AnomalySection",
         __base__=AnomalyBase,
-        signals=(signals_type, Field(default_factory=dict)),
+        signals=(signals_type, Field(default_factory=dict, description="per-signal overrides, keyed device.signal")),
         **per_detector,
     )
     return overrides, section

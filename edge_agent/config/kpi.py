@@ -16,9 +16,13 @@ class BaselineSection(Strict):
 
     start: dt.datetime | None = Field(None, description="RFC 3339 with offset; the window's data is summed")
     end: dt.datetime | None = None
+    """end of the baseline window, RFC 3339 with offset"""
     energy_per_good_kwh: Annotated[float, Field(gt=0)] | None = None
+    """kWh per good part before the project"""
     defect_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    """rejects per part before the project (0..1)"""
     throughput_per_h: Annotated[float, Field(gt=0)] | None = None
+    """parts per hour of production before the project"""
 
     @model_validator(mode="after")
     def _window(self) -> BaselineSection:
@@ -42,6 +46,7 @@ class KpiSection(Strict):
     timezone: str | None = Field(None, description="calendar days; default: the shifts' time zone, else UTC")
     energy_meters: list[str] = Field(default_factory=list, description="device.signal kWh counters of the workshop")
     baseline: BaselineSection | None = None
+    """the figures before the project, to compare with"""
 
     @field_validator("timezone")
     @classmethod

@@ -33,6 +33,7 @@ from edge_agent.sinks.base import plugins as sink_plugins
 class BufferSection(Strict):
     path: str = Field("var/edge-buffer.sqlite3", description="SQLite file, relative to agent.yaml")
     max_points: Annotated[int, Field(ge=10_000)] = 50_000_000
+    """points the store keeps; beyond that the oldest are dropped and counted"""
     memory_points: Annotated[int, Field(ge=0)] = Field(
         2_000_000,
         description="points held in memory while the store cannot be written (disk full), and between "
@@ -51,7 +52,9 @@ class ReconnectSection(Strict):
     (each +-20 %), reset by the next good poll."""
 
     initial: Annotated[Duration, Field(gt=0)] = 0.5
+    """first wait (s) after a failed attempt"""
     max: Annotated[Duration, Field(gt=0, le=3600)] = 4.0
+    """longest wait (s): a device that comes back is polled again within this"""
 
     @model_validator(mode="after")
     def _ordered(self) -> ReconnectSection:
@@ -73,14 +76,20 @@ class HealthSection(Strict):
 
 class AgentSection(Strict):
     id: TagValue
+    """this agent's id: tag agent on every point"""
     site: TagValue
+    """the plant: tag site on every point"""
     workshop: TagValue
+    """the workshop (one agent per workshop): tag workshop"""
     buffer: BufferSection = Field(default_factory=BufferSection)
+    """the durable local store"""
     health_listen: str | None = Field(
         None, description="host:port of /health and /metrics (127.0.0.1 when only :port is given)"
     )
     health: HealthSection = Field(default_factory=HealthSection)
+    """when /health says degraded"""
     reconnect: ReconnectSection = Field(default_factory=ReconnectSection)
+    """waits between attempts to reach a failed device"""
     drain: Annotated[
         Duration, Field(ge=0, description="on stop, how long the sinks may drain the store (s); Docker waits 10 s")
     ] = 8.0
@@ -90,16 +99,24 @@ class Device(Strict):
     """The fields every device entry has, whatever its protocol."""
 
     name: Annotated[str, Field(pattern=DEVICE_NAME_PATTERN)]
+    """the device's name: tag device, and how logs, /health and anomaly overrides name it"""
     profile: str
+    """its model: a built-in profile or one in profile_dirs (edge-agent profile check)"""
     endpoint: Annotated[str, Field(pattern=ENDPOINT_PATTERN)]
+    """where it answers; the scheme picks the protocol"""
     line: TagValue
+    """its production line: tag line"""
     machine: TagValue | None = None
+    """its machine: tag machine (default: the device's name)"""
     tags: dict[Annotated[str, Field(pattern=TAG_KEY_PATTERN)], TagValue] = Field(
         default_factory=dict, description="extra tags on the device's points (an asset id, a cell)"
     )
     poll_interval: Annotated[Duration, Field(gt=0)] = 1.0
+    """time between polls (s)"""
     timeout: Annotated[Duration, Field(gt=0)] = 3.0
+    """longest wait for one reply (s)"""
     oee: OeeSection | None = None
+    """the device's OEE roles; none: no OEE for it"""
     anomaly_signals: list[str] | None = Field(None, description="default: the profile's analog signals")
 
     @field_validator("tags")
@@ -124,23 +141,33 @@ class Device(Strict):
 
 class AnalyticsSection(Strict):
     oee_window: Annotated[Duration, Field(ge=1)] = 60.0
+    """OEE per machine per window of this length (tag window: 1m for 60 s, else the seconds)"""
     shifts: ShiftSchedule | None = None
+    """shifts and breaks: OEE per shift too (tag window=shift), breaks are planned time"""
     settle: Annotated[Duration, Field(ge=0, description="wait for late readings before OEE")] = 2.0
     checkpoint_every: Annotated[
         Duration, Field(ge=0, description="how often the analytics state is saved (0: only at a stop)")
     ] = 300.0
     anomaly: AnomalyBase = Field(default_factory=lambda: anomaly_section_model()())  # noqa: PLW0108 - built late
+    """anomaly detection: docs/anomaly.md"""
 
 
 class AgentConfig(Strict):
     """The whole file. Fields typed with base classes hold registry-built subclasses."""
 
     agent: AgentSection
+    """who this agent is, its store and its listener"""
     sinks: list[Any] = Field(default_factory=list)
+    """where points go; empty: the local store only"""
     analytics: AnalyticsSection = Field(default_factory=AnalyticsSection)
+    """OEE and anomaly settings"""
     kpis: KpiSection = Field(default_factory=KpiSection)
-    profile_dirs: list[str] = Field(default_factory=list, description="relative to agent.yaml")
+    """the workshop KPIs: docs/kpis.md"""
+    profile_dirs: list[str] = Field(
+        default_factory=list, description="folders with your own device profiles (relative to agent.yaml)"
+    )
     devices: Annotated[list[Device], Field(min_length=1)]
+    """one entry per device instance"""
 
 
 def device_model(plugin: CollectorPlugin) -> type[Device]:
@@ -206,14 +233,23 @@ def agent_config_model() -> type[AgentConfig]:
     analytics: type[BaseModel] = create_model(
         "AnalyticsSection",
         __base__=AnalyticsSection,
-        anomaly=(anomaly, Field(default_factory=anomaly)),
+        anomaly=(anomaly, Field(default_factory=anomaly, description="anomaly detection: docs/anomaly.md")),
     )
     model: type[AgentConfig] = create_model(
         "AgentConfig",
         __base__=AgentConfig,
-        sinks=(list[sink_union], Field(default_factory=list)),
-        devices=(Annotated[list[device_union], Field(min_length=1)], ...),
-        analytics=(analytics, Field(default_factory=analytics)),
+        sinks=(
+            list[sink_union],
+            Field(default_factory=list, description=AgentConfig.model_fields["sinks"].description),
+        ),
+        devices=(
+            Annotated[list[device_union], Field(min_length=1)],
+            Field(description=AgentConfig.model_fields["devices"].description),
+        ),
+        analytics=(
+            analytics,
+            Field(default_factory=analytics, description=AgentConfig.model_fields["analytics"].description),
+        ),
     )
     _CONFIG_MODELS[key] = model
     return model

@@ -37,29 +37,40 @@ COUNTER_KIND = {"total": TOTAL_KIND, "good": GOOD_KIND, "reject": REJECT_KIND}
 
 class StateRole(Strict):
     signal: str
+    """the profile's signal holding the machine's state code"""
     map: Annotated[dict[Annotated[int, Field(ge=0, le=255)], StateName], Field(min_length=1)]
+    """device code to state: running, idle, down, setup, planned_stop"""
     default: StateName = "down"
+    """the state of a code the map does not name"""
 
 
 class CounterRole(Strict):
     signal: str
+    """the profile's counter signal"""
     modulus: Annotated[int, Field(ge=2)] | None = Field(None, description="wraps to 0 after modulus - 1")
 
 
 class ShiftEntry(Strict):
     name: TagValue
+    """the shift's name"""
     start: dt.time
+    """local time it starts, HH:MM"""
     end: dt.time
+    """local time it ends, HH:MM (may be past midnight)"""
 
 
 class BreakEntry(Strict):
     start: dt.time
+    """local time the break starts, HH:MM"""
     end: dt.time
+    """local time it ends, HH:MM"""
 
 
 class ShiftSchedule(Strict):
     timezone: str
+    """IANA time zone of the plant, e.g. Asia/Shanghai"""
     schedule: Annotated[list[ShiftEntry], Field(min_length=1)]
+    """the shifts of a day"""
     breaks: list[BreakEntry] = Field(default_factory=list, description="planned downtime inside shifts, daily")
 
     @field_validator("timezone")
@@ -74,9 +85,13 @@ class ShiftSchedule(Strict):
 
 class OeeSection(Strict):
     state: StateRole
+    """which signal says the machine's state, and its codes"""
     counters: Annotated[dict[Literal["total", "good", "reject"], CounterRole], Field(min_length=1)]
+    """part counters: any of total, good, reject"""
     energy: CounterRole | None = None
+    """an energy counter (kWh) of the machine"""
     ideal_cycle_time: Annotated[Duration, Field(gt=0)]
+    """the machine's ideal time per part (s)"""
     microstop_threshold: Annotated[Duration, Field(ge=0, description="shorter idle/down episodes: micro-stops")] = 0.0
     stale_after: Annotated[Duration, Field(gt=0)] | None = Field(
         None, description="silence after which the state is unknown; default 3 x poll interval, at least 10 s"

@@ -144,3 +144,36 @@ def test_run_streams_to_influxdb_and_exits_0_on_sigterm(influxdb: InfluxServer, 
         plant.send_signal(signal.SIGTERM)
         plant.communicate(timeout=30)
     assert cli("health", "--url", f"http://127.0.0.1:{health}/health").returncode == 1
+
+
+def test_the_readme_names_every_command_protocol_and_type() -> None:
+    """The README's command table, protocol and Modbus type lists follow the code, not memory."""
+    import argparse  # noqa: PLC0415
+    import typing  # noqa: PLC0415
+
+    from edge_agent.cli import _parser  # noqa: PLC0415
+    from edge_agent.collectors.modbus.profile import RegisterType  # noqa: PLC0415
+    from edge_agent.collectors.plugin import plugins  # noqa: PLC0415
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| command |") : readme.index("A problem reads like this")]
+
+    def leaves(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
+        found = []
+        for action in parser._actions:  # noqa: SLF001 - argparse keeps subcommands only there
+            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+                for name, sub in action.choices.items():
+                    found += leaves(sub, f"{prefix} {name}") or [f"{prefix} {name}"]
+        return found
+
+    commands = leaves(_parser(), "edge-agent")
+    assert len(commands) >= 14
+    for command in commands:
+        assert f"`{command}" in table, f"the README's command table lacks {command}"
+    for plugin in plugins().values():
+        for scheme in plugin.schemes:
+            if scheme != "modbus-tcp":  # an alias of modbus://
+                assert f"{scheme}://" in readme, f"the README does not name {scheme}://"
+    types_said = readme[readme.index("`type`: int16") :][:600]
+    for name in typing.get_args(RegisterType):
+        assert name in types_said, f"the README's Modbus type list lacks {name}"

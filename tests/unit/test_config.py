@@ -433,3 +433,17 @@ def test_a_unit_is_one_short_line(tmp_path: Path) -> None:
         load_profile(write(tmp_path, text, "p.yaml"))
     (msg,) = info.value.problems
     assert "fields[0].unit" in msg, msg
+
+
+def test_the_configuration_reference_is_current_and_says_what_each_field_means() -> None:
+    """docs/configuration.md is generated from the model: it cannot drift, and no field goes unexplained."""
+    from edge_agent.tools.config_reference import PAGE, render  # noqa: PLC0415
+
+    page = render()
+    assert PAGE.read_text(encoding="utf-8") == page, "run 'python -m edge_agent.tools.config_reference' and commit"
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    assert len(rows) > 100
+    unexplained = [row.split("|")[1].strip() for row in rows if row.rstrip().endswith("|  |")]
+    assert unexplained == [], f"fields without a description in the model: {unexplained}"
+    for needle in ("`unit_id`", "`oee_window`", "`token`", "`publishing_interval`", "`synchronous`", "`1h30m`"):
+        assert needle in page

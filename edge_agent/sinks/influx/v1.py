@@ -26,10 +26,15 @@ class InfluxV1Sink(InfluxSinkConfig):
     """``agent.yaml`` options of an InfluxDB 1.x destination."""
 
     type: Literal["influxdb_v1"]
+    """the sink's kind"""
     url: Annotated[str, Field(pattern=r"^https?://")]
+    """the database's base URL, http:// or https://"""
     database: TagValue
+    """the database (created when missing and the user may)"""
     retention_policy: str = ""
+    """the retention policy (default: the database's)"""
     username: str = ""
+    """user to log in as (HTTP basic authentication)"""
     password: str = Field("", description="${VAR} from the environment, or password_file: PATH")
 
     def identity(self) -> str:

@@ -23,9 +23,13 @@ class InfluxV2Sink(InfluxSinkConfig):
     """``agent.yaml`` options of an InfluxDB v2-API destination."""
 
     type: Literal["influxdb_v2"]
+    """the sink's kind"""
     url: Annotated[str, Field(pattern=r"^https?://")]
+    """the database's base URL, http:// or https://"""
     org: Annotated[str, Field(min_length=1)]
+    """the organisation"""
     bucket: TagValue
+    """the bucket"""
     token: Annotated[
         str,
         Field(

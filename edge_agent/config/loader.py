@@ -198,11 +198,32 @@ def _check_device(doc: YamlDocument, i: int, dev: Device, profiles: dict[str, Pr
 
 
 def _check_endpoint(doc: YamlDocument, at: tuple[str | int, ...], dev: Device, plugin: CollectorPlugin) -> list[str]:
+    return _endpoint_problems(doc, at, dev.endpoint, plugin)
+
+
+def _endpoint_problems(
+    doc: YamlDocument, at: tuple[str | int, ...], endpoint: str, plugin: CollectorPlugin
+) -> list[str]:
     if plugin.check_endpoint is not None:
-        wrong = plugin.check_endpoint(dev.endpoint)
-        return [doc.problem((*at, "endpoint"), wrong)] if wrong else []
-    wrong = endpoint_problem(dev.endpoint, plugin.endpoint_example)
+        wrong = plugin.check_endpoint(endpoint)
+    else:
+        wrong = endpoint_problem(endpoint, plugin.endpoint_example)
     return [doc.problem((*at, "endpoint"), wrong)] if wrong else []
+
+
+def _raw_endpoint_problems(doc: YamlDocument, said: list[str]) -> list[str]:
+    """Endpoints checked as written, when the file did not validate: all problems in one pass."""
+    devices = doc.data.get("devices") if isinstance(doc.data, dict) else None
+    by_scheme = {scheme: plugin for plugin in plugins().values() for scheme in plugin.schemes}
+    problems: list[str] = []
+    for i, dev in enumerate(devices if isinstance(devices, list) else []):
+        endpoint = dev.get("endpoint") if isinstance(dev, dict) else None
+        plugin = by_scheme.get(endpoint.split("://", 1)[0].lower()) if isinstance(endpoint, str) else None
+        if plugin is not None and isinstance(endpoint, str):
+            at = doc.problem(("devices", i, "endpoint"), "").rsplit(":", 1)[0]
+            if not any(p.startswith(at) for p in said):
+                problems += _endpoint_problems(doc, ("devices", i), endpoint, plugin)
+    return problems
 
 
 def _check_kpis(doc: YamlDocument, config: AgentConfig, profiles: dict[str, ProfileBase]) -> list[str]:
@@ -295,7 +316,9 @@ def load_config(path: Path) -> LoadedConfig:
     except ConfigError as exc:
         problems += exc.problems
         profiles = {}
-    if config is None or problems:
+    if config is None:
+        raise ConfigError(problems + _raw_endpoint_problems(doc, problems))
+    if problems:
         raise ConfigError(problems)
     problems += _check_devices(doc, config, profiles)
     problems += _check_anomaly_keys(doc, config, profiles)

@@ -160,8 +160,8 @@ def test_the_readme_names_every_command_protocol_and_type() -> None:
 
     def leaves(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
         found = []
-        for action in parser._actions:  # noqa: SLF001 - argparse keeps subcommands only there
-            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
                 for name, sub in action.choices.items():
                     found += leaves(sub, f"{prefix} {name}") or [f"{prefix} {name}"]
         return found

@@ -447,3 +447,11 @@ def test_the_configuration_reference_is_current_and_says_what_each_field_means()
     assert unexplained == [], f"fields without a description in the model: {unexplained}"
     for needle in ("`unit_id`", "`oee_window`", "`token`", "`publishing_interval`", "`synchronous`", "`1h30m`"):
         assert needle in page
+
+
+def test_an_endpoint_out_of_range_is_said_with_the_other_problems(tmp_path: Path) -> None:
+    """Port 99999 is named in the same pass as a wrong field elsewhere, not after it is fixed."""
+    text = GOOD.replace("modbus://127.0.0.1:5020", "modbus://127.0.0.1:99999").replace("unit_id: 1", "unit_id: one")
+    found = problems(write(tmp_path, text))
+    assert any("devices[0].unit_id" in p for p in found), found
+    assert any("devices[0].endpoint: port 99999 is out of range: a port is 1 to 65535" in p for p in found), found

@@ -84,7 +84,7 @@ def _field(param: Param) -> tuple[Any, Any]:
     base: Any = int if param.integer else float
     bounds = {k: getattr(param, k) for k in ("gt", "ge", "lt", "le") if getattr(param, k) is not None}
     # The default is the detector's (or derived from its other parameters): shown, not set here.
-    shown = {"default": param.default} if param.default is not None else {"default": "derived"}
+    shown: dict[str, Any] = {"default": param.default if param.default is not None else "derived"}
     return Annotated[base, Field(**bounds)] | None, Field(None, description=param.doc, json_schema_extra=shown)
 
 

@@ -180,8 +180,8 @@ def render() -> str:
     for name in ("agent", "analytics", "kpis"):
         (child,) = _nested(model.model_fields[name].annotation)
         section(child, name, out, seen)
-    for sink_type, plugin in sorted(sink_plugins().items()):
-        section(plugin.config_model, f"sinks[] with type: {sink_type}", out, seen)
+    for sink_type, sink in sorted(sink_plugins().items()):
+        section(sink.config_model, f"sinks[] with type: {sink_type}", out, seen)
     shared = frozenset(Device.model_fields)
     section(Device, "devices[] (every protocol)", out, seen)
     for protocol, plugin in sorted(plugins().items()):

@@ -89,7 +89,7 @@ class Agent:
         tags = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
         self._health_ids = series.register([Series.of(AGENT, tags, f) for f in AGENT_FIELDS])
         self.kpis = KpiStage(loaded, points, series, state, self.pipeline, self.clock.now_ns)
-        sink_context = SinkContext(loaded.path.parent, self.store.path.parent)
+        sink_context = SinkContext(loaded.path.parent, self.store.path.parent, loaded.config.agent.id)
         # The first sink is the cloud the adoption KPIs measure.
         self.forwarders = [
             Forwarder(

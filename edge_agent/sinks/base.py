@@ -135,6 +135,8 @@ class SinkContext:
 
     base_dir: Path
     data_dir: Path | None = None
+    #: The agent's id (``agent.id``): a default name toward the destination (an MQTT client id).
+    agent_id: str = ""
 
     def resolve(self, relative: str) -> Path:
         p = Path(relative)

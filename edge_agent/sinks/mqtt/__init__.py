@@ -1,0 +1,218 @@
+"""The MQTT sink (``type: mqtt``): every point to a broker, in a unified-namespace layout.
+
+The client is paho-mqtt 2 (MQTT 3.1.1 and 5, TLS, automatic reconnects), its network loop in a
+thread of its own. The forwarder's threads publish; a write returns only when the broker has
+acknowledged every message of the batch (QoS 1: every PUBACK) and raises
+:class:`SinkUnavailable` otherwise, so a broker outage is ridden out in the local store like a
+database outage. Under MQTT 5 a PUBACK with a failure code (mosquitto's ACL: "not authorized")
+is a refusal: :class:`RejectedPoints`, and the forwarder sets the refused points apart. MQTT
+3.1.1 has no such code: a broker drops what its ACL refuses without saying so. QoS 1 is at
+least once: a batch retried after a lost acknowledgement is published again.
+
+Topics and payloads: :mod:`.topics`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, model_validator
+
+from edge_agent.collectors.batch import Batch
+from edge_agent.collectors.durations import Duration
+from edge_agent.sinks.base import (
+    RejectedPoints,
+    SinkConfig,
+    SinkContext,
+    SinkPlugin,
+    SinkUnavailable,
+    normalized_url,
+    register,
+)
+from edge_agent.sinks.mqtt.topics import Messages
+from edge_agent.store.catalog import SeriesCatalog
+
+
+class MqttSink(SinkConfig):
+    """``agent.yaml`` options of an MQTT broker destination."""
+
+    type: Literal["mqtt"]
+    """the sink's kind"""
+    url: Annotated[str, Field(pattern=r"^mqtts?://[^/]+/?$")]
+    """the broker: mqtt://HOST:PORT (1883 by default), or mqtts://HOST:PORT for TLS (8883)"""
+    username: str = ""
+    """user to log in as"""
+    password: str = Field("", description="${VAR} from the environment, or password_file: PATH")
+    ca_file: str | None = None
+    """mqtts: the CA certificate (PEM) the broker's certificate is checked against (default: the system's)"""
+    cert_file: str | None = None
+    """mqtts: this client's certificate (PEM), for brokers that require one"""
+    key_file: str | None = None
+    """mqtts: its private key (PEM)"""
+    client_id: str = ""
+    """the client id (default: the agent's id); one per broker connection"""
+    qos: Literal[0, 1] = 1
+    """1: a point leaves the local store only once the broker acknowledged it; 0: once sent"""
+    protocol: Literal["5", "3.1.1"] = "5"
+    """MQTT version; 5 says when the broker refuses a topic"""
+    clean_session: bool = True
+    """start without the broker's state of a previous session"""
+    keepalive: Annotated[Duration, Field(ge=5, le=3600)] = 60.0
+    """seconds between pings while nothing else is sent"""
+    topic_prefix: str = Field("", pattern=r"^([^#+\x00]*/)?$")
+    """put before every topic, ending with / (e.g. enterprise/)"""
+    format: Literal["uns"] = "uns"
+    """topic and payload layout: uns (docs/mqtt.md)"""
+    retain: bool = False
+    """ask the broker to keep each topic's latest message for new subscribers"""
+    batch_size: Annotated[int, Field(ge=1, le=100_000, description="points per write")] = 1000
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> MqttSink:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give cert_file and key_file together")
+        if self.url.startswith("mqtt://") and (self.ca_file or self.cert_file):
+            raise ValueError("ca_file, cert_file and key_file need an mqtts:// url")
+        return self
+
+    def identity(self) -> str:
+        user = f"?user={self.username}" if self.username else ""
+        return f"mqtt:{normalized_url(self.url)}/{self.topic_prefix}{user}"
+
+
+class MqttPublisher:
+    """One broker connection shared by the forwarder's threads (paho's client is thread-safe)."""
+
+    def __init__(self, cfg: MqttSink, context: SinkContext) -> None:
+        from paho.mqtt import client as mqtt  # noqa: PLC0415 - only when an MQTT sink is configured
+        from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+        self.cfg = cfg
+        self.name = cfg.identity()
+        self.batch_size, self.concurrency = cfg.batch_size, cfg.concurrency
+        parts = urlsplit(cfg.url)
+        tls = parts.scheme == "mqtts"
+        self.host, self.port = parts.hostname or "", parts.port or (8883 if tls else 1883)
+        version = mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311
+        self.v5 = version == mqtt.MQTTv5
+        client_id = cfg.client_id or context.agent_id or "edge-agent"
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=version,
+            clean_session=None if self.v5 else cfg.clean_session,
+        )
+        if cfg.username:
+            self.client.username_pw_set(cfg.username, cfg.password or None)
+        if tls:
+            self.client.tls_set(
+                ca_certs=str(context.resolve(cfg.ca_file)) if cfg.ca_file else None,
+                certfile=str(context.resolve(cfg.cert_file)) if cfg.cert_file else None,
+                keyfile=str(context.resolve(cfg.key_file)) if cfg.key_file else None,
+            )
+        self.client.max_inflight_messages_set(max(20, cfg.batch_size))
+        self.client.max_queued_messages_set(cfg.batch_size * cfg.concurrency)
+        self.client.reconnect_delay_set(1, max(1, int(cfg.retry_max)))
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._aborted = threading.Event()
+        self._why = "not connected yet"
+        self._refusal = ""
+        self._refused: dict[int, str] = {}
+        self._messages: Messages | None = None
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self._started = False
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        properties = None
+        if self.v5:
+            from paho.mqtt.packettypes import PacketTypes  # noqa: PLC0415
+            from paho.mqtt.properties import Properties  # noqa: PLC0415
+
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 0 if self.cfg.clean_session else 0xFFFFFFFF
+        self.client.connect_async(
+            self.host,
+            self.port,
+            keepalive=int(self.cfg.keepalive),
+            clean_start=self.cfg.clean_session if self.v5 else 3,  # 3: paho's MQTT_CLEAN_START_FIRST_ONLY
+            properties=properties,
+        )
+        self.client.loop_start()
+
+    # paho calls these from its network thread.
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            self._refusal = f"the broker refused the connection: {reason}: check username, password and client_id"
+            self._connected.clear()
+        else:
+            self._refusal = ""
+            self._connected.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        # A refused connection is followed by a disconnect: the refusal is what the operator needs.
+        self._why = self._refusal or f"disconnected: {reason}"
+        self._connected.clear()
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            with self._lock:
+                self._refused[mid] = str(reason)
+
+    def write(self, batch: Batch, catalog: SeriesCatalog) -> None:
+        self._start()
+        with self._lock:
+            if self._messages is None or self._messages.catalog is not catalog:
+                self._messages = Messages(catalog, self.cfg.topic_prefix)
+            messages = self._messages
+        pairs, _ = messages.of(batch)
+        if not self._connected.wait(min(self.cfg.timeout, 1.0)):
+            raise SinkUnavailable(f"{self.name}: {self._why}")
+        infos = [
+            self.client.publish(topic, payload, qos=self.cfg.qos, retain=self.cfg.retain) for topic, payload in pairs
+        ]
+        deadline = time.monotonic() + self.cfg.timeout
+        for info in infos:
+            while not info.is_published():
+                if info.rc != 0 or not self._connected.is_set():
+                    raise SinkUnavailable(f"{self.name}: {self._why}")
+                if self._aborted.is_set():
+                    raise SinkUnavailable(f"{self.name}: broken off by the stop")
+                if time.monotonic() > deadline:
+                    raise SinkUnavailable(f"{self.name}: no acknowledgement within {self.cfg.timeout:g} s")
+                info.wait_for_publish(0.05)
+        with self._lock:
+            refused = [self._refused.pop(info.mid) for info in infos if info.mid in self._refused]
+        if refused:
+            raise RejectedPoints(f"{self.name}: the broker refused {len(refused)} messages: {refused[0]}")
+
+    def abort(self) -> None:
+        self._aborted.set()
+
+    def close(self) -> None:
+        if self._started:
+            self.client.disconnect()
+            self.client.loop_stop()
+
+
+def _make(config: Any, context: SinkContext) -> MqttPublisher:
+    assert isinstance(config, MqttSink)
+    for name in ("ca_file", "cert_file", "key_file"):
+        given = getattr(config, name)
+        if given and not context.resolve(given).is_file():
+            raise ValueError(f"{name}: no file {context.resolve(given)}")
+    return MqttPublisher(config, context)
+
+
+register(SinkPlugin("mqtt", MqttSink, _make))
+
+__all__ = ["MqttPublisher", "MqttSink"]

@@ -1,0 +1,196 @@
+"""The MQTT sink against Debian's mosquitto: a password file, an ACL and a TLS listener with a CA
+made for the test; an independent subscriber counts what arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.collectors.batch import Batch
+from edge_agent.config import load_config
+from edge_agent.sinks.base import RejectedPoints, SinkContext, SinkUnavailable, make_sink
+from edge_agent.store.catalog import Series, SeriesCatalog
+from tests.integration.workshop import run_workshop
+from tests.mosquitto_server import USERS, Mosquitto, Subscriber
+
+BASE = {"site": "suzhou", "workshop": "w1", "agent": "edge-1", "line": "line/a", "machine": "M1"}
+CATALOG = SeriesCatalog(
+    {
+        0: Series.of("raw", {**BASE, "device": "press-1", "signal": "temp", "unit": "degC"}, "value"),
+        1: Series.of("raw", {**BASE, "device": "press-1", "signal": "state"}, "value"),
+        2: Series.of("oee", {**BASE, "window": "1m"}, "oee"),
+        3: Series.of("oee", {**BASE, "window": "1m"}, "good"),
+        4: Series.of("kpi", {"site": "suzhou", "workshop": "w1", "agent": "edge-1"}, "networking_rate"),
+    }
+)
+T0 = 1_796_615_071_234_746_525
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def wait_for(condition: Any, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
+        time.sleep(0.05)
+
+
+def sink_for(broker: Mosquitto, tmp_path: Path, **options: Any) -> Any:
+    """A sink built from agent.yaml text, as the agent builds it."""
+    (tmp_path / "agent.yaml").write_text(
+        json.dumps(
+            {
+                "agent": {"id": "edge-1", "site": "suzhou", "workshop": "w1"},
+                "sinks": [{"type": "mqtt", "url": f"mqtt://127.0.0.1:{broker.port}", **options}],
+                "devices": [
+                    {"name": "p", "profile": "demo-press-modbus", "endpoint": "modbus://127.0.0.1:1", "line": "l"}
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    loaded = load_config(tmp_path / "agent.yaml")
+    return make_sink(loaded.config.sinks[0], SinkContext(tmp_path, tmp_path, "edge-1"))
+
+
+def test_unified_namespace_topics_and_payloads(broker: Mosquitto, tmp_path: Path) -> None:
+    reader = Subscriber(broker, "plant/#").start()
+    sink = sink_for(broker, tmp_path, username="edge", password=USERS["edge"], topic_prefix="plant/")
+    try:
+        batch = Batch.of([T0] * 5, [0, 1, 2, 3, 4], [71.5, 2.0, 0.5, 7.0, 1.0], [0, 3, 0, 0, 0])
+        sink.write(batch, CATALOG)  # returns once every PUBACK arrived
+        wait_for(lambda: len(reader.messages()) >= 4, "4 messages at the subscriber")
+    finally:
+        sink.close()
+        reader.stop()
+    got = {topic: json.loads(payload) for topic, payload in reader.messages()}
+    temp = got["plant/suzhou/w1/line_a/M1/raw/temp"]
+    assert temp == {
+        "time": "2026-12-07T03:44:31.234746525Z",
+        "timestamp_ms": T0 // 1_000_000,
+        "agent": "edge-1",
+        "device": "press-1",
+        "unit": "degC",
+        "value": 71.5,
+        "quality": "good",
+    }
+    assert got["plant/suzhou/w1/line_a/M1/raw/state"]["value"] is None
+    assert got["plant/suzhou/w1/line_a/M1/raw/state"]["quality"] == "unreachable"
+    # The fields of one OEE window at one time make one message.
+    window = got["plant/suzhou/w1/line_a/M1/oee/1m"]
+    assert (window["oee"], window["good"]) == (0.5, 7)
+    assert got["plant/suzhou/w1/kpi"]["networking_rate"] == 1
+    assert len(reader.messages()) == 4
+
+
+def test_a_topic_the_acl_refuses_is_a_refusal(broker: Mosquitto, tmp_path: Path) -> None:
+    """MQTT 5: mosquitto answers PUBACK 'not authorized'; the points are refused, not retried."""
+    sink = sink_for(broker, tmp_path, username="edge", password=USERS["edge"], topic_prefix="elsewhere/")
+    try:
+        with pytest.raises(RejectedPoints, match="refused 1 messages"):
+            sink.write(Batch.of([T0], [0], [1.0]), CATALOG)
+    finally:
+        sink.close()
+
+
+def test_wrong_password_is_unavailable_and_not_shown(broker: Mosquitto, tmp_path: Path) -> None:
+    sink = sink_for(broker, tmp_path, username="edge", password="wrong-secret-77", timeout="2s")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with pytest.raises(SinkUnavailable) as info:
+                sink.write(Batch.of([T0], [0], [1.0]), CATALOG)
+            if "refused the connection" in str(info.value) or time.monotonic() > deadline:
+                break
+        assert "refused the connection" in str(info.value), str(info.value)
+        assert "wrong-secret-77" not in str(info.value)
+    finally:
+        sink.close()
+
+
+def test_tls_with_the_plants_ca(broker: Mosquitto, tmp_path: Path) -> None:
+    reader = Subscriber(broker, "plant/#").start()
+    url = f"mqtts://127.0.0.1:{broker.tls_port}"
+    sink = sink_for(
+        broker,
+        tmp_path,
+        url=url,
+        ca_file=str(broker.ca),
+        username="edge",
+        password=USERS["edge"],
+        topic_prefix="plant/",
+    )
+    try:
+        sink.write(Batch.of([T0], [0], [12.25]), CATALOG)
+        wait_for(lambda: any(json.loads(p).get("value") == 12.25 for _, p in reader.messages()), "the TLS message")
+    finally:
+        sink.close()
+        reader.stop()
+
+
+def test_a_broker_outage_is_ridden_out(broker: Mosquitto, tmp_path: Path) -> None:
+    """Down: writes fail (the points stay in the store); back: the same sink writes again."""
+    sink = sink_for(broker, tmp_path, username="edge", password=USERS["edge"], topic_prefix="plant/", timeout="2s")
+    try:
+        sink.write(Batch.of([T0], [0], [1.0]), CATALOG)
+        broker.stop()
+        with pytest.raises(SinkUnavailable):
+            sink.write(Batch.of([T0], [0], [2.0]), CATALOG)
+        broker.start()
+        reader = Subscriber(broker, "plant/#").start()
+
+        def written() -> bool:
+            try:
+                sink.write(Batch.of([T0 + 5], [0], [3.0]), CATALOG)
+            except SinkUnavailable:
+                return False
+            return True
+
+        wait_for(written, "a write after the broker came back")
+        wait_for(
+            lambda: any(json.loads(p).get("value") == 3 for _, p in reader.messages()), "the message after the outage"
+        )
+        reader.stop()
+    finally:
+        sink.close()
+
+
+def test_the_agent_streams_the_workshop_to_the_broker(broker: Mosquitto, tmp_path: Path) -> None:
+    """The demo workshop into mosquitto: every raw point is one message, nothing left in the store."""
+    reader = Subscriber(broker, "plant/#").start()
+    sink = {
+        "type": "mqtt",
+        "url": f"mqtt://127.0.0.1:{broker.port}",
+        "username": "edge",
+        "password": USERS["edge"],
+        "topic_prefix": "plant/",
+    }
+    run = asyncio.run(run_workshop(tmp_path, [sink], wall_s=8.0))
+    report = run.agent.health_report()
+    assert report["buffer"]["pending_points"] == 0, report["buffer"]  # every point acknowledged by the broker
+    names = [d["name"] for d in run.config["devices"]]
+
+    def every_device_seen() -> bool:
+        payloads = [json.loads(p) for t, p in reader.messages() if "/raw/" in t]
+        return {p.get("device") for p in payloads} >= set(names)
+
+    wait_for(every_device_seen, "raw messages of every device at the subscriber")
+    reader.stop()
+    topics = {t for t, _ in reader.messages()}
+    machines = [d.get("machine", d["name"]) for d in run.config["devices"] if d.get("oee")]
+    for machine in machines:
+        assert any(f"/{machine}/oee/1m" in t for t in topics), f"no OEE window of {machine}"
+        assert any(f"/{machine}/state" in t for t in topics), f"no state of {machine}"
+    assert all(t.startswith("plant/demo-site/") for t in topics)

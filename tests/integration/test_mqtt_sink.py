@@ -194,3 +194,21 @@ def test_the_agent_streams_the_workshop_to_the_broker(broker: Mosquitto, tmp_pat
         assert any(f"/{machine}/oee/1m" in t for t in topics), f"no OEE window of {machine}"
         assert any(f"/{machine}/state" in t for t in topics), f"no state of {machine}"
     assert all(t.startswith("plant/demo-site/") for t in topics)
+
+
+def test_exact_counts_at_an_independent_subscriber(broker: Mosquitto, tmp_path: Path) -> None:
+    """Three batches of 400 raw points at distinct times: 1,200 messages arrive, each once."""
+    reader = Subscriber(broker, "plant/+/+/+/+/raw/#").start()
+    sink = sink_for(
+        broker, tmp_path, username="edge", password=USERS["edge"], topic_prefix="plant/", batch_size=400, qos=1
+    )
+    try:
+        for k in range(3):
+            ts = [T0 + (k * 400 + i) * 1_000_000 for i in range(400)]
+            sink.write(Batch.of(ts, [0] * 400, [float(k * 400 + i) for i in range(400)]), CATALOG)
+        wait_for(lambda: len(reader.messages()) >= 1200, "1,200 messages")
+    finally:
+        sink.close()
+        reader.stop()
+    values = sorted(json.loads(p)["value"] for _, p in reader.messages())
+    assert values == list(range(1200))

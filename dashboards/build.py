@@ -23,14 +23,13 @@ from grafana_foundation_sdk.builders import barchart, bargauge, stat, statetimel
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as board
 from grafana_foundation_sdk.cog import builder as cogbuilder
-from grafana_foundation_sdk.cog import variants as cogvariants
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
+from edge_agent.dashboards.fleet import enterprise, fleet
+from edge_agent.dashboards.panels import DATASOURCE, Query, bands, finish, grid, prop, query_variable, transform
 from edge_agent.rollups import KPI_RATIOS, LOSSES, NOT_LOSSES, OEE_RATIOS, ratio, running_ratio, window_filter
 
-DATASOURCE = model.DataSourceRef(type_val="influxdb", uid="${datasource}")
 PLACE = '"site" =~ /^$site$/ AND "workshop" =~ /^$workshop$/'
 FILTER = f'{PLACE} AND "line" =~ /^$line$/ AND "machine" =~ /^$machine$/ AND $timeFilter'
 #: One OEE grid, the ``$window`` variable's (never two summed: each holds all the time once).
@@ -112,56 +111,6 @@ IMPROVEMENT = [
     ),
     Figure("Throughput gain 产出提升", f'{THROUGHPUT} / last("baseline_throughput_per_h") - 1', "percentunit"),
 ]
-
-
-@dataclass
-class InfluxQL(cogvariants.Dataquery):
-    """An InfluxQL query of Grafana's InfluxDB datasource (raw query mode)."""
-
-    query: str
-    result_format: str = "time_series"
-    alias: str = ""
-    ref_id: str = "A"
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "refId": self.ref_id,
-            "datasource": {"type": "influxdb", "uid": "${datasource}"},
-            "query": self.query,
-            "rawQuery": True,
-            "resultFormat": self.result_format,
-        }
-        if self.alias:
-            out["alias"] = self.alias
-        return out
-
-
-class Query(cogbuilder.Builder[cogvariants.Dataquery]):
-    """Builder of :class:`InfluxQL` targets (``result_format`` time_series or table)."""
-
-    def __init__(self, query: str, result_format: str = "time_series", alias: str = "") -> None:
-        self._internal = InfluxQL(query, result_format, alias)
-
-    def build(self) -> InfluxQL:
-        return self._internal
-
-
-def bands(low: float, high: float) -> board.ThresholdsConfig:
-    return (
-        board.ThresholdsConfig()
-        .mode(model.ThresholdsMode.ABSOLUTE)
-        .steps([model.Threshold(None, "red"), model.Threshold(low, "yellow"), model.Threshold(high, "green")])
-    )
-
-
-def grid(x: int, y: int, w: int, h: int) -> model.GridPos:
-    return model.GridPos(h=h, w=w, x=x, y=y)
-
-
-def transform(kind: str, options: dict[str, Any]) -> model.DataTransformerConfig:
-    t = model.DataTransformerConfig()
-    t.id_val, t.options = kind, options
-    return t
 
 
 def figure_panel(figure: Figure, where: str, measurement: str, place: model.GridPos) -> stat.Panel:
@@ -279,15 +228,11 @@ def machine_panels() -> list[cogbuilder.Builder[model.Panel]]:
         .datasource(DATASOURCE)
         .with_target(Query(table_query, "table"))
         .with_transformation(transform("organize", {"excludeByName": {"Time": True}}))
-        .override_by_regexp("availability|performance|quality|oee", [_prop("unit", "percentunit")])
-        .override_by_regexp(".*_s$", [_prop("unit", "s")])
+        .override_by_regexp("availability|performance|quality|oee", [prop("unit", "percentunit")])
+        .override_by_regexp(".*_s$", [prop("unit", "s")])
         .grid_pos(grid(12, 12, 12, 8))
     )
     return [by_machine, states, shift, machines]
-
-
-def _prop(key: str, value: Any) -> model.DynamicConfigValue:
-    return model.DynamicConfigValue(id_val=key, value=value)
 
 
 def loss_panels() -> list[cogbuilder.Builder[model.Panel]]:
@@ -333,7 +278,7 @@ def loss_panels() -> list[cogbuilder.Builder[model.Panel]]:
             )
         )
         .unit("s")
-        .override_by_name("cumulative %", [_prop("unit", "percentunit"), _prop("custom.axisPlacement", "right")])
+        .override_by_name("cumulative %", [prop("unit", "percentunit"), prop("custom.axisPlacement", "right")])
         .grid_pos(grid(0, 20, 12, 8))
     )
     apart = (
@@ -413,7 +358,7 @@ def process_panels() -> list[cogbuilder.Builder[model.Panel]]:
                 "table",
             )
         )
-        .override_by_name("duration_s", [_prop("unit", "s"), _prop("displayName", "duration")])
+        .override_by_name("duration_s", [prop("unit", "s"), prop("displayName", "duration")])
         .sort_by([common_builders.TableSortByFieldState().display_name("Time").desc(True)])
         .grid_pos(grid(0, 32, 24, 8))
     )
@@ -477,20 +422,6 @@ def kpi_panels() -> list[cogbuilder.Builder[model.Panel]]:
     ]
 
 
-def query_variable(name: str, label: str, query: str, choose_many: bool = True) -> board.QueryVariable:
-    variable = (
-        board.QueryVariable(name)
-        .label(label)
-        .datasource(DATASOURCE)
-        .query(query)
-        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
-        .sort(model.VariableSort.ALPHABETICAL_ASC)
-    )
-    if choose_many:
-        variable = variable.multi(True).include_all(True).all_value(".*")
-    return variable
-
-
 #: Tag values of the raw readings: every device writes them, with or without an oee: section.
 VARIABLES = [
     ("site", "Site 工厂", ""),
@@ -529,33 +460,10 @@ def plant_overview() -> dict[str, Any]:
     builder = builder.with_variable(window.description("The OEE windows' length (analytics.oee_window)."))
     for p in ratio_stats() + machine_panels() + loss_panels() + process_panels() + kpi_panels() + signal_panels():
         builder = builder.with_panel(p)
-    data: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
-    for i, p in enumerate(data["panels"], start=1):
-        p["id"] = i
-        if p.get("repeat"):
-            p["maxPerRow"] = 2
-    # Grafana's import screen asks for these: any InfluxDB datasource.
-    data = {
-        "__inputs": [
-            {
-                "name": "DS_INFLUXDB",
-                "label": "InfluxDB",
-                "description": "the InfluxDB (InfluxQL) the agents write to",
-                "type": "datasource",
-                "pluginId": "influxdb",
-                "pluginName": "InfluxDB",
-            }
-        ],
-        "__requires": [
-            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
-            {"type": "datasource", "id": "influxdb", "name": "InfluxDB", "version": "1.0.0"},
-        ],
-        **data,
-    }
-    return data
+    return finish(builder)
 
 
-DASHBOARDS = {"plant-overview.json": plant_overview}
+DASHBOARDS = {"plant-overview.json": plant_overview, "fleet.json": fleet, "enterprise.json": enterprise}
 
 
 def render(name: str) -> str:

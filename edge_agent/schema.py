@@ -55,6 +55,9 @@ AGENT_FIELDS: dict[str, str] = {
     "buffer_points": "count",
     "buffer_oldest_age_s": "s",
     "dropped_points": "count",
+    "devices_down": "count",
+    "uptime_s": "s",
+    "last_ack_age_s": "s",
 }
 
 #: Fields of a ``kpi`` point (one per workshop and reporting interval; docs/kpis.md).

@@ -210,3 +210,23 @@ def _read_secret(base: Path, value: object, key: str) -> tuple[str, str]:
     if not secret:
         return "", f"{path} is empty: put the secret in it"
     return secret, ""
+
+
+HIDDEN = "***"
+
+
+def hidden(value: Any, key: object = None) -> Any:
+    """``value`` with every secret replaced by ``***`` (secret-bearing keys, URL passwords).
+
+    >>> hidden({"sinks": [{"url": "http://u:pw@h:8086", "password": "pw", "token": 7}], "name": "x"})
+    {'sinks': [{'url': 'http://u:***@h:8086', 'password': '***', 'token': '***'}], 'name': 'x'}
+    """
+    if is_secret_key(key) and value not in (None, ""):
+        return HIDDEN
+    if isinstance(value, dict):
+        return {k: hidden(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [hidden(v) for v in value]
+    if isinstance(value, str) and "://" in value:
+        return hide_url_password(value)
+    return value

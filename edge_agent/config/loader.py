@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from edge_agent.config.model import AgentConfig, Device, agent_config_model, uni
 from edge_agent.config.renamed import rename_in_config
 from edge_agent.config.types import FROM_FILE
 from edge_agent.config.yaml_source import ConfigError, YamlDocument, load_yaml, validation_problems
-from edge_agent.secrets import read_secret_files, substitute
+from edge_agent.secrets import hidden, read_secret_files, substitute
 
 _ADAPTERS: dict[tuple[tuple[str, int], ...], TypeAdapter[Any]] = {}
 
@@ -113,6 +115,12 @@ class LoadedConfig:
     def resolve(self, relative: str) -> Path:
         p = Path(relative)
         return p if p.is_absolute() else self.path.parent / p
+
+    def fingerprint(self) -> str:
+        """12 hex digits that change when the effective configuration does (secrets left out):
+        which agents of a fleet run the same settings (tag ``config`` of ``agent`` points)."""
+        text = json.dumps(hidden(self.config.model_dump(mode="json")), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def profile(self, device: Device) -> ProfileBase:
         return self.profiles[device.profile]

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent import __version__
 from edge_agent.collectors.batch import QUALITY_NOT_FINITE, Batch
 from edge_agent.collectors.endpoints import split_user_info
 from edge_agent.collectors.plugin import Collector, CollectorContext
@@ -87,7 +88,10 @@ class Agent:
         self.pipeline = Pipeline(loaded, series, inbox_points=store.memory_points)
         checkpoint.restore(state, self.pipeline)
         tags = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
-        self._health_ids = series.register([Series.of(AGENT, tags, f) for f in AGENT_FIELDS])
+        # The fleet contract: which version runs which configuration (docs/schema.md, agent).
+        fleet = {**tags, "version": __version__, "config": loaded.fingerprint()}
+        self._health_ids = series.register([Series.of(AGENT, fleet, f) for f in AGENT_FIELDS])
+        self.started_ns, self.started_wall_ns = self.clock.now_ns(), time.time_ns()
         self.kpis = KpiStage(loaded, points, series, state, self.pipeline, self.clock.now_ns)
         sink_context = SinkContext(loaded.path.parent, self.store.path.parent, loaded.config.agent.id)
         # The first sink is the cloud the adoption KPIs measure.
@@ -341,8 +345,16 @@ class Agent:
             "buffer_points": stats.pending_points,
             "buffer_oldest_age_s": (now - stats.oldest_ts) / 1e9 if stats.oldest_ts else 0.0,
             "dropped_points": sum(stats.dropped.values()),
+            "devices_down": sum(not h.connected for h in self.health),
+            "uptime_s": (now - self.started_ns) / 1e9,
+            # Acknowledgements are stamped by the wall clock: their age is real seconds.
+            "last_ack_age_s": (time.time_ns() - (self._last_ack_ns() or self.started_wall_ns)) / 1e9,
         }
         return Batch.of(now, self._health_ids, [float(values[f]) for f in AGENT_FIELDS])
+
+    def _last_ack_ns(self) -> int:
+        """When the first sink (the cloud of the adoption KPIs) last acknowledged points (0: never)."""
+        return self.forwarders[0].health.last_ack_ns if self.forwarders else 0
 
     def health_report(self) -> dict[str, Any]:
         """Devices, tasks, local store and sinks (``docs/health.md``); after :meth:`run` ends, the

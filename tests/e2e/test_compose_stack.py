@@ -211,5 +211,5 @@ def test_grafana_reads_what_the_compose_file_mounts() -> None:
     providers = on_host("/etc/grafana/provisioning/dashboards")
     (provider,) = yaml.safe_load(next(providers.glob("*.yaml")).read_text(encoding="utf-8"))["providers"]
     boards = sorted(on_host(provider["options"]["path"]).glob("*.json"))
-    assert [b.name for b in boards] == ["plant-overview.json"]
+    assert [b.name for b in boards] == ["enterprise.json", "fleet.json", "plant-overview.json"]
     assert on_host(grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]).is_file()

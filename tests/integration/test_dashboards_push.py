@@ -173,7 +173,8 @@ def test_push_creates_then_updates_by_uid(grafana: str, tmp_path: Path, capsys: 
     assert list(FakeGrafana.datasources) == ["edge-influxdb"]
     assert FakeGrafana.datasources["edge-influxdb"]["secureJsonData"] == {"password": INFLUX_PASSWORD}
     assert [f["title"] for f in FakeGrafana.folders.values()] == ["Plant 工厂"]
-    (board,) = FakeGrafana.dashboards.values()
+    assert set(FakeGrafana.dashboards) == {"edge-plant-overview", "edge-fleet", "edge-enterprise"}
+    board = FakeGrafana.dashboards["edge-plant-overview"]
     assert board["version"] == 2  # overwritten in place, by uid
     panels = board["dashboard"]["panels"]
     assert all(t["datasource"]["uid"] == "${datasource}" for p in panels for t in p["targets"])

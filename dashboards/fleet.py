@@ -66,6 +66,26 @@ def _units(panel: table.Panel) -> table.Panel:
     )
 
 
+def per_agent(title: str, field: str, description: str, x: int) -> timeseries.Panel:
+    """One line per agent: the field's last value per interval."""
+    return (
+        timeseries.Panel()
+        .title(title)
+        .datasource(DATASOURCE)
+        .description(description)
+        .with_target(
+            Query(
+                f'SELECT last("{field}") FROM "agent" WHERE {SCOPE} AND $timeFilter '
+                'GROUP BY time($__interval), "agent" fill(none)',
+                alias="$tag_agent",
+            )
+        )
+        .unit("short")
+        .interval("10s")
+        .grid_pos(grid(x, 16, 12, 8))
+    )
+
+
 def fleet_panels() -> list[cogbuilder.Builder[model.Panel]]:
     agents = (
         stat.Panel()
@@ -124,37 +144,9 @@ def fleet_panels() -> list[cogbuilder.Builder[model.Panel]]:
         .interval("1m")
         .grid_pos(grid(0, 8, 24, 8))
     )
-    down = (
-        timeseries.Panel()
-        .title("Devices down 设备掉线")
-        .datasource(DATASOURCE)
-        .description("Devices without a working connection, per agent.")
-        .with_target(
-            Query(
-                f'SELECT last("devices_down") FROM "agent" WHERE {SCOPE} AND $timeFilter '
-                'GROUP BY time($__interval), "agent" fill(none)',
-                alias="$tag_agent",
-            )
-        )
-        .unit("short")
-        .interval("10s")
-        .grid_pos(grid(0, 16, 12, 8))
-    )
-    backlog = (
-        timeseries.Panel()
-        .title("Backlog 积压")
-        .datasource(DATASOURCE)
-        .description("Points each agent holds that its sinks have not acknowledged yet.")
-        .with_target(
-            Query(
-                f'SELECT last("buffer_points") FROM "agent" WHERE {SCOPE} AND $timeFilter '
-                'GROUP BY time($__interval), "agent" fill(none)',
-                alias="$tag_agent",
-            )
-        )
-        .unit("short")
-        .interval("10s")
-        .grid_pos(grid(12, 16, 12, 8))
+    down = per_agent("Devices down 设备掉线", "devices_down", "Devices without a working connection, per agent.", 0)
+    backlog = per_agent(
+        "Backlog 积压", "buffer_points", "Points each agent holds that its sinks have not acknowledged yet.", 12
     )
     return [agents, rows, timeline, down, backlog]
 

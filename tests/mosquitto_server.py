@@ -73,7 +73,8 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
 class Mosquitto:
     """Debian's mosquitto with its own config, password file, ACL and TLS listener."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, persistence: bool = False) -> None:
+        """``persistence``: sessions and their queued messages survive a restart of the broker."""
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
         if not Path(binary).exists():
@@ -93,7 +94,11 @@ class Mosquitto:
 allow_anonymous false
 password_file {passwords}
 acl_file {root / "acl"}
-persistence false
+{"persistence true" if persistence else "persistence false"}
+persistence_location {root}/
+autosave_interval 1
+# The test subscriber may be away (reconnecting) while a backlog is sent: queue all for it.
+max_queued_messages 0
 log_dest stderr
 log_type error
 log_type warning
@@ -135,6 +140,9 @@ class Subscriber:
 
     broker: Mosquitto
     topic: str = "#"
+    #: A persistent session (3.1.1, clean_session false): what is published while this subscriber
+    #: is away (the broker restarting) is kept for it.
+    persistent: bool = False
     received: list[tuple[str, bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     client: Any = None
@@ -144,7 +152,11 @@ class Subscriber:
         from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
 
         subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-reader-{id(self)}")
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"test-reader-{self.topic.replace('/', '-').replace('#', 'all').replace('+', 'any')}",
+            clean_session=not self.persistent,
+        )
         self.client.username_pw_set("reader", USERS["reader"])
 
         def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:

@@ -113,8 +113,10 @@ class MqttPublisher:
                 certfile=str(context.resolve(cfg.cert_file)) if cfg.cert_file else None,
                 keyfile=str(context.resolve(cfg.key_file)) if cfg.key_file else None,
             )
-        self.client.max_inflight_messages_set(max(20, cfg.batch_size))
-        self.client.max_queued_messages_set(cfg.batch_size * cfg.concurrency)
+        # In flight: paho's default (20), within what brokers grant (mosquitto's Receive Maximum is
+        # 20: a client that sends more unacknowledged messages is disconnected). Queued: no limit
+        # here; a write publishes only while connected, and at most a batch at a time.
+        self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(1, max(1, int(cfg.retry_max)))
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -182,18 +184,30 @@ class MqttPublisher:
         ]
         deadline = time.monotonic() + self.cfg.timeout
         for info in infos:
-            while not info.is_published():
-                if info.rc != 0 or not self._connected.is_set():
+            while not self._published(info):
+                if not self._connected.is_set():
                     raise SinkUnavailable(f"{self.name}: {self._why}")
                 if self._aborted.is_set():
                     raise SinkUnavailable(f"{self.name}: broken off by the stop")
                 if time.monotonic() > deadline:
                     raise SinkUnavailable(f"{self.name}: no acknowledgement within {self.cfg.timeout:g} s")
-                info.wait_for_publish(0.05)
+                try:
+                    info.wait_for_publish(0.05)
+                except RuntimeError as exc:  # paho: the connection dropped while the message waited
+                    raise SinkUnavailable(f"{self.name}: {exc}") from None
         with self._lock:
             refused = [self._refused.pop(info.mid) for info in infos if info.mid in self._refused]
         if refused:
             raise RejectedPoints(f"{self.name}: the broker refused {len(refused)} messages: {refused[0]}")
+
+    def _published(self, info: Any) -> bool:
+        """Whether the broker acknowledged ``info``'s message; SinkUnavailable when paho gave it up."""
+        if info.rc != 0:
+            raise SinkUnavailable(f"{self.name}: the message was not sent (paho code {info.rc}): {self._why}")
+        try:
+            return bool(info.is_published())
+        except (RuntimeError, ValueError) as exc:
+            raise SinkUnavailable(f"{self.name}: {exc}") from None
 
     def abort(self) -> None:
         self._aborted.set()

@@ -1,10 +1,12 @@
 """Alarms with hysteresis over combined anomaly scores.
 
 An alarm on a signal turns on when its score is at least ``on`` for ``k_on`` valid samples in a
-row, and off when it is below ``off`` (lower than ``on``) for ``k_off`` valid samples in a row;
-gaps (NaN) change neither run. Each alarm is an event with the signal, the detector that scored
-highest when it turned on, its start and end times and its peak score. Only signals that are in
-alarm or cross ``on`` in a block are stepped through sample by sample; the rest cost one pass.
+row, and off when it is below ``off`` (lower than ``on``) for ``k_off`` valid samples in a row
+while its abnormal condition no longer holds (``hold``, given per signal with each block;
+:mod:`analytics.condition`); gaps (NaN) change neither run. Each alarm is an event with the
+signal, the detector that scored highest when it turned on, its start and end times and its peak
+score. Only signals that are in alarm or cross ``on`` in a block are stepped through sample by
+sample; the rest cost one pass.
 
 Examples
 --------
@@ -73,12 +75,18 @@ class Alarms:
         self.detector = [""] * n_signals
 
     def update(
-        self, scores: NDArray[np.float64], ts: NDArray[np.int64], fired: Mapping[tuple[int, int], str] | Namer
+        self,
+        scores: NDArray[np.float64],
+        ts: NDArray[np.int64],
+        fired: Mapping[tuple[int, int], str] | Namer,
+        hold: NDArray[np.bool_] | None = None,
     ) -> tuple[NDArray[np.uint8], list[AlarmEvent]]:
         """Alarm flags per sample (1 = in alarm), and the events that started or ended.
 
-        Only signals in alarm, or crossing ``on`` somewhere in the block, are stepped; they are
-        stepped row by row, vectorised over those signals.
+        ``hold`` (per signal, for the whole block): the signal's abnormal condition lasts, so an
+        active alarm does not count samples towards its end. Only signals in alarm, or crossing
+        ``on`` somewhere in the block, are stepped; they are stepped row by row, vectorised over
+        those signals.
         """
         flags = np.zeros(scores.shape, np.uint8)
         cols = self._to_step(scores)
@@ -87,6 +95,7 @@ class Alarms:
         s = scores[:, cols]
         t = ts[:, cols]
         active, run_on, run_off = self.active[cols], self.run_on[cols], self.run_off[cols]
+        lasting = np.zeros(cols.shape[0], bool) if hold is None else hold[cols]
         # Samples since the last start, as of each row: counted back from the block's end.
         valid_after = np.cumsum((~np.isnan(s))[::-1], axis=0)[::-1]
         since = self.since_start[cols]
@@ -97,7 +106,7 @@ class Alarms:
             for i in range(s.shape[0]):
                 row = s[i]
                 valid = ~np.isnan(row)
-                high, low = row >= self.on, row < self.off
+                high, low = row >= self.on, (row < self.off) & ~lasting
                 # Inactive signals count samples at or over ``on``; active ones samples under ``off``.
                 run_on = np.where(valid & ~active, np.where(high, run_on + 1, 0), run_on)
                 run_off = np.where(valid & active, np.where(low, run_off + 1, 0), run_off)

@@ -29,7 +29,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from edge_agent.analytics.alarms import AlarmEvent, Alarms
+from edge_agent.analytics.condition import Condition
 from edge_agent.analytics.detectors import DetectorSet, DetectorSettings
+from edge_agent.analytics.detectors.season import PERIOD
+from edge_agent.analytics.machine import Incidents, MachineScore
 
 
 @dataclass
@@ -50,26 +53,57 @@ class AnomalySettings:
     switch_settle: int = 120
     #: Rows after a switch for which a signal still on its way to the state's level stays held.
     switch_settle_max: int = 1200
+    #: An alarm's condition lasts while the signal's smoothed level is further than this from its
+    #: normal (in sds of a normal chunk's mean) ...
+    hold_level: float = 2.0
+    #: ... or its smoothed mean squared residual is above this (1 is normal noise).
+    hold_spread: float = 3.0
+    #: Samples in alarm after which a signal takes what it does now as its new normal (0: never).
+    accept_after: int = 7200
+    #: Score each machine's signals together (the ``_machine`` score and alarm).
+    machine_score: bool = True
 
 
 class AnomalyScorer:
+    """Scores, alarms and (with ``machines``) machine scores and incidents for ``n_signals`` signals.
+
+    ``machines`` gives each signal's machine (``-1``: none); a machine's signals are scored
+    together as well (:mod:`analytics.machine`).
+    """
+
     def __init__(
         self,
         n_signals: int,
         settings: AnomalySettings | None = None,
         low: NDArray[np.float64] | None = None,
         high: NDArray[np.float64] | None = None,
+        machines: NDArray[np.intp] | None = None,
     ) -> None:
         self.settings = settings = settings or AnomalySettings()
         self.n_signals = n_signals
         self.detectors = DetectorSet(n_signals, settings.detectors, low, high)
         self.alarms = Alarms(n_signals, settings.on, settings.off, settings.k_on, settings.k_off, settings.cooldown)
+        self.condition = Condition(n_signals, level_limit=settings.hold_level, spread_limit=settings.hold_spread)
         self.smoothed = np.zeros(n_signals)
         #: Each signal's regime (machine state); -1 before the first.
         self.regime = np.full(n_signals, -1, np.int64)
         self._saved: dict[int, dict[str, Any]] = {}
         self._quiet = np.zeros(n_signals, np.int64)
         self._seen: dict[int, NDArray[np.bool_]] = {}
+        machine_of = np.full(n_signals, -1, np.intp) if machines is None else np.asarray(machines, np.intp)
+        if machine_of.shape != (n_signals,):
+            raise ValueError(f"machines gives {machine_of.shape} entries for {n_signals} signals")
+        if not settings.machine_score:
+            machine_of = np.full(n_signals, -1, np.intp)
+        self.machine_of = machine_of
+        self.machine = MachineScore(machine_of)
+        m = self.machine.n_machines
+        self.machine_alarms = Alarms(m, settings.on, settings.off, 1, settings.k_off, settings.cooldown)
+        self.incidents = Incidents(m)
+
+    @property
+    def n_machines(self) -> int:
+        return self.machine.n_machines
 
     def update(
         self, block: NDArray[np.float64], ts: NDArray[np.int64], out: NDArray[np.float64] | None = None
@@ -77,19 +111,119 @@ class AnomalyScorer:
         """Combined scores, alarm flags and alarm events for a ``[samples, signals]`` block.
 
         ``ts`` (UTC ns, the block's shape) stamps the alarms and lets the model learn the day.
+        The machines' scores, incidents (1 while a machine is abnormal) and incident events of
+        the same block are in :attr:`last_machines`.
         """
-        scores, fired = self.detectors.update(block, self.settings.on, out, ts)
+        block = np.asarray(block, dtype=np.float64)
+        if block.ndim != 2 or block.shape[1] != self.n_signals:
+            raise ValueError(f"expected a [samples, {self.n_signals}] block, got {block.shape}")
+        rows_total, m = block.shape[0], self.n_machines
+        scores = np.empty_like(block) if out is None else out
+        flags = np.zeros(block.shape, np.uint8)
+        machine_scores = np.zeros((rows_total, m))
+        incident = np.zeros((rows_total, m), np.uint8)
+        machine_ts = np.zeros((rows_total, m), np.int64)
+        events: list[AlarmEvent] = []
+        machine_events: list[AlarmEvent] = []
+        i = 0
+        while i < rows_total:
+            rows = min(PERIOD - self.detectors.position, rows_total - i)
+            part = slice(i, i + rows)
+            piece_events, piece_machine = self._piece(block[part], ts[part], scores[part], flags[part])
+            events += piece_events
+            if m:
+                machine_scores[part], incident[part], piece_incidents, machine_ts[part] = piece_machine
+                machine_events += piece_incidents
+            i += rows
+        self.last_machines = MachineResult(machine_scores, incident, machine_events, machine_ts)
+        return scores, flags, events
+
+    def _piece(
+        self, piece: NDArray[np.float64], ts: NDArray[np.int64], scores: NDArray[np.float64], flags: NDArray[np.uint8]
+    ) -> tuple[list[AlarmEvent], _MachinePiece]:
+        """Score rows of one chunk of the row clock, then step the alarms, conditions and machines."""
+        s = self.settings
+        rows = piece.shape[0]
+        _, fired = self.detectors.update(piece, s.on, scores, ts)
         if self._quiet.any():
             self._hush(scores)
-        if self.settings.smoothing is not None:
-            a, sm = self.settings.smoothing, self.smoothed
-            for i in range(scores.shape[0]):
-                row = scores[i]
+        if s.smoothing is not None:
+            a, sm = s.smoothing, self.smoothed
+            for r in range(rows):
+                row = scores[r]
                 seen = ~np.isnan(row)
                 sm[seen] += a * (row[seen] - sm[seen])
                 row[seen] = sm[seen]
-        flags, events = self.alarms.update(scores, ts, fired)
-        return scores, flags, events
+        held = self.alarms.active.copy()
+        if self.n_machines:
+            held |= np.append(self.machine_alarms.active, False)[self.machine_of]
+        view = self.detectors.view
+        if view is not None and self.detectors.position in (0, rows):
+            self.condition.observe(view.level, view.spread, rows, held, view.seasonal)
+        lasting = self.condition.lasting() & self.alarms.active
+        piece_flags, events = self.alarms.update(scores, ts, fired, lasting)
+        flags[:] = piece_flags
+        events += self._accept_overdue(ts)
+        if self.detectors.model is not None:
+            held = self.alarms.active.copy()
+            if self.n_machines:
+                held |= np.append(self.machine_alarms.active, False)[self.machine_of]
+            self.detectors.model.held = held
+        machine_part: _MachinePiece = (
+            np.zeros((rows, 0)),
+            np.zeros((rows, 0), np.uint8),
+            [],
+            np.zeros((rows, 0), np.int64),
+        )
+        if self.n_machines:
+            machine_part = self._machines(scores, ts, flags, rows)
+        return events, machine_part
+
+    def _machines(
+        self,
+        scores: NDArray[np.float64],
+        ts: NDArray[np.int64],
+        flags: NDArray[np.uint8],
+        rows: int,
+    ) -> _MachinePiece:
+        """The machines' scores, alarms and incidents for one piece."""
+        machine, alarms = self.machine, self.machine_alarms
+        quiet = ~machine.any_member(self.alarms.active) & ~alarms.active
+        score = machine.update(self.condition.level, self.condition.seen, quiet, rows)
+        per_row = np.repeat(score[None], rows, axis=0)
+        padded_ts = np.concatenate([ts, np.zeros((rows, 1), np.int64)], axis=1)
+        m_ts = padded_ts[:, machine.members].max(axis=2)
+        joint_flags, _ = alarms.update(per_row, m_ts, _MACHINE)
+        abnormal = joint_flags.astype(bool) | machine.any_member(flags)
+        peak = np.fmax(per_row, _member_peak(scores, machine))
+        cause = [_MACHINE.name if alarms.active[k] else "signal" for k in range(machine.n_machines)]
+        incidents = self.incidents.update(abnormal, m_ts, peak, cause)
+        return per_row, abnormal.astype(np.uint8), incidents, m_ts
+
+    def _accept_overdue(self, ts: NDArray[np.int64]) -> list[AlarmEvent]:
+        """Signals in alarm for ``accept_after`` samples take their present behaviour as normal."""
+        after = self.settings.accept_after
+        if not after or not self.alarms.active.any():
+            return []
+        overdue = np.flatnonzero(self.alarms.active & (self.alarms.since_start >= after))
+        if overdue.shape[0] == 0:
+            return []
+        return self.accept(overdue, int(ts[-1].max()))
+
+    def accept(self, signals: NDArray[np.intp], now_ns: int) -> list[AlarmEvent]:
+        """The operator (or ``accept_after``) accepts what ``signals`` do now as their normal.
+
+        Their alarms end at ``now_ns`` (the events are returned); their models learn afresh from
+        here (warm-up), and so do their machines' scores.
+        """
+        signals = np.asarray(signals, np.intp)
+        ended = self.reset(signals, now_ns)
+        machines = np.unique(self.machine_of[signals])
+        machines = machines[machines >= 0]
+        if machines.shape[0]:
+            self.machine.reset(machines)
+            self.machine_alarms.reset(machines, now_ns)
+        return ended
 
     def switch(self, signals: NDArray[np.intp], regime: int, now_ns: int) -> list[AlarmEvent]:
         """``signals`` enter ``regime`` (a machine state) at ``now_ns``: each regime keeps its own normal.
@@ -120,6 +254,7 @@ class AnomalyScorer:
         # they score 0 until the short-term history is in the new state.
         self._quiet[changing] = self.settings.switch_quiet
         self.detectors.settle(changing, self.settings.switch_settle, self.settings.switch_settle_max)
+        self.condition.reset(moving)
         return self.alarms.reset(moving, now_ns)
 
     def _hush(self, scores: NDArray[np.float64]) -> None:
@@ -142,8 +277,48 @@ class AnomalyScorer:
         Alarms still on end at ``now_ns``; their events are returned.
         """
         self.detectors.reset(signals)
+        self.condition.reset(signals)
         self.smoothed[signals] = 0.0
         return self.alarms.reset(signals, now_ns)
+
+
+#: One piece's machine scores, incident flags, incident events and row times.
+_MachinePiece = tuple[NDArray[np.float64], NDArray[np.uint8], list[AlarmEvent], NDArray[np.int64]]
+
+
+class _MachineNamer:
+    """The detector name of a machine score's alarm."""
+
+    name = "machine"
+
+    def get(self, key: tuple[int, int], default: str | None = None) -> str | None:
+        return self.name
+
+
+_MACHINE = _MachineNamer()
+
+
+@dataclass
+class MachineResult:
+    """The machines' side of one :meth:`AnomalyScorer.update`.
+
+    ``scores`` ``[rows, machines]`` is each machine's score (T² / threshold, 1 at the threshold);
+    ``incident`` is 1 while the machine is abnormal (its score in alarm, or any of its signals);
+    ``events`` are the incidents that started or ended (``signal`` is the machine's index).
+    """
+
+    scores: NDArray[np.float64]
+    incident: NDArray[np.uint8]
+    events: list[AlarmEvent]
+    #: ``[rows, machines]``: each row's latest sample time of the machine's signals (UTC ns; 0: none).
+    ts: NDArray[np.int64]
+
+
+def _member_peak(scores: NDArray[np.float64], machine: MachineScore) -> NDArray[np.float64]:
+    """Per row and machine, the highest combined score of its signals (0 where none)."""
+    padded = np.concatenate([np.nan_to_num(scores, nan=0.0), np.zeros((scores.shape[0], 1))], axis=1)
+    peak: NDArray[np.float64] = padded[:, machine.members].max(axis=2)
+    return peak
 
 
 def _take(value: Any, signals: NDArray[np.intp]) -> Any:

@@ -29,7 +29,10 @@ caught when an alarm starts within TOLERANCE samples after it.
 NAB: ``--nab DIR`` also runs the Numenta Anomaly Benchmark kit in DIR (its ``score.sh``, with
 NAB's own data and scorer; nothing of it is copied here) on this checkout's ``edge-agent``.
 
-    python benchmarks/anomaly_quality.py [--series 20] [--seed 7] [--nab ../shared/nab]
+Segments (``segments.py``): regimes of 300 to 3,000 samples, row-level precision, recall and F1
+of the alarm state.
+
+    python benchmarks/anomaly_quality.py [--series 20] [--seed 7] [--segments 5] [--nab ../shared/nab]
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ from numpy.typing import NDArray
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import segments  # noqa: E402
 
 from edge_agent.analytics.anomaly import AnomalyScorer, AnomalySettings  # noqa: E402
 
@@ -257,7 +263,7 @@ def run_nab(kit: Path) -> None:
     """The NAB kit's own runner and scorer on this checkout's agent (about a minute)."""
     agent = shutil.which("edge-agent", path=str(Path(sys.executable).parent)) or "edge-agent"
     print(f"\nNAB kit {kit}: {kit / 'score.sh'} {agent}\n", flush=True)
-    subprocess.run([str(kit / "score.sh"), agent, "--name", "edge_agent"], cwd=kit, check=True)
+    subprocess.run([str(kit / "score.sh"), agent, "--name", "edge-agent"], cwd=kit, check=True)
 
 
 def main() -> None:
@@ -265,6 +271,7 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=20, help="series per baseline and kind")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--nab", type=Path, help="the NAB kit's folder (runs its score.sh)")
+    parser.add_argument("--segments", type=int, default=5, help="machines per baseline and kind in the segment suite")
     args = parser.parse_args()
     block, labels = suite(args.series, args.seed)
     print(
@@ -273,6 +280,8 @@ def main() -> None:
     )
     met = print_suite(labels, alarm_starts(block, labels))
     print(f"goals (recall >= 0.9, <= 1 false alarm / 10k on every baseline): {'met' if met else 'NOT met'}")
+    print()
+    segments.run(args.segments, args.seed)
     print_river()
     if args.nab is not None:
         run_nab(args.nab.resolve())

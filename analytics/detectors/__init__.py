@@ -162,6 +162,13 @@ class DetectorSet:
         self._settle_looks = np.zeros(n_signals, np.int64)
         #: Readings no detector learns from (:mod:`~analytics.detectors.plausible`).
         self.plausibility = Plausibility(n_signals)
+        #: What the model said about the last chunk scored (None without the forecast model).
+        self.view: ChunkView | None = None
+
+    @property
+    def position(self) -> int:
+        """Rows of the row clock's current chunk already scored (0 to ``PERIOD - 1``)."""
+        return self.model.position if self.model is not None else self._clock % PERIOD
 
     @property
     def kernel(self) -> str:
@@ -235,6 +242,7 @@ class DetectorSet:
             view = None
             if self.model is not None:
                 view = self.model.chunk(chunk, None if ts is None else ts[i : i + rows])
+                self.view = view
             settling = np.flatnonzero(self._settling > 0) if self._settling.any() else None
             for j, chunked in enumerate(self.chunked):
                 assert view is not None

@@ -34,6 +34,12 @@ class AlarmParams(Strict):
     cooldown: Annotated[
         int, Field(ge=0, description="samples after an alarm starts before the signal may alarm again")
     ] = 100
+    hold_level: Annotated[float, Field(gt=0, le=1000)] = 2.0
+    """an alarm lasts while the signal's smoothed level is this far from its normal (in sds of that level)"""
+    hold_spread: Annotated[float, Field(gt=1, le=1000)] = 3.0
+    """or while its smoothed mean squared residual is above this (1 is normal noise)"""
+    accept_after: Annotated[int, Field(ge=0)] = 7200
+    """samples in alarm after which what a signal does is taken as its new normal and learnt afresh (0: never)"""
 
     @model_validator(mode="after")
     def _hysteresis(self) -> AlarmParams:
@@ -60,6 +66,8 @@ class AnomalyBase(Strict):
     )
     signals: dict[str, Any] = Field(default_factory=dict)
     """per-signal overrides, keyed device.signal"""
+    machine_score: bool = True
+    """score each machine's signals together too (_machine score and alarm; replay: the columns are one machine)"""
 
     @field_validator("detectors")
     @classmethod
@@ -145,6 +153,10 @@ def anomaly_settings(section: AnomalyBase, signal_keys: list[str]) -> AnomalySet
         section.alarm.off_samples,
         section.smoothing,
         section.alarm.cooldown,
+        hold_level=section.alarm.hold_level,
+        hold_spread=section.alarm.hold_spread,
+        accept_after=section.alarm.accept_after,
+        machine_score=section.machine_score,
     )
 
 

@@ -13,6 +13,7 @@ idle, so on a state change the signals' detectors take up what they learnt in th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,7 +42,11 @@ class AnomalyStage:
         n = len(signals)
         low = np.array([np.nan if s.low is None else s.low for s in signals])
         high = np.array([np.nan if s.high is None else s.high for s in signals])
-        self.scorer = AnomalyScorer(n, anomaly_settings(section, [s.key for s in signals]), low, high)
+        #: Each signal's machine for the machine score (-1: scored alone): the signals of one line
+        #: and machine (over all its devices) are one machine when there are two or more of them.
+        self.group, self.group_tags = machine_groups([s.tags for s in signals])
+        settings = anomaly_settings(section, [s.key for s in signals])
+        self.scorer = AnomalyScorer(n, settings, low, high, machines=self.group)
         if n:
             detectors = self.scorer.detectors
             log.info(
@@ -56,7 +61,7 @@ class AnomalyStage:
         self.detector_tags = (*[d for d in section.detectors if d in REGISTRY], IMPLAUSIBLE, "combined")
         self.series = series
         # Alarm series are registered when a signal first alarms: most signals never do.
-        self._alarm_ids: dict[tuple[int, str], list[int]] = {}
+        self._alarm_ids: dict[tuple[str, int, str], list[int]] = {}
         size = max((s.raw_id for s in signals), default=-1) + 1
         self.column = np.full(size, -1, np.intp)
         for col, s in enumerate(signals):
@@ -65,6 +70,9 @@ class AnomalyStage:
         #: Latest combined score per signal (for the terminal view and health).
         self.latest = np.zeros(n)
         self.peaks = PeakPerInterval(n, int(section.score_interval * 1e9))
+        n_groups = self.scorer.n_machines
+        self.machine_score_ids = series.register([Series.of(ANOMALY, t, "score") for t in self.group_tags[:n_groups]])
+        self.machine_peaks = PeakPerInterval(n_groups, int(section.score_interval * 1e9))
         self.events: list[AlarmEvent] = []
         self._pending_events: list[AlarmEvent] = []
         machines = layout.machines
@@ -203,13 +211,27 @@ class AnomalyStage:
         points = [Batch(p_ts, self.score_ids[p_col], p_score, np.zeros(p_col.shape[0], np.uint8))]
         points.append(self._alarm_points(self._pending_events + events))
         self._pending_events = []
+        if self.scorer.n_machines:
+            points.append(self._machine_points())
         return Batch.concat(points)
+
+    def _machine_points(self) -> Batch:
+        """The machines' score peaks and incident events of the block just scored (``_machine``)."""
+        result = self.scorer.last_machines
+        rows, machines = np.nonzero(result.ts > 0)
+        m_col, m_ts, m_score = self.machine_peaks.add(
+            machines, result.ts[rows, machines], result.scores[rows, machines]
+        )
+        peaks = Batch(m_ts, self.machine_score_ids[m_col], m_score, np.zeros(m_col.shape[0], np.uint8))
+        return Batch.concat([peaks, self._alarm_points(result.events, self._machine_alarm_series)])
 
     def flush(self) -> Batch:
         """At the end of a run: the open intervals' peak scores, and alarm events not yet written."""
         p_col, p_ts, p_score = self.peaks.flush()
         peaks = Batch(p_ts, self.score_ids[p_col], p_score, np.zeros(p_col.shape[0], np.uint8))
-        return Batch.concat([peaks, self._flush_pending()])
+        m_col, m_ts, m_score = self.machine_peaks.flush()
+        machine_peaks = Batch(m_ts, self.machine_score_ids[m_col], m_score, np.zeros(m_col.shape[0], np.uint8))
+        return Batch.concat([peaks, machine_peaks, self._flush_pending()])
 
     def _flush_pending(self) -> Batch:
         points = self._alarm_points(self._pending_events)
@@ -218,21 +240,29 @@ class AnomalyStage:
 
     def _alarm_series(self, signal: int, detector: str) -> list[int]:
         """Series ids of ``active``, ``duration_s`` and ``peak`` for one signal and detector."""
-        ids = self._alarm_ids.get((signal, detector))
+        detector = detector if detector in self.detector_tags else "combined"
+        return self._alarm_ids_of(("signal", signal, detector), {**self.signals[signal].tags, "detector": detector})
+
+    def _machine_alarm_series(self, machine: int, cause: str) -> list[int]:
+        """Series ids of a machine's ``_machine`` alarm: ``detector`` is ``machine`` when its own score
+        started it, ``signal`` when one of its signals did."""
+        return self._alarm_ids_of(("machine", machine, cause), {**self.group_tags[machine], "detector": cause})
+
+    def _alarm_ids_of(self, key: tuple[str, int, str], tags: dict[str, str]) -> list[int]:
+        ids = self._alarm_ids.get(key)
         if ids is None:
-            tags = {**self.signals[signal].tags, "detector": detector}
             fields = ("active", "duration_s", "peak")
             ids = self.series.register([Series.of(ALARM, tags, f) for f in fields]).tolist()
-            self._alarm_ids[(signal, detector)] = ids
+            self._alarm_ids[key] = ids
         return ids
 
-    def _alarm_points(self, events: list[AlarmEvent]) -> Batch:
+    def _alarm_points(self, events: list[AlarmEvent], lookup: Callable[[int, str], list[int]] | None = None) -> Batch:
+        lookup = lookup or self._alarm_series
         ts: list[int] = []
         ids: list[int] = []
         values: list[float] = []
         for e in events:
-            detector = e.detector if e.detector in self.detector_tags else "combined"
-            active, duration, peak = self._alarm_series(e.signal, detector)
+            active, duration, peak = lookup(e.signal, e.detector)
             if e.new:
                 ts.append(e.start_ns)
                 ids.append(active)
@@ -244,3 +274,27 @@ class AnomalyStage:
         if not ts:
             return Batch.empty()
         return Batch.of(np.asarray(ts, np.int64), ids, values)
+
+
+#: The tags that name a machine (its signals share them); a ``_machine`` series carries these.
+MACHINE_TAGS = ("site", "workshop", "agent", "line", "machine")
+
+
+def machine_groups(tags: list[dict[str, str]]) -> tuple[NDArray[np.intp], list[dict[str, str]]]:
+    """Each signal's machine (signals sharing site, workshop, line and machine; -1 for a machine
+    with a single scored signal) and each machine's tags (``signal`` is ``_machine``)."""
+    keys = [tuple(t.get(k, "") for k in MACHINE_TAGS) for t in tags]
+    counts: dict[tuple[str, ...], int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    index: dict[tuple[str, ...], int] = {}
+    group = np.full(len(tags), -1, np.intp)
+    group_tags: list[dict[str, str]] = []
+    for i, key in enumerate(keys):
+        if counts[key] < 2:
+            continue
+        if key not in index:
+            index[key] = len(group_tags)
+            group_tags.append({**{k: v for k, v in zip(MACHINE_TAGS, key, strict=True) if v}, "signal": "_machine"})
+        group[i] = index[key]
+    return group, group_tags

@@ -34,21 +34,32 @@ def load_section(path: Path | None) -> AnomalyBase:
 
 
 def replay(csv_path: Path, config: Path | None, out: TextIO = sys.stdout) -> int:
+    """Print ``time``, each signal's ``S_score`` and ``S_alarm`` (1 on every row while its alarm is
+    active), then ``_machine_score`` (the columns scored together as one machine: 1 at its threshold)
+    and ``_machine_alarm`` (1 while the machine is abnormal: its score in alarm, or any signal)."""
     section = load_section(config)
     table = read_signals(csv_path)
     unknown = unknown_signal_keys(section, set(table.names))
     if unknown:
         raise ConfigError([f"{config}: signals {unknown} are not columns of {csv_path} (it has {table.names})"])
-    scorer = AnomalyScorer(len(table.names), anomaly_settings(section, table.names))
-    ts = np.repeat(table.ts[:, None], len(table.names), axis=1)
+    n = len(table.names)
+    settings = anomaly_settings(section, table.names)
+    scorer = AnomalyScorer(n, settings, machines=np.zeros(n, np.intp))
+    ts = np.repeat(table.ts[:, None], n, axis=1)
     scores, flags, _ = scorer.update(table.values, ts)
+    machine = scorer.last_machines
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["time", *[f"{n}_{part}" for n in table.names for part in ("score", "alarm")]])
+    header = ["time", *[f"{name}_{part}" for name in table.names for part in ("score", "alarm")]]
+    if scorer.n_machines:
+        header += ["_machine_score", "_machine_alarm"]
+    writer.writerow(header)
     for i, time_text in enumerate(table.time_text):
         cells: list[str] = [time_text]
-        for c in range(len(table.names)):
+        for c in range(n):
             s = scores[i, c]
             cells += ["" if np.isnan(s) else f"{s:.4f}", str(int(flags[i, c]))]
+        if scorer.n_machines:
+            cells += [f"{machine.scores[i, 0]:.4f}", str(int(machine.incident[i, 0]))]
         writer.writerow(cells)
     return 0
 

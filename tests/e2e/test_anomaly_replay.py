@@ -35,12 +35,43 @@ def run(path: Path, config: Path | None = None) -> list[dict[str, str]]:
 
 def test_replay_scores_and_alarms(tmp_path: Path) -> None:
     rows = run(signals_csv(tmp_path))
-    assert list(rows[0]) == ["time", "temp_score", "temp_alarm", "vib_score", "vib_alarm"]
+    assert list(rows[0]) == [
+        "time",
+        *("temp_score", "temp_alarm", "vib_score", "vib_alarm"),
+        *("_machine_score", "_machine_alarm"),
+    ]
     alarm = [int(r["temp_alarm"]) for r in rows]
     assert alarm.index(1) == 600
     assert sum(alarm[:600]) == 0
+    assert all(alarm[600:630])  # on every row of the fault ...
+    assert sum(alarm[630:]) < 60  # ... and off soon after it
     assert all(r["vib_alarm"] == "0" for r in rows)
     assert rows[7]["vib_score"] == ""  # no reading, no score
+    machine = [int(r["_machine_alarm"]) for r in rows]
+    assert machine[:600] == [0] * 600 and all(machine[600:630])  # the machine is abnormal while a signal is
+
+
+def test_an_alarm_lasts_as_long_as_the_fault_and_the_machine_sees_small_shifts_together(tmp_path: Path) -> None:
+    """A level shift of 3 level sd on an AR(1) loop for 1,500 rows: the alarm is on for most of
+    it and off after; three signals shifted by 1.2 sd each at once raise the machine's alarm."""
+    rng = np.random.default_rng(5)
+    n, signals = 5000, 6
+    x = np.zeros((n, signals))
+    for i in range(1, n):
+        x[i] = 0.8 * x[i - 1] + 0.6 * rng.normal(0, 1, signals)
+    x[2000:3500, 0] += 3.0
+    x[4000:4600, 3:6] += 1.2
+    lines = ["time," + ",".join(f"s{j}" for j in range(signals))]
+    lines += [f"{1_772_323_200 + i}000000000," + ",".join(f"{50 + v:.4f}" for v in x[i]) for i in range(n)]
+    path = tmp_path / "loop.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = run(path)
+    s0 = np.array([int(r["s0_alarm"]) for r in rows])
+    assert s0[2000:3500].mean() > 0.8, s0[2000:3500].mean()
+    assert s0[3600:].sum() + s0[:2000].sum() < 100
+    machine = np.array([int(r["_machine_alarm"]) for r in rows])
+    assert machine[4000:4600].mean() > 0.6, machine[4000:4600].mean()
+    assert machine[:1900].sum() < 50
 
 
 def test_replay_config_overrides_per_signal(tmp_path: Path) -> None:

@@ -1,0 +1,155 @@
+"""Whether a signal's abnormal condition lasts: what keeps an alarm active until the process is normal.
+
+An alarm means "this signal is abnormal now" (ISA-18.2, IEC 62682: an alarm stays active while
+its abnormal condition lasts). The detectors say when a signal *becomes* abnormal; a model that
+goes on learning would then take the new level for normal within a hundred samples, and the alarm
+would clear while the valve is still half closed. So while a signal is in alarm its forecast model
+is held (:attr:`~analytics.detectors.forecast.ForecastModel.held`: it learns nothing), and this
+module measures, chunk by chunk of the row clock, how far the signal is from that held normal:
+
+* **level**: the chunk's mean residual against the long-term expectation (the cycle's prediction,
+  else the day profile's, else the slow mean), in sds of a normal chunk's mean;
+* **spread**: the chunk's mean squared short-term residual against the slowly learnt scale (about
+  1 in normal operation; 4 when the noise sd has doubled).
+
+Both are smoothed over chunks (EWMA, ``rate`` per chunk of 8 samples). The condition lasts while
+``|level| > level_limit`` or ``spread > spread_limit``; the alarm ends ``off_samples`` samples
+after it stopped lasting and the detectors' score fell below ``off_below``
+(:class:`~analytics.alarms.Alarms`).
+
+A level that stays is a new normal when the machine changed state (each state keeps its own
+normal), when the operator accepts it (:meth:`analytics.anomaly.AnomalyScorer.accept`), or after
+``accept_after`` samples in alarm (:class:`~analytics.anomaly.AnomalySettings`): then the signal
+learns its normal afresh.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(2)
+>>> c = Condition(2)
+>>> for _ in range(100):
+...     c.observe(rng.normal(10.0, 0.3, 2), np.ones(2), 8, np.zeros(2, bool))
+>>> for _ in range(8):                 # signal 0 in alarm, 3 sd higher
+...     c.observe(np.array([10.9, 10.0]), np.ones(2), 8, np.array([True, False]))
+>>> c.lasting().tolist()
+[True, False]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from edge_agent.analytics.detectors.season import PERIOD
+
+F64 = NDArray[np.float64]
+
+
+class Condition:
+    """Per signal: a fast and a slow mean of its deseasonalised chunk means, and its spread.
+
+    State: a few arrays per signal; owned by the scorer's thread.
+    """
+
+    def __init__(
+        self,
+        n_signals: int,
+        fast: float = 0.25,
+        slow: float = 1.0 / 128.0,
+        level_limit: float = 2.0,
+        spread_limit: float = 3.0,
+        warm_chunks: float = 16.0,
+    ) -> None:
+        self.fast_rate, self.slow_rate = fast, slow
+        self.level_limit, self.spread_limit, self.warm_chunks = level_limit, spread_limit, warm_chunks
+        #: EWMA of the chunk means (rate ``fast`` per chunk): what the signal does now.
+        self.fast = np.zeros(n_signals)
+        #: EWMA of the chunk means (rate ``slow``), learnt only while the signal is not held: its normal.
+        self.ref = np.zeros(n_signals)
+        #: EWMA of ``(fast - ref)²`` in normal operation.
+        self.var = np.zeros(n_signals)
+        #: EWMA of ``(chunk mean - ref)²`` in normal operation.
+        self.var_chunk = np.zeros(n_signals)
+        #: Whole chunks in a row whose mean was within ``calm_limit`` sds of the normal, and not noisy.
+        self.calm = np.zeros(n_signals, np.int64)
+        self.calm_limit = 1.5
+        #: Normal chunks learnt.
+        self.chunks = np.zeros(n_signals)
+        #: EWMA over chunks of the spread (1: normal noise).
+        self.spread = np.ones(n_signals)
+        #: Whether each signal's means have a seasonal part taken off (a change relearns the normal).
+        self.seasonal = np.zeros(n_signals, bool)
+
+    @property
+    def seen(self) -> NDArray[np.bool_]:
+        """Signals whose normal is known (``warm_chunks`` chunks learnt)."""
+        known: NDArray[np.bool_] = self.chunks >= self.warm_chunks
+        return known
+
+    @property
+    def level(self) -> F64:
+        """Per signal: how far what it does now is from its normal, in normal sds (0 while unknown)."""
+        floor = 1e-12 * self.ref * self.ref + 1e-30
+        level: F64 = np.where(self.seen, (self.fast - self.ref) / np.sqrt(np.maximum(self.var, floor)), 0.0)
+        return level
+
+    def observe(
+        self, mean: F64, spread: F64, rows: int, held: NDArray[np.bool_], seasonal: NDArray[np.bool_] | None = None
+    ) -> None:
+        """One chunk's (or ``rows`` rows of one chunk's) means and spreads; NaN leaves a signal as it is.
+
+        ``held`` signals (in alarm) do not learn their normal. ``seasonal`` marks the signals whose
+        means have a seasonal part taken off: when the model finds (or loses) a cycle, a signal's
+        normal spread changes, and it is learnt afresh.
+        """
+        chunks = rows / PERIOD
+        if seasonal is not None:
+            changed = np.flatnonzero((seasonal != self.seasonal) & ~held)
+            if changed.shape[0]:
+                self.reset(changed)
+                self.seasonal[changed] = seasonal[changed]
+        seen = ~np.isnan(mean)
+        first = seen & (self.chunks == 0) & ~held
+        self.fast[first] = self.ref[first] = mean[first]
+        fast_weight = 1.0 - (1.0 - self.fast_rate) ** chunks
+        self.fast[seen] += fast_weight * (mean[seen] - self.fast[seen])
+        if rows == PERIOD:
+            floor = 1e-12 * self.ref * self.ref + 1e-30
+            now = np.abs(mean - self.ref) / np.sqrt(np.maximum(self.var_chunk, floor))
+            with np.errstate(invalid="ignore"):
+                quiet = (now < self.calm_limit) & ~(spread > self.spread_limit)
+            self.calm = np.where(seen, np.where(quiet, self.calm + 1, 0), self.calm)
+        learn = np.flatnonzero(seen & ~held)
+        if learn.shape[0]:
+            done = self.chunks[learn]
+            rate = np.maximum(1.0 - (1.0 - self.slow_rate) ** chunks, chunks / (done + chunks))
+            gap = self.fast[learn] - self.ref[learn]
+            var = self.var[learn]
+            # Winsorised once warm: a fault the detectors have not (yet) alarmed on moves the
+            # normal by a bounded step per chunk, and its spread hardly.
+            warm = done >= self.warm_chunks
+            square = np.where(warm, np.minimum(gap * gap, 4.0 * var), gap * gap)
+            self.var[learn] = var + rate * (square - var)
+            off = mean[learn] - self.ref[learn]
+            var_chunk = self.var_chunk[learn]
+            square = np.where(warm, np.minimum(off * off, 9.0 * var_chunk), off * off)
+            self.var_chunk[learn] = var_chunk + rate * (square - var_chunk)
+            bound = np.where(warm, 3.0 * np.sqrt(var), np.inf)
+            self.ref[learn] += rate * np.clip(mean[learn] - self.ref[learn], -bound, bound)
+            self.chunks[learn] = done + chunks
+        known = ~np.isnan(spread)
+        spread_weight = 1.0 - (1.0 - self.fast_rate) ** chunks
+        self.spread[known] += spread_weight * (spread[known] - self.spread[known])
+
+    def lasting(self) -> NDArray[np.bool_]:
+        """Per signal: the abnormal condition lasts: far from its normal or noisier than normal, and
+        not two whole chunks in a row back within ``calm_limit`` sds (after a large excursion the
+        smoothed level takes a while to come down; the chunks say at once that it is over)."""
+        far = (np.abs(self.level) > self.level_limit) | (self.spread > self.spread_limit)
+        lasting: NDArray[np.bool_] = far & (self.calm < 2)
+        return lasting
+
+    def reset(self, signals: NDArray[np.intp]) -> None:
+        for a in (self.fast, self.ref, self.var, self.var_chunk, self.chunks):
+            a[signals] = 0.0
+        self.calm[signals] = 0
+        self.spread[signals] = 1.0
+        self.seasonal[signals] = False

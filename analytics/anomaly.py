@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from edge_agent.analytics.alarms import AlarmEvent, Alarms
 from edge_agent.analytics.condition import Condition
-from edge_agent.analytics.detectors import DetectorSet, DetectorSettings
+from edge_agent.analytics.detectors import DetectorSet, DetectorSettings, Fired
 from edge_agent.analytics.detectors.season import PERIOD
 from edge_agent.analytics.machine import Incidents, MachineScore
 
@@ -59,9 +59,12 @@ class AnomalySettings:
     #: ... or its smoothed mean squared residual is above this (1 is normal noise).
     hold_spread: float = 3.0
     #: Samples in alarm after which a signal takes what it does now as its new normal (0: never).
-    accept_after: int = 7200
+    accept_after: int = 2000
     #: Score each machine's signals together (the ``_machine`` score and alarm).
     machine_score: bool = True
+    #: A signal whose smoothed level is this many normal sds from its normal scores 1 (``departure``;
+    #: 0: off).
+    departure: float = 6.0
 
 
 class AnomalyScorer:
@@ -159,8 +162,10 @@ class AnomalyScorer:
             held |= np.append(self.machine_alarms.active, False)[self.machine_of]
         view = self.detectors.view
         if view is not None and self.detectors.position in (0, rows):
-            self.condition.observe(view.level, view.spread, rows, held, view.seasonal)
-        lasting = self.condition.lasting() & self.alarms.active
+            self.condition.observe(view.level, view.spread, rows, held, view.seasonal, view.plain)
+        if s.departure:
+            self._departure(scores, fired)
+        lasting = self.condition.lasting()
         piece_flags, events = self.alarms.update(scores, ts, fired, lasting)
         flags[:] = piece_flags
         events += self._accept_overdue(ts)
@@ -178,6 +183,31 @@ class AnomalyScorer:
         if self.n_machines:
             machine_part = self._machines(scores, ts, flags, rows)
         return events, machine_part
+
+    def _departure(self, scores: NDArray[np.float64], fired: Fired) -> None:
+        """Fold in how far each signal's smoothed level is from its normal (``departure`` sds score 1),
+        at the piece's last sample (where it was measured): a moderate shift or a slow drift that
+        the forecast follows within a hundred samples is still a departure from the normal learnt
+        over about a thousand."""
+        c = self.condition
+        # Not while in alarm, in an alarm's cool-down, or back within the normal chunk by chunk.
+        # A residual against a learnt cycle is only as good as the cycle's shape: the shift sum
+        # covers cyclic signals; the departure is for the others.
+        ready = (c.chunks >= c.warm_chunks * 4) & ~self.alarms.active & (c.calm < 2) & ~c.seasonal
+        if self.settings.cooldown:
+            ready &= self.alarms.since_start >= self.settings.cooldown
+        last = scores[-1]
+        with np.errstate(invalid="ignore"):
+            hit = np.flatnonzero(
+                ready & (np.abs(c.level) >= self.settings.departure * self.settings.on) & ~(last >= self.settings.on)
+            )
+        if hit.shape[0] == 0:
+            return
+        last[hit] = np.abs(c.level[hit]) / self.settings.departure
+        if DEPARTURE not in fired.names:
+            fired.names.append(DEPARTURE)
+        row = np.full(hit.shape[0], scores.shape[0] - 1, np.intp)
+        fired.add(row, hit, np.full(hit.shape[0], fired.names.index(DEPARTURE), np.intp))
 
     def _machines(
         self,
@@ -213,11 +243,13 @@ class AnomalyScorer:
     def accept(self, signals: NDArray[np.intp], now_ns: int) -> list[AlarmEvent]:
         """The operator (or ``accept_after``) accepts what ``signals`` do now as their normal.
 
-        Their alarms end at ``now_ns`` (the events are returned); their models learn afresh from
-        here (warm-up), and so do their machines' scores.
+        Their alarms end at ``now_ns`` (the events are returned) and their normal level and noise
+        become what they are now (the forecast model has gone on learning; no warm-up); their
+        machines' scores learn afresh.
         """
         signals = np.asarray(signals, np.intp)
-        ended = self.reset(signals, now_ns)
+        self.condition.accept(signals)
+        ended = self.alarms.reset(signals, now_ns)
         machines = np.unique(self.machine_of[signals])
         machines = machines[machines >= 0]
         if machines.shape[0]:
@@ -281,6 +313,9 @@ class AnomalyScorer:
         self.smoothed[signals] = 0.0
         return self.alarms.reset(signals, now_ns)
 
+
+#: The name of alarms started by a departure from the normal level.
+DEPARTURE = "departure"
 
 #: One piece's machine scores, incident flags, incident events and row times.
 _MachinePiece = tuple[NDArray[np.float64], NDArray[np.uint8], list[AlarmEvent], NDArray[np.int64]]

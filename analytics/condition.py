@@ -56,7 +56,7 @@ class Condition:
         slow: float = 1.0 / 128.0,
         level_limit: float = 2.0,
         spread_limit: float = 3.0,
-        warm_chunks: float = 16.0,
+        warm_chunks: float = 32.0,
     ) -> None:
         self.fast_rate, self.slow_rate = fast, slow
         self.level_limit, self.spread_limit, self.warm_chunks = level_limit, spread_limit, warm_chunks
@@ -73,8 +73,12 @@ class Condition:
         self.calm_limit = 1.5
         #: Normal chunks learnt.
         self.chunks = np.zeros(n_signals)
-        #: EWMA over chunks of the spread (1: normal noise).
-        self.spread = np.ones(n_signals)
+        #: EWMA over chunks of the spread (mean squared short-term residual): what the noise is now.
+        self.spread = np.zeros(n_signals)
+        #: EWMA of the spread in normal operation (rate ``slow``, not learnt while held): normal noise.
+        self.noise = np.zeros(n_signals)
+        #: The normal a signal had before it accepted a new one (NaN: none): a return to it is normal.
+        self.former = np.full(n_signals, np.nan)
         #: Whether each signal's means have a seasonal part taken off (a change relearns the normal).
         self.seasonal = np.zeros(n_signals, bool)
 
@@ -92,30 +96,38 @@ class Condition:
         return level
 
     def observe(
-        self, mean: F64, spread: F64, rows: int, held: NDArray[np.bool_], seasonal: NDArray[np.bool_] | None = None
+        self,
+        mean: F64,
+        spread: F64,
+        rows: int,
+        held: NDArray[np.bool_],
+        seasonal: NDArray[np.bool_] | None = None,
+        plain: F64 | None = None,
     ) -> None:
         """One chunk's (or ``rows`` rows of one chunk's) means and spreads; NaN leaves a signal as it is.
 
         ``held`` signals (in alarm) do not learn their normal. ``seasonal`` marks the signals whose
         means have a seasonal part taken off: when the model finds (or loses) a cycle, a signal's
-        normal spread changes, and it is learnt afresh.
+        normal spread changes, and it is learnt afresh (``plain`` is the chunk's mean without the
+        seasonal part taken off).
         """
         chunks = rows / PERIOD
-        if seasonal is not None:
-            changed = np.flatnonzero((seasonal != self.seasonal) & ~held)
-            if changed.shape[0]:
-                self.reset(changed)
-                self.seasonal[changed] = seasonal[changed]
+        if seasonal is not None and plain is not None:
+            self._season_changes(mean, plain, seasonal, held)
         seen = ~np.isnan(mean)
         first = seen & (self.chunks == 0) & ~held
         self.fast[first] = self.ref[first] = mean[first]
         fast_weight = 1.0 - (1.0 - self.fast_rate) ** chunks
         self.fast[seen] += fast_weight * (mean[seen] - self.fast[seen])
+        with np.errstate(invalid="ignore"):
+            back = np.abs(self.fast - self.former) < self.level_limit * np.sqrt(self.var)
+        if back.any():  # returned to the normal it had before the last accepted one
+            self.ref[back], self.former[back] = self.former[back], np.nan
         if rows == PERIOD:
             floor = 1e-12 * self.ref * self.ref + 1e-30
             now = np.abs(mean - self.ref) / np.sqrt(np.maximum(self.var_chunk, floor))
             with np.errstate(invalid="ignore"):
-                quiet = (now < self.calm_limit) & ~(spread > self.spread_limit)
+                quiet = (now < self.calm_limit) & ~(spread > self.spread_limit * self.noise)
             self.calm = np.where(seen, np.where(quiet, self.calm + 1, 0), self.calm)
         learn = np.flatnonzero(seen & ~held)
         if learn.shape[0]:
@@ -132,24 +144,58 @@ class Condition:
             var_chunk = self.var_chunk[learn]
             square = np.where(warm, np.minimum(off * off, 9.0 * var_chunk), off * off)
             self.var_chunk[learn] = var_chunk + rate * (square - var_chunk)
-            bound = np.where(warm, 3.0 * np.sqrt(var), np.inf)
+            bound = np.where(warm, np.sqrt(var), np.inf)
             self.ref[learn] += rate * np.clip(mean[learn] - self.ref[learn], -bound, bound)
             self.chunks[learn] = done + chunks
         known = ~np.isnan(spread)
-        spread_weight = 1.0 - (1.0 - self.fast_rate) ** chunks
-        self.spread[known] += spread_weight * (spread[known] - self.spread[known])
+        fresh = known & (self.noise == 0)
+        self.spread[fresh] = self.noise[fresh] = spread[fresh]
+        self.spread[known] += fast_weight * (spread[known] - self.spread[known])
+        learn = np.flatnonzero(known & ~held & ~fresh)
+        if learn.shape[0]:
+            done = self.chunks[learn]
+            rate = np.maximum(1.0 - (1.0 - self.slow_rate) ** chunks, chunks / (done + chunks))
+            noise = self.noise[learn]
+            self.noise[learn] = noise + rate * (np.minimum(spread[learn], 2.5 * noise) - noise)
+
+    def _season_changes(self, mean: F64, plain: F64, seasonal: NDArray[np.bool_], held: NDArray[np.bool_]) -> None:
+        """Signals whose level changed meaning (a cycle found or lost): learnt afresh, or while in
+        alarm, moved onto the new meaning (their normal and now shift by the chunk's difference)."""
+        changed = (seasonal != self.seasonal) & ~np.isnan(mean)
+        if not changed.any():
+            return
+        fresh = np.flatnonzero(changed & ~held)
+        if fresh.shape[0]:
+            self.reset(fresh)
+        moved = np.flatnonzero(changed & held)
+        if moved.shape[0]:
+            # Found: this chunk's residual against its plain mean. Lost: the residual is gone, so
+            # what the signal does now keeps its distance to normal.
+            delta = np.where(seasonal[moved], mean[moved] - plain[moved], plain[moved] - self.fast[moved])
+            self.fast[moved] += delta
+            self.ref[moved] += delta
+            self.former[moved] += delta
+        self.seasonal[changed] = seasonal[changed]
 
     def lasting(self) -> NDArray[np.bool_]:
         """Per signal: the abnormal condition lasts: far from its normal or noisier than normal, and
         not two whole chunks in a row back within ``calm_limit`` sds (after a large excursion the
         smoothed level takes a while to come down; the chunks say at once that it is over)."""
-        far = (np.abs(self.level) > self.level_limit) | (self.spread > self.spread_limit)
+        far = (np.abs(self.level) > self.level_limit) | (self.spread > self.spread_limit * self.noise)
         lasting: NDArray[np.bool_] = far & (self.calm < 2)
         return lasting
 
-    def reset(self, signals: NDArray[np.intp]) -> None:
-        for a in (self.fast, self.ref, self.var, self.var_chunk, self.chunks):
-            a[signals] = 0.0
+    def accept(self, signals: NDArray[np.intp]) -> None:
+        """What ``signals`` do now is their normal: the level and the noise of now become the reference
+        (a return to the former normal later is normal too)."""
+        self.former[signals] = self.ref[signals]
+        self.ref[signals] = self.fast[signals]
+        self.noise[signals] = np.maximum(self.noise[signals], self.spread[signals])
         self.calm[signals] = 0
-        self.spread[signals] = 1.0
+
+    def reset(self, signals: NDArray[np.intp]) -> None:
+        for a in (self.fast, self.ref, self.var, self.var_chunk, self.chunks, self.spread, self.noise):
+            a[signals] = 0.0
+        self.former[signals] = np.nan
+        self.calm[signals] = 0
         self.seasonal[signals] = False

@@ -64,11 +64,12 @@ class MachineScore:
         rate: float = 1.0 / 64.0,
         shrink: float = 0.3,
         ridge: float = 0.05,
-        warm_chunks: float = 24.0,
+        warm_chunks: float = 16.0,
+        prior: float = 32.0,
     ) -> None:
         machine_of = np.asarray(machine_of, np.intp)
         self.n_machines = int(machine_of.max()) + 1 if machine_of.shape[0] and machine_of.max() >= 0 else 0
-        self.rate, self.shrink, self.ridge, self.warm_chunks = rate, shrink, ridge, warm_chunks
+        self.rate, self.shrink, self.ridge, self.warm_chunks, self.prior = rate, shrink, ridge, warm_chunks, prior
         n = machine_of.shape[0]
         counts = np.bincount(machine_of[machine_of >= 0], minlength=self.n_machines)
         width = int(counts.max()) if self.n_machines else 0
@@ -101,8 +102,8 @@ class MachineScore:
         if grew.any():  # a signal became known: its zeros so far say nothing of its spread
             self.chunks[grew] = 0.0
             self.known = now_known
-        d = s - self.mean
-        ready = (self.chunks >= self.warm_chunks) & (now_known > 0)
+        d = s - self.mean * (self.chunks / (self.chunks + self.prior))[:, None]
+        ready = (self.chunks >= self.warm_chunks) & (now_known > 1)  # one signal alone is no machine
         if ready.any():
             t2 = np.einsum("mi,mi->m", d, np.linalg.solve(self._shrunk(), d[..., None])[..., 0])
             self.score = np.where(ready, t2 / self.threshold, 0.0)
@@ -110,7 +111,7 @@ class MachineScore:
             self.score = np.zeros(self.n_machines)
         # Learning skips the chunks that are already half-way to the threshold (a fault building
         # up is not learnt), and bounds each level's step: the normal moves slowly if at all.
-        step = learn & (now_known > 0) & ~(ready & (self.score >= 0.5))
+        step = learn & (now_known > 1) & ~(ready & (self.score >= 0.5))
         if step.any():
             chunks = rows / PERIOD
             rate = np.maximum(1.0 - (1.0 - self.rate) ** chunks, chunks / (self.chunks + chunks))
@@ -123,12 +124,16 @@ class MachineScore:
         return self.score
 
     def _shrunk(self) -> F64:
-        """The covariances shrunk toward their diagonals, with a floor on the diagonal."""
+        """The covariances shrunk toward their diagonals, with a floor on the diagonal, and while few
+        chunks are learnt toward the identity (the levels are in their own normal sds: about 1 each,
+        independent, is the prior worth ``prior`` chunks)."""
         diag = np.einsum("mii->mi", self.cov)
         floor = self.ridge * np.maximum(diag.mean(axis=1, keepdims=True), 1e-6) + 1e-9
         eye = np.eye(self.cov.shape[1])
-        shrunk: F64 = (1.0 - self.shrink) * self.cov + eye * (self.shrink * diag + floor)[:, None, :]
-        return shrunk
+        shrunk = (1.0 - self.shrink) * self.cov + eye * (self.shrink * diag + floor)[:, None, :]
+        w = (self.chunks / (self.chunks + self.prior))[:, None, None]
+        blended: F64 = w * shrunk + (1.0 - w) * eye
+        return blended
 
     def reset(self, machines: NDArray[np.intp]) -> None:
         """Learn these machines' normal afresh."""

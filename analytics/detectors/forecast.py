@@ -81,11 +81,13 @@ class ChunkView:
     #: Per signal: the chunk's mean with its seasonal part (cycle, day) taken off (NaN where the
     #: chunk has no sample).
     level: F64
-    #: Per signal: the chunk's mean squared short-term residual against the slowly learnt scale
-    #: (each bounded at 16; about 1 in normal operation; NaN where unknown).
+    #: Per signal: the chunk's mean squared short-term residual (the signal's units squared; NaN
+    #: where unknown).
     spread: F64
     #: Per signal: ``level`` has a seasonal part (a known cycle or day profile) taken off.
     seasonal: B
+    #: Per signal: the chunk's plain mean (``level`` where ``seasonal`` is False).
+    plain: F64
 
     def rows_from(self, first: int) -> ChunkView:
         """The view of this chunk's rows from ``first`` on."""
@@ -101,6 +103,7 @@ class ChunkView:
             self.level,
             self.spread,
             self.seasonal,
+            self.plain,
         )
 
 
@@ -233,8 +236,8 @@ class ForecastModel(RowDetector):
         self.frozen = np.zeros(n_signals, np.int64)
         #: Mean step per sample over the last chunk, while a signal is in transition (else 0).
         self.slope = np.zeros(n_signals)
-        #: Signals in alarm: their normal is held (they learn nothing; their cycle's memory is fed
-        #: the expectation), so the alarm is judged against normal while the abnormal condition lasts.
+        #: Signals in alarm: their seasonal memory (cycle ring, day profile) is fed their seasonal
+        #: expectation instead of their samples, so that a fault is not learnt as part of the cycle.
         self.held = np.zeros(n_signals, bool)
         for attr, initial in self.STATE.items():
             setattr(self, attr, np.full(n_signals, initial))
@@ -402,39 +405,43 @@ class ForecastModel(RowDetector):
             surprise[~valid] = np.nan
             for a in (dev, long, exceed):
                 a[~valid] = 0.0
-        level, spread = self._condition(w)
-        seasonal = np.zeros(x.shape[1], bool) if w.long_ref is None else np.asarray((w.long_ref != 0).any(axis=0))
-        return ChunkView(x, valid, surprise, dev, long, exceed, calibrated, level, spread, seasonal)
+        level, spread, seasonal, plain = self._condition(w)
+        return ChunkView(x, valid, surprise, dev, long, exceed, calibrated, level, spread, seasonal, plain)
 
-    def _condition(self, w: _Work) -> tuple[F64, F64]:
-        """Per signal: the chunk's mean with the seasonal part taken off (its cycle's or day's
-        deviation from the slow mean; NaN without a sample), and its spread (mean squared
-        short-term residual against the slow scale, each bounded at 16; NaN while unknown)."""
+    def _condition(self, w: _Work) -> tuple[F64, F64, B, F64]:
+        """Per signal: the chunk's level (its mean; for a signal with a known cycle or day profile,
+        the mean of its residual against that prediction; NaN without a sample), its spread (mean
+        squared short-term residual, in the signal's units squared; NaN while the model is warming
+        up), whether the level is seasonal (a residual), and the plain mean."""
         k = np.maximum(w.k, 1.0)
-        z2 = np.minimum(w.z_slow, np.float32(4.0))
-        np.multiply(z2, z2, out=z2)
-        d0 = w.d0 if w.long_ref is None else w.d0 - w.long_ref
+        raw2 = np.square(w.raw, dtype=np.float64)
+        d0 = w.d0
         if w.valid is not None:
-            d0, z2 = d0 * w.valid, z2 * w.valid
+            d0, raw2 = d0 * w.valid, raw2 * w.valid
         seen = w.k > 0
-        level: F64 = np.where(seen, self.mean + _total(d0) / k, np.nan)
-        known = seen & (self.count >= self.grace) & (self.var_slow > 0)
-        spread: F64 = np.where(known, _total(z2) / k, np.nan)
-        return level, spread
+        seasonal = np.zeros(d0.shape[1], bool)
+        plain = self.mean + _total(d0) / k
+        level = plain
+        if w.long_ref is not None:
+            # The residual against the seasonal prediction: the slow mean follows a slow cycle
+            # part of the way, so the mean plus the residual would still swing with it.
+            ref = w.long_ref if w.valid is None else w.long_ref * w.valid
+            seasonal = np.asarray((w.long_ref != 0).any(axis=0))
+            level = np.where(seasonal, (_total(d0) - _total(ref)) / k, level)
+        spread: F64 = np.where(seen & (self.count >= self.grace), _total(raw2) / k, np.nan)
+        warm = seen & (self.count >= self.grace)  # the signal's own warm-up holds here too
+        return np.where(warm, level, np.nan), spread, seasonal, np.where(warm, plain, np.nan)
 
     def _learn_chunk(self, x: F64, ts: NDArray[np.int64] | None, w: _Work) -> None:
         """Learn from the values as they were predicted (not while a state change settles)."""
         rows, seen = x.shape[0], w.k  # samples per signal, before a settling signal's are discounted
-        held = bool(self.held.any())
-        if held:
-            x_season = self._expected_where_held(x, w)
-        if self.frozen.any() or held:
-            still = (self.frozen > 0) | self.held
+        if self.frozen.any():
+            still = self.frozen > 0
             w.valid = np.broadcast_to(~still, x.shape).copy() if w.valid is None else w.valid & ~still
             w.k = np.where(still, 0.0, w.k)
             self.frozen = np.maximum(self.frozen - rows, 0)
         self._learn(w, self.count >= self.grace)
-        self._learn_seasons(x_season if held else x, ts, w)
+        self._learn_seasons(self._expected_where_held(x, w) if self.held.any() else x, ts, w)
         before = self.last1
         if w.valid is None:
             self.last2, self.last1 = x[-2].copy() if rows > 1 else self.last1, x[-1].copy()
@@ -448,10 +455,12 @@ class ForecastModel(RowDetector):
         self.rows += rows
 
     def _expected_where_held(self, x: F64, w: _Work) -> F64:
-        """``x`` with the held signals' samples replaced by their long-term expectation: the cycle's
-        ring goes on with what normal would have been, not with the fault."""
-        expected = self.mean if w.long_ref is None else self.mean + w.long_ref.astype(np.float64)
-        fed: F64 = np.where(self.held, expected, x)
+        """``x`` with the held signals' samples replaced by their seasonal expectation (where they
+        have one): the cycle goes on with what normal would have been, not with the fault."""
+        if w.long_ref is None:
+            return x
+        expected = self.mean + w.long_ref.astype(np.float64)
+        fed: F64 = np.where(self.held & (w.long_ref != 0).any(axis=0), expected, x)
         return fed
 
     def _learn(self, w: _Work, warm: B) -> None:

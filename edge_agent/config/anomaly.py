@@ -38,7 +38,10 @@ class AlarmParams(Strict):
     """an alarm lasts while the signal's smoothed level is this far from its normal (in sds of that level)"""
     hold_spread: Annotated[float, Field(gt=1, le=1000)] = 3.0
     """or while its smoothed mean squared residual is above this (1 is normal noise)"""
-    accept_after: Annotated[int, Field(ge=0)] = 7200
+    accept_after: Annotated[int, Field(ge=0)] = 2000
+    """samples in alarm after which what a signal does is taken as its new normal and learnt afresh (0: never)"""
+    departure: Annotated[float, Field(ge=0, le=1000)] = 6.0
+    """a signal whose smoothed level is this many sds from its normal scores 1 (detector departure; 0: off)"""
     """samples in alarm after which what a signal does is taken as its new normal and learnt afresh (0: never)"""
 
     @model_validator(mode="after")
@@ -156,6 +159,7 @@ def anomaly_settings(section: AnomalyBase, signal_keys: list[str]) -> AnomalySet
         hold_level=section.alarm.hold_level,
         hold_spread=section.alarm.hold_spread,
         accept_after=section.alarm.accept_after,
+        departure=section.alarm.departure,
         machine_score=section.machine_score,
     )
 

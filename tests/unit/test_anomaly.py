@@ -185,8 +185,8 @@ def test_small_persistent_changes_need_the_sums(kind: str, detector: str) -> Non
     started = [(e.signal, e.detector, e.start_ns // 10**9) for e in events if e.new]
     assert [s for s in started if s[0] != 0] == []
     assert any(3000 <= t < 3300 for _, d, t in started), started
-    if kind == "shift":
-        assert {d for _, d, t in started} == {"shift"}, started
+    if kind == "shift":  # the shift sum, or the level's departure from its normal
+        assert {d for _, d, t in started} <= {"shift", "departure"}, started
 
 
 def test_a_cycle_is_learnt_and_a_shift_under_it_is_caught() -> None:
@@ -279,7 +279,7 @@ def test_set_names_the_detector_that_fired() -> None:
     _, flags, events = AnomalyScorer(3).update(x, ts)
     started = {(e.signal, e.detector) for e in events if e.new}
     assert (0, "surprise") in started
-    assert (2, "stuck") in started
+    assert (2, "stuck") in started or (2, "departure") in started  # frozen away from its level: either
     assert not any(e.signal == 1 for e in events)
     assert flags[800, 0] == 1
 
@@ -293,7 +293,7 @@ def test_per_signal_overrides_from_the_configuration() -> None:
     settings = anomaly_settings(section, ["m1.temp", "m2.temp"])
     assert settings.detectors.params["stuck"]["samples"].tolist() == [20.0, 300.0]
     x = 50 + np.random.default_rng(4).normal(0, 1, size=(1000, 2))
-    x[600:650] = x[599]  # both frozen for 50 samples
+    x[600:650] = 50.0  # both frozen for 50 samples, at their level
     ts = np.repeat(np.arange(1000, dtype=np.int64)[:, None], 2, axis=1)
     _, _, events = AnomalyScorer(2, settings).update(x, ts)
     assert {(e.signal, e.detector) for e in events if e.new} == {(0, "stuck")}

@@ -55,7 +55,15 @@ class Alarms:
     """Hysteresis alarms for ``n_signals`` signals; state is a few arrays per signal."""
 
     def __init__(
-        self, n_signals: int, on: float = 1.0, off: float = 0.5, k_on: int = 2, k_off: int = 5, cooldown: int = 0
+        self,
+        n_signals: int,
+        on: float = 1.0,
+        off: float = 0.5,
+        k_on: int = 2,
+        k_off: int = 5,
+        cooldown: int = 0,
+        hold_min: int = 0,
+        persistent: frozenset[str] = frozenset(),
     ) -> None:
         if not off < on:
             raise ValueError("the off-threshold must be below the on-threshold")
@@ -64,6 +72,10 @@ class Alarms:
         if cooldown < 0:
             raise ValueError("cooldown counts samples: 0 or more")
         self.on, self.off, self.k_on, self.k_off, self.cooldown = on, off, k_on, k_off, cooldown
+        #: An alarm started by one of the ``persistent`` detectors (a sum that saw a change begin)
+        #: lasts at least ``hold_min`` valid samples: a slow drift is still small when it is caught,
+        #: and its condition shows only later.
+        self.hold_min, self.persistent = hold_min, persistent
         #: Valid samples since each signal's last alarm started (a new one waits for ``cooldown``).
         self.since_start = np.full(n_signals, np.iinfo(np.int64).max // 2, np.int64)
         self.n_signals = n_signals
@@ -96,6 +108,7 @@ class Alarms:
         t = ts[:, cols]
         active, run_on, run_off = self.active[cols], self.run_on[cols], self.run_off[cols]
         lasting = np.zeros(cols.shape[0], bool) if hold is None else hold[cols]
+        persistent = np.array([self.detector[c] in self.persistent for c in cols.tolist()], bool)
         # Samples since the last start, as of each row: counted back from the block's end.
         valid_after = np.cumsum((~np.isnan(s))[::-1], axis=0)[::-1]
         since = self.since_start[cols]
@@ -107,6 +120,8 @@ class Alarms:
                 row = s[i]
                 valid = ~np.isnan(row)
                 high, low = row >= self.on, (row < self.off) & ~lasting
+                if self.hold_min:
+                    low &= ~(persistent & (since - valid_after[i] + 1 < self.hold_min))
                 # Inactive signals count samples at or over ``on``; active ones samples under ``off``.
                 run_on = np.where(valid & ~active, np.where(high, run_on + 1, 0), run_on)
                 run_off = np.where(valid & active, np.where(low, run_off + 1, 0), run_off)
@@ -122,6 +137,7 @@ class Alarms:
                     for j in on.tolist():
                         col = int(cols[j])
                         self.detector[col] = fired.get((i, col)) or "combined"
+                        persistent[j] = self.detector[col] in self.persistent
                         events.append(AlarmEvent(col, self.detector[col], int(t[i, j]), None, float(row[j])))
                 if turn_off.any():
                     off = np.flatnonzero(turn_off)
@@ -148,7 +164,7 @@ class Alarms:
         """The signals in alarm or crossing ``on`` in this block; the others' carried runs end."""
         with np.errstate(invalid="ignore"):
             crossing = np.asarray((scores >= self.on).any(axis=0))
-        if self.cooldown:
+        if self.cooldown or self.hold_min:
             self.since_start += (~np.isnan(scores)).sum(axis=0)
         stepped = self.active | crossing
         # Signals neither in alarm nor crossing: any valid sample here was under ``on``, so a run

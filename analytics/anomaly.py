@@ -60,6 +60,9 @@ class AnomalySettings:
     hold_spread: float = 3.0
     #: Samples in alarm after which a signal takes what it does now as its new normal (0: never).
     accept_after: int = 2000
+    #: Samples an alarm started by a sum (a persistent change: shift, deviation, variance,
+    #: departure) lasts at least.
+    hold_min: int = 100
     #: Score each machine's signals together (the ``_machine`` score and alarm).
     machine_score: bool = True
     #: A signal whose smoothed level is this many normal sds from its normal scores 1 (``departure``;
@@ -85,7 +88,16 @@ class AnomalyScorer:
         self.settings = settings = settings or AnomalySettings()
         self.n_signals = n_signals
         self.detectors = DetectorSet(n_signals, settings.detectors, low, high)
-        self.alarms = Alarms(n_signals, settings.on, settings.off, settings.k_on, settings.k_off, settings.cooldown)
+        self.alarms = Alarms(
+            n_signals,
+            settings.on,
+            settings.off,
+            settings.k_on,
+            settings.k_off,
+            settings.cooldown,
+            settings.hold_min,
+            PERSISTENT,
+        )
         self.condition = Condition(n_signals, level_limit=settings.hold_level, spread_limit=settings.hold_spread)
         self.smoothed = np.zeros(n_signals)
         #: Each signal's regime (machine state); -1 before the first.
@@ -276,9 +288,11 @@ class AnomalyScorer:
         fresh = moving if seen is None else moving[~seen[moving]]
         if back.shape[0]:
             saved = self._saved[regime]
-            self.detectors.load(back, {k: _take(v, back) for k, v in saved.items()})
+            self.detectors.load(back, {k: _take(v, back) for k, v in saved.items() if k != _CONDITION})
+            self.condition.load(back, _take(saved[_CONDITION], back))
         if fresh.shape[0]:
             self.detectors.load(fresh, None)
+            self.condition.reset(fresh)
         changing = moving[self.regime[moving] >= 0]  # the first state a signal is seen in is no change
         self.regime[moving] = regime
         self.smoothed[moving] = 0.0
@@ -286,7 +300,6 @@ class AnomalyScorer:
         # they score 0 until the short-term history is in the new state.
         self._quiet[changing] = self.settings.switch_quiet
         self.detectors.settle(changing, self.settings.switch_settle, self.settings.switch_settle_max)
-        self.condition.reset(moving)
         return self.alarms.reset(moving, now_ns)
 
     def _hush(self, scores: NDArray[np.float64]) -> None:
@@ -297,7 +310,7 @@ class AnomalyScorer:
             self._quiet[col] -= rows.shape[0]
 
     def _store(self, regime: int, signals: NDArray[np.intp]) -> None:
-        state = self.detectors.save(signals)
+        state = {**self.detectors.save(signals), _CONDITION: self.condition.save(signals)}
         saved = self._saved.setdefault(regime, {})
         for key, value in state.items():
             _put(saved, key, value, signals, self.n_signals)
@@ -313,6 +326,12 @@ class AnomalyScorer:
         self.smoothed[signals] = 0.0
         return self.alarms.reset(signals, now_ns)
 
+
+#: The detectors whose alarms say that a persistent change began (they last ``hold_min`` samples).
+PERSISTENT = frozenset({"shift", "deviation", "variance", "departure"})
+
+#: The key of the condition's state among a regime's saved state.
+_CONDITION = "_condition"
 
 #: The name of alarms started by a departure from the normal level.
 DEPARTURE = "departure"

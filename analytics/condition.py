@@ -193,6 +193,17 @@ class Condition:
         self.noise[signals] = np.maximum(self.noise[signals], self.spread[signals])
         self.calm[signals] = 0
 
+    #: The per-signal arrays a machine state keeps (each state has its own normal).
+    STATE = ("fast", "ref", "var", "var_chunk", "chunks", "spread", "noise", "former", "seasonal", "calm")
+
+    def save(self, signals: NDArray[np.intp]) -> dict[str, NDArray[np.generic]]:
+        """The state of ``signals``, to be put back with :meth:`load` (a machine state's normal)."""
+        return {name: getattr(self, name)[signals].copy() for name in self.STATE}
+
+    def load(self, signals: NDArray[np.intp], saved: dict[str, NDArray[np.generic]]) -> None:
+        for name in self.STATE:
+            getattr(self, name)[signals] = saved[name]
+
     def reset(self, signals: NDArray[np.intp]) -> None:
         for a in (self.fast, self.ref, self.var, self.var_chunk, self.chunks, self.spread, self.noise):
             a[signals] = 0.0

@@ -40,6 +40,8 @@ class AlarmParams(Strict):
     """or while its smoothed mean squared residual is above this (1 is normal noise)"""
     accept_after: Annotated[int, Field(ge=0)] = 2000
     """samples in alarm after which what a signal does is taken as its new normal and learnt afresh (0: never)"""
+    hold_min: Annotated[int, Field(ge=0)] = 100
+    """samples an alarm started by a sum (shift, deviation, variance, departure: a lasting change) lasts at least"""
     departure: Annotated[float, Field(ge=0, le=1000)] = 6.0
     """a signal whose smoothed level is this many sds from its normal scores 1 (detector departure; 0: off)"""
     """samples in alarm after which what a signal does is taken as its new normal and learnt afresh (0: never)"""
@@ -160,6 +162,7 @@ def anomaly_settings(section: AnomalyBase, signal_keys: list[str]) -> AnomalySet
         hold_spread=section.alarm.hold_spread,
         accept_after=section.alarm.accept_after,
         departure=section.alarm.departure,
+        hold_min=section.alarm.hold_min,
         machine_score=section.machine_score,
     )
 

@@ -219,6 +219,8 @@ class AnomalyStage:
         """The machines' score peaks and incident events of the block just scored (``_machine``)."""
         result = self.scorer.last_machines
         rows, machines = np.nonzero(result.ts > 0)
+        order = np.lexsort((result.ts[rows, machines], machines))  # by machine, then time
+        rows, machines = rows[order], machines[order]
         m_col, m_ts, m_score = self.machine_peaks.add(
             machines, result.ts[rows, machines], result.scores[rows, machines]
         )

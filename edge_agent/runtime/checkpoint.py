@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 KEY = "analytics-checkpoint"
 #: Where the store keeps how far each OEE window grid has been written (UTC ns, JSON).
 WRITTEN_KEY = "oee-written-until"
-VERSION = 2
+VERSION = 3  # 3: the scorer holds conditions and machine scores
 
 
 def fingerprint(loaded: LoadedConfig, signal_keys: list[str]) -> str:

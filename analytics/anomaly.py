@@ -169,7 +169,7 @@ class AnomalyScorer:
                 seen = ~np.isnan(row)
                 sm[seen] += a * (row[seen] - sm[seen])
                 row[seen] = sm[seen]
-        held = self.alarms.active.copy()
+        held = self.alarms.active | self.detectors.settling  # neither a fault nor a transition is normal
         if self.n_machines:
             held |= np.append(self.machine_alarms.active, False)[self.machine_of]
         view = self.detectors.view
@@ -205,7 +205,9 @@ class AnomalyScorer:
         # Not while in alarm, in an alarm's cool-down, or back within the normal chunk by chunk.
         # A residual against a learnt cycle is only as good as the cycle's shape: the shift sum
         # covers cyclic signals; the departure is for the others.
-        ready = (c.chunks >= c.warm_chunks * 4) & ~self.alarms.active & (c.calm < 2) & ~c.seasonal
+        ready = (c.chunks >= c.warm_chunks * 2) & ~self.alarms.active & (c.calm < 2) & ~c.seasonal
+        # A temperature heading for its state's level is coming back, not departing.
+        ready &= ~self.detectors.settling & ~c.returning
         if self.settings.cooldown:
             ready &= self.alarms.since_start >= self.settings.cooldown
         last = scores[-1]

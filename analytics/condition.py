@@ -77,6 +77,10 @@ class Condition:
         self.spread = np.zeros(n_signals)
         #: EWMA of the spread in normal operation (rate ``slow``, not learnt while held): normal noise.
         self.noise = np.zeros(n_signals)
+        #: ``|level|`` at the end of the chunk before, and the EWMA of its change per chunk: a level
+        #: that keeps coming closer is returning to normal.
+        self.before = np.zeros(n_signals)
+        self.approach = np.zeros(n_signals)
         #: The normal a signal had before it accepted a new one (NaN: none): a return to it is normal.
         self.former = np.full(n_signals, np.nan)
         #: Whether each signal's means have a seasonal part taken off (a change relearns the normal).
@@ -147,6 +151,10 @@ class Condition:
             bound = np.where(warm, np.sqrt(var), np.inf)
             self.ref[learn] += rate * np.clip(mean[learn] - self.ref[learn], -bound, bound)
             self.chunks[learn] = done + chunks
+        if rows == PERIOD:
+            now = np.abs(self.level)
+            self.approach += self.fast_rate * (now - self.before - self.approach)
+            self.before = now
         known = ~np.isnan(spread)
         fresh = known & (self.noise == 0)
         self.spread[fresh] = self.noise[fresh] = spread[fresh]
@@ -177,6 +185,12 @@ class Condition:
             self.former[moved] += delta
         self.seasonal[changed] = seasonal[changed]
 
+    @property
+    def returning(self) -> NDArray[np.bool_]:
+        """Per signal: its level came closer to normal over the last chunk (a transition settling)."""
+        closer: NDArray[np.bool_] = self.approach < 0
+        return closer
+
     def lasting(self) -> NDArray[np.bool_]:
         """Per signal: the abnormal condition lasts: far from its normal or noisier than normal, and
         not two whole chunks in a row back within ``calm_limit`` sds (after a large excursion the
@@ -194,7 +208,10 @@ class Condition:
         self.calm[signals] = 0
 
     #: The per-signal arrays a machine state keeps (each state has its own normal).
-    STATE = ("fast", "ref", "var", "var_chunk", "chunks", "spread", "noise", "former", "seasonal", "calm")
+    STATE = (
+        *("fast", "ref", "var", "var_chunk", "chunks", "spread", "noise"),
+        *("former", "seasonal", "calm", "before", "approach"),
+    )
 
     def save(self, signals: NDArray[np.intp]) -> dict[str, NDArray[np.generic]]:
         """The state of ``signals``, to be put back with :meth:`load` (a machine state's normal)."""
@@ -207,6 +224,7 @@ class Condition:
     def reset(self, signals: NDArray[np.intp]) -> None:
         for a in (self.fast, self.ref, self.var, self.var_chunk, self.chunks, self.spread, self.noise):
             a[signals] = 0.0
+        self.before[signals] = self.approach[signals] = 0.0
         self.former[signals] = np.nan
         self.calm[signals] = 0
         self.seasonal[signals] = False

@@ -166,6 +166,12 @@ class DetectorSet:
         self.view: ChunkView | None = None
 
     @property
+    def settling(self) -> NDArray[np.bool_]:
+        """Per signal: in transition after a machine state change (its sums held at 0)."""
+        settling: NDArray[np.bool_] = self._settling > 0
+        return settling
+
+    @property
     def position(self) -> int:
         """Rows of the row clock's current chunk already scored (0 to ``PERIOD - 1``)."""
         return self.model.position if self.model is not None else self._clock % PERIOD

@@ -232,13 +232,18 @@ class AnomalyScorer:
     ) -> _MachinePiece:
         """The machines' scores, alarms and incidents for one piece."""
         machine, alarms = self.machine, self.machine_alarms
-        quiet = ~machine.any_member(self.alarms.active) & ~alarms.active
-        score = machine.update(self.condition.level, self.condition.seen, quiet, rows)
+        if self.detectors.position == 0:  # a chunk completed: the levels moved, score and learn
+            quiet = ~machine.any_member(self.alarms.active) & ~alarms.active
+            score = machine.update(self.condition.level, self.condition.seen, quiet, PERIOD)
+        else:
+            score = machine.score
         per_row = np.repeat(score[None], rows, axis=0)
         padded_ts = np.concatenate([ts, np.zeros((rows, 1), np.int64)], axis=1)
         m_ts = padded_ts[:, machine.members].max(axis=2)
         joint_flags, _ = alarms.update(per_row, m_ts, _MACHINE)
         abnormal = joint_flags.astype(bool) | machine.any_member(flags)
+        if not (abnormal.any() or self.incidents.active.any()):  # nothing to report: no peaks needed
+            return per_row, abnormal.astype(np.uint8), [], m_ts
         peak = np.fmax(per_row, _member_peak(scores, machine))
         cause = [_MACHINE.name if alarms.active[k] else "signal" for k in range(machine.n_machines)]
         incidents = self.incidents.update(abnormal, m_ts, peak, cause)

@@ -84,6 +84,9 @@ class MachineScore:
         self.cov = np.zeros((self.n_machines, width, width))
         self.chunks = np.zeros(self.n_machines)
         self.known = np.zeros(self.n_machines, np.int64)
+        #: The inverse of each machine's shrunk covariance, and how many chunks it had learnt then.
+        self.precision = np.zeros((self.n_machines, width, width))
+        self.inverted_at = np.full(self.n_machines, -np.inf)
         #: Latest score per machine (T² / q).
         self.score = np.zeros(self.n_machines)
 
@@ -101,11 +104,18 @@ class MachineScore:
         grew = now_known != self.known
         if grew.any():  # a signal became known: its zeros so far say nothing of its spread
             self.chunks[grew] = 0.0
+            self.inverted_at[grew] = -np.inf
             self.known = now_known
         d = s - self.mean * (self.chunks / (self.chunks + self.prior))[:, None]
         ready = (self.chunks >= self.warm_chunks) & (now_known > 1)  # one signal alone is no machine
         if ready.any():
-            t2 = np.einsum("mi,mi->m", d, np.linalg.solve(self._shrunk(), d[..., None])[..., 0])
+            # The inverse is refreshed after every ``REFRESH`` chunks learnt, not at every chunk: a
+            # machine of 100 signals would otherwise cost more than all its signals' models.
+            stale = np.flatnonzero(ready & (self.chunks - self.inverted_at >= self.REFRESH))
+            if stale.shape[0]:
+                self.precision[stale] = np.linalg.inv(self._shrunk(stale))
+                self.inverted_at[stale] = self.chunks[stale]
+            t2 = (d * np.matmul(self.precision, d[..., None])[..., 0]).sum(axis=1)
             self.score = np.where(ready, t2 / self.threshold, 0.0)
         else:
             self.score = np.zeros(self.n_machines)
@@ -123,15 +133,20 @@ class MachineScore:
             self.chunks += step * chunks
         return self.score
 
-    def _shrunk(self) -> F64:
+    #: Chunks learnt between two inversions of a machine's covariance.
+    REFRESH = 8.0
+
+    def _shrunk(self, machines: NDArray[np.intp]) -> F64:
         """The covariances shrunk toward their diagonals, with a floor on the diagonal, and while few
         chunks are learnt toward the identity (the levels are in their own normal sds: about 1 each,
         independent, is the prior worth ``prior`` chunks)."""
-        diag = np.einsum("mii->mi", self.cov)
+        cov = self.cov[machines]
+        diag = np.einsum("mii->mi", cov)
         floor = self.ridge * np.maximum(diag.mean(axis=1, keepdims=True), 1e-6) + 1e-9
-        eye = np.eye(self.cov.shape[1])
-        shrunk = (1.0 - self.shrink) * self.cov + eye * (self.shrink * diag + floor)[:, None, :]
-        w = (self.chunks / (self.chunks + self.prior))[:, None, None]
+        eye = np.eye(cov.shape[1])
+        shrunk = (1.0 - self.shrink) * cov + eye * (self.shrink * diag + floor)[:, None, :]
+        chunks = self.chunks[machines]
+        w = (chunks / (chunks + self.prior))[:, None, None]
         blended: F64 = w * shrunk + (1.0 - w) * eye
         return blended
 
@@ -141,6 +156,7 @@ class MachineScore:
         self.cov[machines] = 0.0
         self.chunks[machines] = 0.0
         self.score[machines] = 0.0
+        self.inverted_at[machines] = -np.inf
 
     def any_member(self, flags: NDArray[np.bool_] | NDArray[np.uint8]) -> NDArray[np.bool_]:
         """Per machine (last axis): whether any of its signals is set in ``flags`` (signals on the last axis)."""

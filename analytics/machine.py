@@ -81,11 +81,16 @@ class MachineScore:
         self.size = counts
         self.threshold = chi2_quantile(counts)
         self.mean = np.zeros((self.n_machines, width))
-        self.cov = np.zeros((self.n_machines, width, width))
+        #: Machines of up to ``FULL`` signals learn their signals' correlations; larger ones (a
+        #: device with a hundred registers) their variances only: a full covariance costs its
+        #: width squared per chunk, more than all its signals' models.
+        self.full = width <= self.FULL
+        shape = (self.n_machines, width, width) if self.full else (self.n_machines, width)
+        self.cov = np.zeros(shape)
         self.chunks = np.zeros(self.n_machines)
         self.known = np.zeros(self.n_machines, np.int64)
         #: The inverse of each machine's shrunk covariance, and how many chunks it had learnt then.
-        self.precision = np.zeros((self.n_machines, width, width))
+        self.precision = np.zeros(shape)
         self.inverted_at = np.full(self.n_machines, -np.inf)
         #: Latest score per machine (T² / q).
         self.score = np.zeros(self.n_machines)
@@ -113,9 +118,13 @@ class MachineScore:
             # machine of 100 signals would otherwise cost more than all its signals' models.
             stale = np.flatnonzero(ready & (self.chunks - self.inverted_at >= self.REFRESH))
             if stale.shape[0]:
-                self.precision[stale] = np.linalg.inv(self._shrunk(stale))
+                shrunk = self._shrunk(stale)
+                self.precision[stale] = np.linalg.inv(shrunk) if self.full else 1.0 / shrunk
                 self.inverted_at[stale] = self.chunks[stale]
-            t2 = (d * np.matmul(self.precision, d[..., None])[..., 0]).sum(axis=1)
+            if self.full:
+                t2 = (d * np.matmul(self.precision, d[..., None])[..., 0]).sum(axis=1)
+            else:
+                t2 = (d * d * self.precision).sum(axis=1)
             self.score = np.where(ready, t2 / self.threshold, 0.0)
         else:
             self.score = np.zeros(self.n_machines)
@@ -128,24 +137,33 @@ class MachineScore:
             r = np.where(step, rate, 0.0)
             d = np.clip(d, -3.0, 3.0)
             self.mean += r[:, None] * d
-            outer = d[:, :, None] * d[:, None, :]
-            self.cov += r[:, None, None] * (outer - self.cov)
+            if self.full:
+                self.cov += r[:, None, None] * (d[:, :, None] * d[:, None, :] - self.cov)
+            else:
+                self.cov += r[:, None] * (d * d - self.cov)
             self.chunks += step * chunks
         return self.score
 
     #: Chunks learnt between two inversions of a machine's covariance.
     REFRESH = 8.0
+    #: The widest machine whose signals' correlations are learnt.
+    FULL = 16
 
     def _shrunk(self, machines: NDArray[np.intp]) -> F64:
         """The covariances shrunk toward their diagonals, with a floor on the diagonal, and while few
         chunks are learnt toward the identity (the levels are in their own normal sds: about 1 each,
         independent, is the prior worth ``prior`` chunks)."""
         cov = self.cov[machines]
+        chunks = self.chunks[machines]
+        if not self.full:  # variances only: the floor, and the prior of 1 each
+            floor_ = self.ridge * np.maximum(cov.mean(axis=1, keepdims=True), 1e-6) + 1e-9
+            w_ = (chunks / (chunks + self.prior))[:, None]
+            var: F64 = w_ * (cov + floor_) + (1.0 - w_)
+            return var
         diag = np.einsum("mii->mi", cov)
         floor = self.ridge * np.maximum(diag.mean(axis=1, keepdims=True), 1e-6) + 1e-9
         eye = np.eye(cov.shape[1])
         shrunk = (1.0 - self.shrink) * cov + eye * (self.shrink * diag + floor)[:, None, :]
-        chunks = self.chunks[machines]
         w = (chunks / (chunks + self.prior))[:, None, None]
         blended: F64 = w * shrunk + (1.0 - w) * eye
         return blended

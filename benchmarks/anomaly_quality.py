@@ -282,6 +282,7 @@ def main() -> None:
     print(f"goals (recall >= 0.9, <= 1 false alarm / 10k on every baseline): {'met' if met else 'NOT met'}")
     print()
     segments.run(args.segments, args.seed)
+    segments.plant_files()
     print_river()
     if args.nab is not None:
         run_nab(args.nab.resolve())

@@ -94,13 +94,7 @@ def baseline(kind: str, rng: np.random.Generator) -> tuple[F64, NDArray[np.int64
     t = np.arange(LENGTH)
     e = rng.normal(0.0, 1.0, LENGTH)
     if kind.startswith("ar"):
-        phi = int(kind[2:]) / 100
-        x = np.empty(LENGTH)
-        x[0] = e[0]
-        innovation = np.sqrt(1 - phi * phi) * e
-        for i in range(1, LENGTH):
-            x[i] = phi * x[i - 1] + innovation[i]
-        return 10.0 + x, None
+        return segments.loop(int(kind[2:]) / 100, e), None
     if kind.startswith("sine"):
         amplitude, period = (float(v) for v in kind[4:].split("_"))
         return 10.0 + amplitude * np.sin(2 * np.pi * t / period + rng.uniform(0, 6.3)) + e, None

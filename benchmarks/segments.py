@@ -48,16 +48,20 @@ class Machine:
     ends: list[int]
 
 
+def loop(phi: float, e: F64) -> F64:
+    """An AR(1) loop of unit level sd around 10 driven by unit noise ``e``."""
+    x = np.empty(e.shape[0])
+    x[0] = e[0]
+    innovation = np.sqrt(1 - phi * phi) * e
+    for i in range(1, e.shape[0]):
+        x[i] = phi * x[i - 1] + innovation[i]
+    return 10.0 + x
+
+
 def clean(kind: str, rng: np.random.Generator) -> F64:
     e = rng.normal(0.0, 1.0, LENGTH)
     if kind.startswith("ar"):
-        phi = int(kind[2:]) / 100
-        x = np.empty(LENGTH)
-        x[0] = e[0]
-        innovation = np.sqrt(1 - phi * phi) * e
-        for i in range(1, LENGTH):
-            x[i] = phi * x[i - 1] + innovation[i]
-        return 10.0 + x
+        return loop(int(kind[2:]) / 100, e)
     if kind.startswith("sine"):
         amplitude, period = (float(v) for v in kind[4:].split("_"))
         t = np.arange(LENGTH)

@@ -78,7 +78,7 @@ class Forwarder:
         points: PointStore,
         catalog: Callable[[], SeriesCatalog],
         sink: Sink,
-        on_ack: Callable[[list[Chunk], int], None] | None = None,
+        on_ack: Callable[[list[Chunk], int, int], None] | None = None,
         retry_max_s: float = 5.0,
     ) -> None:
         self.points, self.catalog, self.sink = points, catalog, sink
@@ -162,7 +162,9 @@ class Forwarder:
                 self.points.ack(self.sink.name, self.cursor)
                 self._latency(max(int(c.batch.ts.max()) for c in chunks[: done + 1] if len(c.batch)))
                 if self.on_ack is not None:
-                    self.on_ack(chunks[: done + 1], self.health.last_ack_ns)
+                    with self._reject_lock:
+                        refused = self._refused  # kept aside, not taken: not on the cloud
+                    self.on_ack(chunks[: done + 1], self.health.last_ack_ns, refused)
         sent = sum(len(c.batch) for c in chunks[: done + 1])
         self.health.written += sent
         self._judge_refusals()
@@ -250,6 +252,8 @@ class Forwarder:
         except (OSError, ValueError) as exc:
             self.points.set_aside(self.sink.name, batch, f"refused: {reason}; not kept by the sink: {exc}")
             where = f"the local store's dead-letter table ({exc})"
+            with self._reject_lock:
+                self.health.set_aside += n
         self.points.count_drop("rejected", n)
         with self._reject_lock:
             self.health.rejected += n

@@ -74,7 +74,7 @@ class KpiStage:
         self._meter_kwh = np.empty(0, np.float64)
         tags = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
         self.ids = series.register([Series.of(KPI, tags, f) for f in KPI_FIELDS])
-        self._acks: queue.SimpleQueue[tuple[NDArray[np.int32], list[float], int]] = queue.SimpleQueue()
+        self._acks: queue.SimpleQueue[tuple[NDArray[np.int32], list[float], int, int]] = queue.SimpleQueue()
         self.days = {dt.date.fromisoformat(d) for d in json.loads(state.get_state(_DAYS_KEY) or "[]")}
         self.baseline_sums: dict[str, float] = json.loads(state.get_state(_BASELINE_KEY) or "{}")
         self._last_totals = pipeline.oee.totals.copy()
@@ -89,25 +89,27 @@ class KpiStage:
         return int(self.pipeline.layout.device_tables[index][names.index(signal)])
 
     # -- inputs ------------------------------------------------------------------------------
-    def acknowledged(self, chunks: list[Chunk], ack_wall_ns: int) -> None:
-        """The first sink's database acknowledged ``chunks`` (called from its sender thread)."""
+    def acknowledged(self, chunks: list[Chunk], ack_wall_ns: int, refused: int = 0) -> None:
+        """The first sink's database acknowledged ``chunks``, of which it refused ``refused`` points
+        (kept aside, not on the cloud); called from its sender thread."""
         signals = np.concatenate([c.batch.signal for c in chunks]) if chunks else np.empty(0, np.int32)
         latencies = [(ack_wall_ns - c.created_ns) / 1e9 for c in chunks if c.created_ns]
-        self._acks.put((signals, latencies, self.now_ns()))
+        self._acks.put((signals, latencies, self.now_ns(), refused))
 
     def take_acknowledgements(self) -> None:
         """Book the acknowledgements handed over so far (the tick does; the agent again after the drain)."""
         while True:
             try:
-                signals, latencies, now = self._acks.get_nowait()
+                signals, latencies, now, refused = self._acks.get_nowait()
             except queue.Empty:
                 return
-            self._acknowledged(signals, latencies, now)
+            self._acknowledged(signals, latencies, now, refused)
 
-    def _acknowledged(self, signals: NDArray[np.int32], latencies: list[float], now: int) -> None:
+    def _acknowledged(self, signals: NDArray[np.int32], latencies: list[float], now: int, refused: int) -> None:
         known = signals[signals < self.series_device.shape[0]]
         devices = np.unique(self.series_device[known])
-        self.shop.acknowledged(devices[devices >= 0], now, int(signals.shape[0]), latencies)
+        taken = max(int(signals.shape[0]) - refused, 0)
+        self.shop.acknowledged(devices[devices >= 0], now, taken, latencies)
         day = dt.datetime.fromtimestamp(now / NS, self.zone).date()
         if day not in self.days:
             self.days.add(day)

@@ -145,3 +145,8 @@ def test_points_influxdb_refuses_go_to_the_rejected_file(
     )
     assert delivered + len(lines) == run.agent.points_produced
     assert any("refused" in r.getMessage() and str(rejected_file) in r.getMessage() for r in caplog.records)
+    # The cloud-adoption KPIs count what the database took, not what it refused.
+    kpis = influxdb.query('SELECT "points_acked", "cloud_completeness" FROM "kpi"', db)[0]["values"]
+    acked = sum(v[1] for v in kpis if v[1] is not None)
+    assert 0 < acked <= delivered, (acked, delivered, len(lines))
+    assert all(v[2] is None or v[2] <= 1.0 for v in kpis), kpis

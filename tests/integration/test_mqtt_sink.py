@@ -14,6 +14,7 @@ import pytest
 
 from edge_agent.collectors.batch import Batch
 from edge_agent.config import load_config
+from edge_agent.config.yaml_source import ConfigError
 from edge_agent.sinks.base import RejectedPoints, SinkContext, SinkUnavailable, make_sink
 from edge_agent.store.catalog import Series, SeriesCatalog
 from tests.integration.workshop import run_workshop
@@ -93,6 +94,42 @@ def test_unified_namespace_topics_and_payloads(broker: Mosquitto, tmp_path: Path
     assert (window["oee"], window["good"]) == (0.5, 7)
     assert got["plant/suzhou/w1/kpi"]["networking_rate"] == 1
     assert len(reader.messages()) == 4
+
+
+def test_topic_templates_replace_the_namespace_per_measurement(broker: Mosquitto, tmp_path: Path) -> None:
+    """``topics`` gives raw and oee points the integrator's own topics; the rest keep the namespace."""
+    reader = Subscriber(broker, "plant/#").start()
+    templates = {"raw": "tpl/{workshop}/{machine}/{signal}", "oee": "tpl/{machine}/oee-{window}"}
+    sink = sink_for(broker, tmp_path, username="edge", password=USERS["edge"], topic_prefix="plant/", topics=templates)
+    try:
+        batch = Batch.of([T0] * 5, [0, 1, 2, 3, 4], [71.5, 2.0, 0.5, 7.0, 1.0], [0, 0, 0, 0, 0])
+        sink.write(batch, CATALOG)
+        wait_for(lambda: len(reader.messages()) >= 4, "4 messages at the subscriber")
+    finally:
+        sink.close()
+        reader.stop()
+    got = {topic: json.loads(payload) for topic, payload in reader.messages()}
+    assert set(got) == {"plant/tpl/w1/M1/temp", "plant/tpl/w1/M1/state", "plant/tpl/M1/oee-1m", "plant/suzhou/w1/kpi"}
+    temp = got["plant/tpl/w1/M1/temp"]
+    # Tags in the topic are not repeated; the others stay in the payload.
+    assert {k: temp[k] for k in ("site", "line", "agent", "device", "unit", "value")} == {
+        "site": "suzhou",
+        "line": "line/a",
+        "agent": "edge-1",
+        "device": "press-1",
+        "unit": "degC",
+        "value": 71.5,
+    }
+    assert not {"workshop", "machine", "signal"} & set(temp)
+    assert (got["plant/tpl/M1/oee-1m"]["oee"], got["plant/tpl/M1/oee-1m"]["good"]) == (0.5, 7)
+
+
+def test_a_topic_template_that_would_merge_series_is_refused_at_load(broker: Mosquitto, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        sink_for(broker, tmp_path, topics={"raw": "plant/{machine}", "alarms": "x/{signal}"})
+    text = "\n".join(info.value.problems)
+    assert "topics.raw: the topic must hold {signal}: two series would share a topic" in text
+    assert "topics.alarms: 'alarms' is no measurement the agent writes" in text
 
 
 def test_a_topic_the_acl_refuses_is_a_refusal(broker: Mosquitto, tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from edge_agent.sinks.base import (
     normalized_url,
     register,
 )
-from edge_agent.sinks.mqtt.topics import Messages
+from edge_agent.sinks.mqtt.topics import Messages, template_problems
 from edge_agent.store.catalog import SeriesCatalog
 
 
@@ -66,6 +66,8 @@ class MqttSink(SinkConfig):
     """put before every topic, ending with / (e.g. enterprise/)"""
     format: Literal["uns"] = "uns"
     """topic and payload layout: uns (docs/mqtt.md)"""
+    topics: dict[str, str] = Field(default_factory=dict)
+    """per measurement, a topic template of tags replacing the uns topic, e.g. raw: plants/{site}/{machine}/{signal}"""
     retain: bool = False
     """ask the broker to keep each topic's latest message for new subscribers"""
     batch_size: Annotated[int, Field(ge=1, le=100_000, description="points per write")] = 1000
@@ -76,6 +78,9 @@ class MqttSink(SinkConfig):
             raise ValueError("give cert_file and key_file together")
         if self.url.startswith("mqtt://") and (self.ca_file or self.cert_file):
             raise ValueError("ca_file, cert_file and key_file need an mqtts:// url")
+        problems = [f"topics.{m}: {p}" for m, t in self.topics.items() for p in template_problems(m, t)]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def identity(self) -> str:
@@ -174,7 +179,7 @@ class MqttPublisher:
         self._start()
         with self._lock:
             if self._messages is None or self._messages.catalog is not catalog:
-                self._messages = Messages(catalog, self.cfg.topic_prefix)
+                self._messages = Messages(catalog, self.cfg.topic_prefix, self.cfg.topics)
             messages = self._messages
         pairs, _ = messages.of(batch)
         if not self._connected.wait(min(self.cfg.timeout, 1.0)):

@@ -18,6 +18,11 @@ milliseconds since the epoch. A value that is not good is ``null``, with ``quali
 ``<field>_quality``) naming why: ``device_error``, ``bad_value``, ``unreachable``,
 ``not_finite``. Tags not in the topic (``device``, ``agent``, ``detector``, a device's own tags)
 are payload keys. In a topic level, ``/``, ``+``, ``#`` and NUL become ``_``.
+
+``topics`` (per measurement) replaces a layout with a template of tags, e.g.
+``raw: "plants/{site}/{machine}/{signal}"``: each ``{tag}`` is the series' tag as one level (``_``
+when it has none), ``{measurement}`` the measurement; tags not in the template are payload keys.
+A template must hold the tags that tell its series apart (:data:`IDENTIFYING`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import string
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +70,66 @@ class Route:
     tags: tuple[tuple[str, str], ...]
 
 
-def route(series: Series, prefix: str) -> Route:
+#: Per measurement, the tags a topic template must hold for the topic to name one series.
+IDENTIFYING: dict[str, tuple[str, ...]] = {
+    "raw": ("machine", "signal"),
+    "machine_state": ("machine",),
+    "oee": ("machine", "window"),
+    "anomaly": ("machine", "signal"),
+    "alarm": ("machine", "signal"),
+    "kpi": (),
+    "agent": ("agent",),
+}
+
+
+def template_problems(measurement: str, template: str) -> list[str]:
+    """What is wrong with a topic template for ``measurement`` (empty: nothing).
+
+    >>> template_problems("raw", "plant/{site}/{machine}/{signal}")
+    []
+    >>> for problem in template_problems("raw", "plant/{machine}/#"):
+    ...     print(problem)
+    '+', '#' and NUL may not stand in a topic: remove them
+    the topic must hold {signal}: two series would share a topic
+    """
+    problems = []
+    if measurement not in LAYOUT:
+        return [f"{measurement!r} is no measurement the agent writes: choose from {', '.join(LAYOUT)}"]
+    if any(c in template for c in "+#\0"):
+        problems.append("'+', '#' and NUL may not stand in a topic: remove them")
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        return [*problems, f"not a template ({exc}): write tags as {{site}}, {{machine}}, ..."]
+    bad = sorted(n for n in names if not n.isidentifier())
+    if bad:
+        problems.append(f"placeholders {bad} are not tag names: write e.g. {{machine}}")
+    problems += [
+        f"the topic must hold {{{tag}}}: two series would share a topic"
+        for tag in IDENTIFYING[measurement]
+        if tag not in names
+    ]
+    if template.startswith("/") or not template.strip("/"):
+        problems.append("a topic neither starts with / nor is empty: start with a word, e.g. plant/")
+    return problems
+
+
+class _Levels(dict[str, str]):
+    """Tags as topic levels; a tag the series does not have is ``_``."""
+
+    def __missing__(self, key: str) -> str:
+        return "_"
+
+
+def route(series: Series, prefix: str, templates: dict[str, str] | None = None) -> Route:
+    template = (templates or {}).get(series.measurement)
+    if template is not None:
+        tags = dict(series.tags)
+        named = _Levels({k: level(v) for k, v in tags.items()})
+        named["measurement"] = level(series.measurement)
+        used = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+        rest = tuple(sorted((k, v) for k, v in tags.items() if k not in used))
+        return Route(prefix + template.format_map(named), series.field, rest)
     tags = dict(series.tags)
     levels, fixed, last = LAYOUT.get(series.measurement, (("site", "workshop", "line", "machine"), "", ""))
     parts = [level(tags.pop(t, "")) for t in levels if t in tags or t in ("site", "workshop")]
@@ -88,8 +153,8 @@ def rfc3339(ts_ns: int) -> str:
 class Messages:
     """Turns batches into (topic, payload) pairs for one catalog snapshot (routes cached per id)."""
 
-    def __init__(self, catalog: SeriesCatalog, prefix: str) -> None:
-        self.catalog, self.prefix = catalog, prefix
+    def __init__(self, catalog: SeriesCatalog, prefix: str, templates: dict[str, str] | None = None) -> None:
+        self.catalog, self.prefix, self.templates = catalog, prefix, templates or {}
         self.routes: dict[int, Route] = {}
 
     def _route(self, series_id: int) -> Route | None:
@@ -98,7 +163,7 @@ class Messages:
             series = self.catalog.get(series_id)
             if series is None:
                 return None
-            found = self.routes[series_id] = route(series, self.prefix)
+            found = self.routes[series_id] = route(series, self.prefix, self.templates)
         return found
 
     def of(self, batch: Batch) -> tuple[list[tuple[str, bytes]], list[int]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from edge_agent import __version__
 from edge_agent.config import load_config
 from tests.conftest import InfluxServer
 from tests.integration.workshop import WorkshopRun, influx_sink, run_workshop
+from tests.mosquitto_server import USERS, Mosquitto, Subscriber
 
 DB = "fleet"
 REPO = Path(__file__).parents[2]
@@ -28,7 +30,25 @@ def board(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def fleet(influxdb: InfluxServer, tmp_path_factory: pytest.TempPathFactory) -> list[WorkshopRun]:
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet_reader(broker: Mosquitto) -> Iterator[Subscriber]:
+    """An independent subscriber to the fleet's agent topics, started before the agents."""
+    reader = Subscriber(broker, "plant/+/+/agent/#").start()
+    yield reader
+    reader.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(
+    influxdb: InfluxServer, broker: Mosquitto, fleet_reader: Subscriber, tmp_path_factory: pytest.TempPathFactory
+) -> list[WorkshopRun]:
     runs = []
     for site, workshop, agent in PLANTS:
         tmp = tmp_path_factory.mktemp(agent)
@@ -37,7 +57,15 @@ def fleet(influxdb: InfluxServer, tmp_path_factory: pytest.TempPathFactory) -> l
             cfg["agent"].update({"site": site, "workshop": workshop, "id": agent})
             cfg["kpis"]["every"] = "30s"
 
-        runs.append(asyncio.run(run_workshop(tmp, [influx_sink(influxdb, DB, tmp)], wall_s=6.0, edit=edit)))
+        mqtt = {
+            "type": "mqtt",
+            "url": f"mqtt://127.0.0.1:{broker.port}",
+            "username": "edge",
+            "password": USERS["edge"],
+            "topic_prefix": "plant/",
+        }
+        sinks = [influx_sink(influxdb, DB, tmp), mqtt]
+        runs.append(asyncio.run(run_workshop(tmp, sinks, wall_s=6.0, edit=edit)))
     # A fourth agent that reported once, an hour ago, and then fell silent.
     hour_ago = time.time_ns() - 3600 * 10**9
     tags = f"site=wuxi,workshop=paint,agent=wx-paint-1,version={__version__},config=000000000000"
@@ -109,6 +137,36 @@ def test_enterprise_panels_are_ratios_of_the_points_sums(fleet: list[WorkshopRun
     for p in board("enterprise")["panels"]:  # the shifted panels run too (and find last month empty)
         for t in p["targets"]:
             influxdb.query(substitute(t["query"], fleet), DB)
+
+
+def test_the_fleet_reaches_the_broker_too(
+    fleet: list[WorkshopRun], influxdb: InfluxServer, fleet_reader: Subscriber
+) -> None:
+    """The same agents also stream to one MQTT broker: an independent subscriber sees each agent's
+    own topic, with the fleet contract's fields, as many reports as InfluxDB holds."""
+    by_agent: dict[str, list[dict[str, Any]]] = {}
+    deadline = time.monotonic() + 60
+    expected = {agent: _agent_points(influxdb, agent) for _, _, agent in PLANTS}
+    while True:
+        by_agent = {}
+        for topic, payload in fleet_reader.messages():
+            by_agent.setdefault(topic, []).append(json.loads(payload))
+        counts = {a: len(by_agent.get(f"plant/{s}/{w}/agent/{a}", [])) for s, w, a in PLANTS}
+        if counts == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert counts == expected
+    for (site, workshop, agent), run in zip(PLANTS, fleet, strict=True):
+        last = max(by_agent[f"plant/{site}/{workshop}/agent/{agent}"], key=lambda m: m["timestamp_ms"])
+        assert last["version"] == __version__
+        assert last["config"] == run.agent.loaded.fingerprint()
+        for name in ("uptime_s", "devices_down", "devices_in_scope", "buffer_points"):
+            assert name in last, (name, sorted(last))
+
+
+def _agent_points(influxdb: InfluxServer, agent: str) -> int:
+    (series,) = influxdb.query(f'SELECT count("uptime_s") FROM "agent" WHERE "agent" = \'{agent}\'', DB)
+    return int(series["values"][0][1])
 
 
 def test_every_dashboard_ships_with_its_uid() -> None:

@@ -98,7 +98,13 @@ class AnomalyScorer:
             settings.hold_min,
             PERSISTENT,
         )
-        self.condition = Condition(n_signals, level_limit=settings.hold_level, spread_limit=settings.hold_spread)
+        # The condition knows a signal's normal after 256 samples, or once its surprise is
+        # calibrated (``calibrate_after``) if that is sooner.
+        model = self.detectors.model
+        warm = 32.0 if model is None else np.minimum(np.asarray(model.calibrate_after, np.float64) / PERIOD, 32.0)
+        self.condition = Condition(
+            n_signals, level_limit=settings.hold_level, spread_limit=settings.hold_spread, warm_chunks=warm
+        )
         self.smoothed = np.zeros(n_signals)
         #: Each signal's regime (machine state); -1 before the first.
         self.regime = np.full(n_signals, -1, np.int64)
@@ -205,7 +211,8 @@ class AnomalyScorer:
         # Not while in alarm, in an alarm's cool-down, or back within the normal chunk by chunk.
         # A residual against a learnt cycle is only as good as the cycle's shape: the shift sum
         # covers cyclic signals; the departure is for the others.
-        ready = (c.chunks >= c.warm_chunks * 2) & ~self.alarms.active & (c.calm < 2) & ~c.seasonal
+        # Its normal known well (512 samples at least): a departure starts an alarm, not only holds one.
+        ready = (c.chunks >= np.maximum(c.warm_chunks * 2, 64)) & ~self.alarms.active & (c.calm < 2) & ~c.seasonal
         # A temperature heading for its state's level is coming back, not departing.
         ready &= ~self.detectors.settling & ~c.returning
         if self.settings.cooldown:
@@ -233,8 +240,12 @@ class AnomalyScorer:
         """The machines' scores, alarms and incidents for one piece."""
         machine, alarms = self.machine, self.machine_alarms
         if self.detectors.position == 0:  # a chunk completed: the levels moved, score and learn
-            quiet = ~machine.any_member(self.alarms.active) & ~alarms.active
+            # A machine whose signals are settling after a state change is in transition: its
+            # levels are neither normal nor a fault (not scored, not learnt).
+            moving = machine.any_member(self.detectors.settling)
+            quiet = ~machine.any_member(self.alarms.active) & ~alarms.active & ~moving
             score = machine.update(self.condition.level, self.condition.seen, quiet, PERIOD)
+            score[moving] = 0.0
         else:
             score = machine.score
         per_row = np.repeat(score[None], rows, axis=0)

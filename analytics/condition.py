@@ -56,10 +56,12 @@ class Condition:
         slow: float = 1.0 / 128.0,
         level_limit: float = 2.0,
         spread_limit: float = 3.0,
-        warm_chunks: float = 32.0,
+        warm_chunks: float | F64 = 32.0,
     ) -> None:
         self.fast_rate, self.slow_rate = fast, slow
-        self.level_limit, self.spread_limit, self.warm_chunks = level_limit, spread_limit, warm_chunks
+        self.level_limit, self.spread_limit = level_limit, spread_limit
+        #: Per signal: chunks learnt before its normal is known.
+        self.warm_chunks = np.broadcast_to(np.asarray(warm_chunks, np.float64), (n_signals,)).copy()
         #: EWMA of the chunk means (rate ``fast`` per chunk): what the signal does now.
         self.fast = np.zeros(n_signals)
         #: EWMA of the chunk means (rate ``slow``), learnt only while the signal is not held: its normal.
@@ -141,7 +143,7 @@ class Condition:
             var = self.var[learn]
             # Winsorised once warm: a fault the detectors have not (yet) alarmed on moves the
             # normal by a bounded step per chunk, and its spread hardly.
-            warm = done >= self.warm_chunks
+            warm = done >= self.warm_chunks[learn]
             square = np.where(warm, np.minimum(gap * gap, 4.0 * var), gap * gap)
             self.var[learn] = var + rate * (square - var)
             off = mean[learn] - self.ref[learn]
@@ -193,10 +195,11 @@ class Condition:
 
     def lasting(self) -> NDArray[np.bool_]:
         """Per signal: the abnormal condition lasts: far from its normal or noisier than normal, and
-        not two whole chunks in a row back within ``calm_limit`` sds (after a large excursion the
-        smoothed level takes a while to come down; the chunks say at once that it is over)."""
+        not on its way back with two whole chunks in a row within ``calm_limit`` sds (after a large
+        excursion the smoothed level takes a while to come down; the chunks say at once that it is
+        over; a drift that keeps moving away is not over however its chunks scatter)."""
         far = (np.abs(self.level) > self.level_limit) | (self.spread > self.spread_limit * self.noise)
-        lasting: NDArray[np.bool_] = far & (self.calm < 2)
+        lasting: NDArray[np.bool_] = far & ~((self.calm >= 2) & self.returning)
         return lasting
 
     def accept(self, signals: NDArray[np.intp]) -> None:

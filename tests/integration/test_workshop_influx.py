@@ -209,8 +209,10 @@ def check_every_panel(influxdb: InfluxServer, db: str, run: WorkshopRun) -> dict
     OEE window the variable offers; stats return intervals to draw their sparkline from."""
     values = resolve_variables(influxdb, db, run)
     (window,) = values["window"]  # one OEE grid: never two summed
-    # Two machines chosen (Grafana sends (a|b)): one with an alarm, one with OEE.
-    alarmed = influxdb.query('SHOW TAG VALUES FROM "alarm" WITH KEY = "machine"', db)[0]["values"][0][1]
+    # Two machines chosen (Grafana sends (a|b)): one with an alarm that ended (an alarm lasts as
+    # long as its fault: a drift still on at the end of the run has no end yet), one with OEE.
+    ended = influxdb.query('SELECT "duration_s" FROM "alarm" WHERE "active" = 0 GROUP BY "machine"', db)
+    alarmed = ended[0]["tags"]["machine"]
     with_oee = influxdb.query('SHOW TAG VALUES FROM "oee" WITH KEY = "machine"', db)[0]["values"][-1][1]
     panels = dashboard()["panels"]
     assert len(panels) >= 10

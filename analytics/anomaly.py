@@ -175,9 +175,7 @@ class AnomalyScorer:
                 seen = ~np.isnan(row)
                 sm[seen] += a * (row[seen] - sm[seen])
                 row[seen] = sm[seen]
-        held = self.alarms.active | self.detectors.settling  # neither a fault nor a transition is normal
-        if self.n_machines:
-            held |= np.append(self.machine_alarms.active, False)[self.machine_of]
+        held = self._in_alarm() | self.detectors.settling  # neither a fault nor a transition is normal
         view = self.detectors.view
         if view is not None and self.detectors.position in (0, rows):
             self.condition.observe(view.level, view.spread, rows, held, view.seasonal, view.plain)
@@ -188,10 +186,7 @@ class AnomalyScorer:
         flags[:] = piece_flags
         events += self._accept_overdue(ts)
         if self.detectors.model is not None:
-            held = self.alarms.active.copy()
-            if self.n_machines:
-                held |= np.append(self.machine_alarms.active, False)[self.machine_of]
-            self.detectors.model.held = held
+            self.detectors.model.held = self._in_alarm()
         machine_part: _MachinePiece = (
             np.zeros((rows, 0)),
             np.zeros((rows, 0), np.uint8),
@@ -201,6 +196,13 @@ class AnomalyScorer:
         if self.n_machines:
             machine_part = self._machines(scores, ts, flags, rows)
         return events, machine_part
+
+    def _in_alarm(self) -> NDArray[np.bool_]:
+        """Per signal: its alarm is on, or its machine's."""
+        if not self.n_machines:
+            return self.alarms.active.copy()
+        in_alarm: NDArray[np.bool_] = self.alarms.active | self.machine.to_signals(self.machine_alarms.active)
+        return in_alarm
 
     def _departure(self, scores: NDArray[np.float64], fired: Fired) -> None:
         """Fold in how far each signal's smoothed level is from its normal (``departure`` sds score 1),
@@ -249,13 +251,12 @@ class AnomalyScorer:
         else:
             score = machine.score
         per_row = np.repeat(score[None], rows, axis=0)
-        padded_ts = np.concatenate([ts, np.zeros((rows, 1), np.int64)], axis=1)
-        m_ts = padded_ts[:, machine.members].max(axis=2)
+        m_ts = machine.of_members(ts, 0).max(axis=2)
         joint_flags, _ = alarms.update(per_row, m_ts, _MACHINE)
         abnormal = joint_flags.astype(bool) | machine.any_member(flags)
         if not (abnormal.any() or self.incidents.active.any()):  # nothing to report: no peaks needed
             return per_row, abnormal.astype(np.uint8), [], m_ts
-        peak = np.fmax(per_row, _member_peak(scores, machine))
+        peak = np.fmax(per_row, machine.of_members(np.nan_to_num(scores, nan=0.0), 0.0).max(axis=2))
         cause = [_MACHINE.name if alarms.active[k] else "signal" for k in range(machine.n_machines)]
         incidents = self.incidents.update(abnormal, m_ts, peak, cause)
         return per_row, abnormal.astype(np.uint8), incidents, m_ts
@@ -384,13 +385,6 @@ class MachineResult:
     events: list[AlarmEvent]
     #: ``[rows, machines]``: each row's latest sample time of the machine's signals (UTC ns; 0: none).
     ts: NDArray[np.int64]
-
-
-def _member_peak(scores: NDArray[np.float64], machine: MachineScore) -> NDArray[np.float64]:
-    """Per row and machine, the highest combined score of its signals (0 where none)."""
-    padded = np.concatenate([np.nan_to_num(scores, nan=0.0), np.zeros((scores.shape[0], 1))], axis=1)
-    peak: NDArray[np.float64] = padded[:, machine.members].max(axis=2)
-    return peak
 
 
 def _take(value: Any, signals: NDArray[np.intp]) -> Any:

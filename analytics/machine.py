@@ -36,6 +36,8 @@ True
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -71,6 +73,8 @@ class MachineScore:
         self.n_machines = int(machine_of.max()) + 1 if machine_of.shape[0] and machine_of.max() >= 0 else 0
         self.rate, self.shrink, self.ridge, self.warm_chunks, self.prior = rate, shrink, ridge, warm_chunks, prior
         n = machine_of.shape[0]
+        #: Each signal's machine (-1: none).
+        self.machine_of = machine_of
         counts = np.bincount(machine_of[machine_of >= 0], minlength=self.n_machines)
         width = int(counts.max()) if self.n_machines else 0
         #: ``[machines, width]`` signal indices; ``n`` (a slot that is always 0) pads.
@@ -102,10 +106,8 @@ class MachineScore:
         """
         if self.n_machines == 0:
             return self.score
-        pad_level = np.append(np.where(known, level, 0.0), 0.0)
-        pad_known = np.append(known, False)
-        s = pad_level[self.members]
-        now_known = pad_known[self.members].sum(axis=1)
+        s = self.of_members(np.where(known, level, 0.0), 0.0)
+        now_known = self.of_members(known, False).sum(axis=1)
         grew = now_known != self.known
         if grew.any():  # a signal became known: its zeros so far say nothing of its spread
             self.chunks[grew] = 0.0
@@ -176,11 +178,22 @@ class MachineScore:
         self.score[machines] = 0.0
         self.inverted_at[machines] = -np.inf
 
+    def of_members(self, values: NDArray[Any], fill: Any) -> NDArray[Any]:
+        """``values`` (signals on the last axis) as ``[..., machines, width]``: each machine's
+        signals, ``fill`` where a narrower machine has none."""
+        pad = np.full((*values.shape[:-1], 1), fill, values.dtype)
+        gathered: NDArray[Any] = np.concatenate([values, pad], axis=-1)[..., self.members]
+        return gathered
+
     def any_member(self, flags: NDArray[np.bool_] | NDArray[np.uint8]) -> NDArray[np.bool_]:
         """Per machine (last axis): whether any of its signals is set in ``flags`` (signals on the last axis)."""
-        padded = np.concatenate([np.asarray(flags, bool), np.zeros((*flags.shape[:-1], 1), bool)], axis=-1)
-        hit: NDArray[np.bool_] = np.asarray(padded[..., self.members].any(axis=-1))
+        hit: NDArray[np.bool_] = np.asarray(self.of_members(np.asarray(flags, bool), False).any(axis=-1))
         return hit
+
+    def to_signals(self, per_machine: NDArray[np.bool_]) -> NDArray[np.bool_]:
+        """Per signal, its machine's entry of ``per_machine`` (False for a signal without one)."""
+        spread: NDArray[np.bool_] = np.append(per_machine, False)[self.machine_of]
+        return spread
 
 
 class Incidents:
@@ -198,26 +211,29 @@ class Incidents:
         """``abnormal`` ``[rows, machines]`` with the rows' times ``ts`` (same shape, UTC ns) and
         peak scores; ``cause`` names what made each machine abnormal when it first is in this block."""
         events: list[AlarmEvent] = []
+        #: Per machine, the first row of its current incident in this block.
+        since = np.zeros(self.active.shape[0], np.intp)
         changes = np.flatnonzero((abnormal != np.vstack([self.active[None], abnormal[:-1]])).any(axis=0))
         for m in changes.tolist():
             col = abnormal[:, m]
-            prev = bool(self.active[m])
-            for i in np.flatnonzero(col != np.r_[prev, col[:-1]]).tolist():
+            started_here = False
+            for i in np.flatnonzero(col != np.r_[bool(self.active[m]), col[:-1]]).tolist():
                 if col[i]:
                     self.active[m], self.start_ns[m], self.peak[m] = True, ts[i, m], peak[i, m]
-                    self.cause[m] = cause[m]
+                    self.cause[m], since[m], started_here = cause[m], i, True
                     events.append(AlarmEvent(m, self.cause[m], int(ts[i, m]), None, float(peak[i, m])))
-                else:
-                    before = peak[:i, m][col[:i]] if i else peak[:0, m]
-                    top = max(float(self.peak[m]), float(before.max()) if before.shape[0] else 0.0)
-                    new = bool(events and events[-1].signal == m and events[-1].end_ns is None)
-                    if new:
-                        events.pop()
-                    events.append(AlarmEvent(m, self.cause[m], int(self.start_ns[m]), int(ts[i, m]), top, new))
-                    self.active[m] = False
-        on = self.active & abnormal.any(axis=0)
-        if on.any():
-            self.peak[on] = np.maximum(self.peak[on], np.where(abnormal, peak, -np.inf).max(axis=0)[on])
+                    continue
+                top = max(float(self.peak[m]), float(peak[since[m] : i, m].max(initial=-np.inf)))
+                if started_here:  # started and ended in this block: one event, not two
+                    events.pop()
+                end = AlarmEvent(m, self.cause[m], int(self.start_ns[m]), int(ts[i, m]), top, started_here)
+                events.append(end)
+                self.active[m], started_here = False, False
+        on = np.flatnonzero(self.active)
+        if on.shape[0] and abnormal.shape[0]:
+            rows = np.arange(abnormal.shape[0])[:, None]
+            during = np.where(rows >= since[on], peak[:, on], -np.inf)
+            self.peak[on] = np.maximum(self.peak[on], during.max(axis=0))
         return events
 
     def reset(self, machines: NDArray[np.intp], now_ns: int) -> list[AlarmEvent]:

@@ -137,6 +137,8 @@ class _Work:
     e_long: FA | None = None
     dev_clipped: FA | None = None
     long_clipped: FA | None = None
+    #: Per signal: the long-term expectation has a seasonal part (a cycle or day profile).
+    seasonal: B | None = None
 
 
 @register
@@ -418,7 +420,6 @@ class ForecastModel(RowDetector):
         d0 = w.d0
         if w.valid is not None:
             d0, raw2 = d0 * w.valid, raw2 * w.valid
-        seen = w.k > 0
         seasonal = np.zeros(d0.shape[1], bool)
         plain = self.mean + _total(d0) / k
         level = plain
@@ -428,8 +429,9 @@ class ForecastModel(RowDetector):
             ref = w.long_ref if w.valid is None else w.long_ref * w.valid
             seasonal = np.asarray((w.long_ref != 0).any(axis=0))
             level = np.where(seasonal, (_total(d0) - _total(ref)) / k, level)
-        spread: F64 = np.where(seen & (self.count >= self.grace), _total(raw2) / k, np.nan)
-        warm = seen & (self.count >= self.grace)  # the signal's own warm-up holds here too
+        w.seasonal = seasonal
+        warm = (w.k > 0) & (self.count >= self.grace)  # the signal's own warm-up holds here too
+        spread: F64 = np.where(warm, _total(raw2) / k, np.nan)
         return np.where(warm, level, np.nan), spread, seasonal, np.where(warm, plain, np.nan)
 
     def _learn_chunk(self, x: F64, ts: NDArray[np.int64] | None, w: _Work) -> None:
@@ -457,10 +459,10 @@ class ForecastModel(RowDetector):
     def _expected_where_held(self, x: F64, w: _Work) -> F64:
         """``x`` with the held signals' samples replaced by their seasonal expectation (where they
         have one): the cycle goes on with what normal would have been, not with the fault."""
-        if w.long_ref is None:
+        if w.long_ref is None or w.seasonal is None:
             return x
         expected = self.mean + w.long_ref.astype(np.float64)
-        fed: F64 = np.where(self.held & (w.long_ref != 0).any(axis=0), expected, x)
+        fed: F64 = np.where(self.held & w.seasonal, expected, x)
         return fed
 
     def _learn(self, w: _Work, warm: B) -> None:

@@ -41,14 +41,6 @@ def report(fault: str, **figures: Any) -> None:
             fh.write(json.dumps({"fault": fault, **figures}) + "\n")
 
 
-@pytest.fixture
-def server() -> Iterator[CountingServer]:
-    srv = CountingServer(free_port(), {u: Unit() for u in range(1, 6)})
-    srv.start()
-    yield srv
-    srv.close()
-
-
 def agent_config(
     tmp: Path,
     influx_url: str,

@@ -14,19 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
 from tests.faults.agent_process import AgentProcess
-from tests.faults.counting_server import CountingServer, Unit
+from tests.faults.counting_server import CountingServer
 from tests.faults.test_faults import agent_config, pending, stored_seqs
 from tests.mosquitto_server import USERS, Mosquitto, Subscriber
-
-
-@pytest.fixture
-def server() -> Iterator[CountingServer]:
-    srv = CountingServer(free_port(), {u: Unit() for u in range(1, 4)})
-    srv.start()
-    yield srv
-    srv.close()
 
 
 @pytest.fixture

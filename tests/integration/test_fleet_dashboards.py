@@ -30,14 +30,6 @@ def board(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def fleet_reader(broker: Mosquitto) -> Iterator[Subscriber]:
     """An independent subscriber to the fleet's agent topics, started before the agents."""
     reader = Subscriber(broker, "plant/+/+/agent/#").start()

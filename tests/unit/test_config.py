@@ -101,6 +101,19 @@ def test_anomaly_override_for_an_unknown_signal_is_reported(tmp_path: Path) -> N
     assert load_config(write(tmp_path, ok, "ok.yaml")).config.analytics.anomaly.signals
 
 
+def test_alarm_hold_settings_out_of_range_name_the_field(tmp_path: Path) -> None:
+    """The alarm's hold, departure and acceptance settings, each out of range: one message each."""
+    text = GOOD + (
+        "analytics:\n  anomaly:\n    alarm: {hold_level: 0, hold_spread: 1, accept_after: -1,"
+        " departure: -2, hold_min: -5}\n    machine_score: maybe\n"
+    )
+    found = problems(write(tmp_path, text))
+    for field in ("hold_level", "hold_spread", "accept_after", "departure", "hold_min"):
+        assert any(f":21: analytics.anomaly.alarm.{field}:" in m for m in found), (field, found)
+    assert any(":22: analytics.anomaly.machine_score:" in m for m in found), found
+    assert len(found) == 6, found
+
+
 def test_profile_errors_name_the_field(tmp_path: Path) -> None:
     path = write(
         tmp_path,

@@ -426,7 +426,12 @@ class Agent:
             if s["failing_since_ns"] and now - s["failing_since_ns"] > limits.sink_failing_after * 1e9
         ]
         aside = store.get("set_aside", {})
-        reasons += [f"{points} points set aside for sink {sink} (dead letter)" for sink, points in aside.items()]
+        refusals = {s["name"]: s.get("last_refusal", "") for s in sinks}
+        reasons += [
+            f"{points} points set aside for sink {sink} (dead letter)"
+            + (f"; the latest refusal: {refusals[sink]}" if refusals.get(sink) else "")
+            for sink, points in aside.items()
+        ]
         if not store.get("store_writable", True):
             reasons.append("the local store cannot be written (disk full or read-only): points are held in memory")
         if not store.get("readable", True):

@@ -64,6 +64,8 @@ class SinkHealth:
     failing_since_ns: int = 0
     #: Points set aside (dead letter) for this sink since start.
     set_aside: int = 0
+    #: Why the destination last refused points (empty if it never did).
+    last_refusal: str = ""
     #: Seconds from a point's timestamp to its acknowledgement, recent samples.
     latencies_s: list[float] = field(default_factory=list)
     #: The same since start, as a histogram: acknowledgements at most ``LATENCY_BUCKETS_S[i]``
@@ -229,6 +231,11 @@ class Forwarder:
         try:
             self.sink.write(batch, catalog)
         except RejectedPoints as exc:
+            if exc.refused is not None and 0 < exc.refused.shape[0] < len(batch):
+                with self._reject_lock:
+                    self._took += len(batch) - exc.refused.shape[0]
+                self._reject(batch.take(exc.refused), catalog, str(exc))
+                return
             if len(batch) == 1 or exc.dropped == len(batch):
                 self._reject(batch, catalog, str(exc))
                 return
@@ -257,6 +264,7 @@ class Forwarder:
         self.points.count_drop("rejected", n)
         with self._reject_lock:
             self.health.rejected += n
+            self.health.last_refusal = reason
             self._refused += n
             self._refusal = reason
         self._refusals.event(

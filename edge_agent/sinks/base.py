@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 from urllib.parse import urlsplit
 
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field
 
 from edge_agent.collectors.batch import Batch
@@ -46,12 +48,14 @@ class RejectedPoints(Exception):
     """The destination refused these points as bad data (HTTP 400); retrying would not help.
 
     ``dropped`` is how many points the destination says it dropped, when it says (InfluxDB 1.x
-    reports ``dropped=N`` on a partial write); the other points were written.
+    reports ``dropped=N`` on a partial write); the other points were written. ``refused``, when
+    given, is which points of the batch (indices) were refused: all the others were written.
     """
 
-    def __init__(self, message: str, dropped: int | None = None) -> None:
+    def __init__(self, message: str, dropped: int | None = None, refused: NDArray[np.intp] | None = None) -> None:
         super().__init__(message)
-        self.dropped = dropped
+        self.dropped = dropped if refused is None else int(refused.shape[0])
+        self.refused = refused
 
 
 class Sink(Protocol):

@@ -127,7 +127,7 @@ def test_a_topic_the_acl_refuses_is_a_refusal(broker: Mosquitto, tmp_path: Path)
     """MQTT 5: mosquitto answers PUBACK 'not authorized'; the points are refused, not retried."""
     sink = sink_for(broker, tmp_path, username="edge", password=USERS["edge"], topic_prefix="elsewhere/")
     try:
-        with pytest.raises(RejectedPoints, match="refused 1 messages"):
+        with pytest.raises(RejectedPoints, match="refused 1 points on 1 topic"):
             sink.write(Batch.of([T0], [0], [1.0]), CATALOG)
     finally:
         sink.close()

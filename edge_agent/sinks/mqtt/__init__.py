@@ -5,9 +5,13 @@ thread of its own. The forwarder's threads publish; a write returns only when th
 acknowledged every message of the batch (QoS 1: every PUBACK) and raises
 :class:`SinkUnavailable` otherwise, so a broker outage is ridden out in the local store like a
 database outage. Under MQTT 5 a PUBACK with a failure code (mosquitto's ACL: "not authorized")
-is a refusal: :class:`RejectedPoints`, and the forwarder sets the refused points apart. MQTT
-3.1.1 has no such code: a broker drops what its ACL refuses without saying so. QoS 1 is at
-least once: a batch retried after a lost acknowledgement is published again.
+is a refusal: :class:`RejectedPoints` naming the refused points, and the forwarder sets them
+apart. Some brokers (mosquitto 2.0) close the connection right after such a PUBACK: the refused
+topic is remembered for ``DENIED_FOR_S`` and its points are refused without being sent, so the
+other topics keep flowing instead of the batch failing for ever; after that time the topic is
+tried again (the operator may have fixed the ACL). MQTT 3.1.1 has no such code: a broker drops
+what its ACL refuses without saying so. QoS 1 is at least once: a batch retried after a lost
+acknowledgement is published again.
 
 Topics and payloads: :mod:`.topics`.
 """
@@ -19,6 +23,7 @@ import time
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from edge_agent.collectors.batch import Batch
@@ -34,6 +39,9 @@ from edge_agent.sinks.base import (
 )
 from edge_agent.sinks.mqtt.topics import Messages, template_problems
 from edge_agent.store.catalog import SeriesCatalog
+
+#: Seconds a topic the broker refused is not sent again (its points are set apart meanwhile).
+DENIED_FOR_S = 300.0
 
 
 class MqttSink(SinkConfig):
@@ -129,6 +137,15 @@ class MqttPublisher:
         self._why = "not connected yet"
         self._refusal = ""
         self._refused: dict[int, str] = {}
+        #: Topic -> (the broker's reason, monotonic time it said so); owned under ``_lock``.
+        self._denied: dict[str, tuple[str, float]] = {}
+        #: Message id -> topic of the messages waiting for their PUBACK; owned under ``_lock``.
+        self._topic_of: dict[int, str] = {}
+        #: Set after a connection closed during a write: publish one message at a time.
+        self._careful = threading.Event()
+        self._one_careful = threading.Lock()
+        #: The topic whose message waited for its PUBACK when the broker last closed the connection.
+        self._suspect: str | None = None
         self._messages: Messages | None = None
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -163,7 +180,17 @@ class MqttPublisher:
             self._connected.clear()
         else:
             self._refusal = ""
+            self._forget_unacknowledged()
             self._connected.set()
+
+    def _forget_unacknowledged(self) -> None:
+        """Drop what paho would send again on this new connection: the writes that sent it have
+        failed and the forwarder sends their points again, and a message the broker closed the
+        last connection on would close this one too. (paho has no public call for this.)"""
+        out, mutex = getattr(self.client, "_out_messages", None), getattr(self.client, "_out_message_mutex", None)
+        if out is not None and mutex is not None:
+            with mutex:
+                out.clear()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         # A refused connection is followed by a disconnect: the refusal is what the operator needs.
@@ -171,9 +198,16 @@ class MqttPublisher:
         self._connected.clear()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        if getattr(reason, "is_failure", False):
-            with self._lock:
+        # paho sends a broken-off write's messages again after a reconnect: their refusals are
+        # learnt here too, else a refused topic would close every new connection.
+        with self._lock:
+            topic = self._topic_of.pop(mid, None)
+            if getattr(reason, "is_failure", False):
                 self._refused[mid] = str(reason)
+                if topic is not None:
+                    self._denied[topic] = (str(reason), time.monotonic())
+            else:
+                self._refused.pop(mid, None)
 
     def write(self, batch: Batch, catalog: SeriesCatalog) -> None:
         self._start()
@@ -181,12 +215,81 @@ class MqttPublisher:
             if self._messages is None or self._messages.catalog is not catalog:
                 self._messages = Messages(catalog, self.cfg.topic_prefix, self.cfg.topics)
             messages = self._messages
+            now = time.monotonic()
+            self._denied = {t: d for t, d in self._denied.items() if now - d[1] < DENIED_FOR_S}
+            denied = dict(self._denied)
+        held_back = messages.on_topics(batch, denied) if denied else None
+        if held_back is not None and held_back.any():
+            self._publish(batch.take(~held_back), messages)
+            raise self._refusal_of(batch, messages, held_back, denied)
+        self._publish(batch, messages)
+
+    def _publish(self, batch: Batch, messages: Messages) -> None:
+        """Publish ``batch`` and wait for every acknowledgement; RejectedPoints for refused topics."""
         pairs, _ = messages.of(batch)
+        if not pairs:
+            return
         if not self._connected.wait(min(self.cfg.timeout, 1.0)):
             raise SinkUnavailable(f"{self.name}: {self._why}")
+        refused: dict[str, tuple[str, float]] = {}
+        if self._careful.is_set():
+            with self._one_careful:
+                self._publish_one_by_one(pairs, refused)
+        else:
+            infos = self._send(pairs)
+            try:
+                self._await(infos)
+            except SinkUnavailable:
+                if not self._aborted.is_set():
+                    self._careful.set()
+                raise
+            finally:
+                # Refusals count even when the broker closed the connection right after them.
+                refused.update(self._harvest(infos, pairs))
+        if refused:
+            raise self._refusal_of(batch, messages, messages.on_topics(batch, refused), refused)
+
+    def _send(self, pairs: list[tuple[str, bytes]]) -> list[Any]:
         infos = [
             self.client.publish(topic, payload, qos=self.cfg.qos, retain=self.cfg.retain) for topic, payload in pairs
         ]
+        with self._lock:
+            self._topic_of.update((info.mid, topic) for info, (topic, _) in zip(infos, pairs, strict=True))
+        return infos
+
+    def _publish_one_by_one(self, pairs: list[tuple[str, bytes]], refused: dict[str, tuple[str, float]]) -> None:
+        """After the broker closed a connection during a write: each message waits for its PUBACK
+        before the next is sent, so a message the broker closes the connection on is known. One
+        that does so twice in a row is refused (mosquitto 2.0 closes the connection after
+        refusing a topic, and its PUBACK may be lost with the connection)."""
+        with self._lock:
+            suspect = self._suspect
+        pairs = sorted(pairs, key=lambda pair: pair[0] != suspect)  # the suspect first
+        for pair in pairs:
+            (info,) = self._send([pair])
+            try:
+                self._await([info])
+            except SinkUnavailable:
+                if info.rc == 0 and not self._aborted.is_set():
+                    self._blame(pair[0])
+                raise
+            finally:
+                refused.update(self._harvest([info], [pair]))
+        with self._lock:
+            self._suspect = None
+        self._careful.clear()
+
+    def _blame(self, topic: str) -> None:
+        """The broker closed the connection while ``topic``'s message waited for its PUBACK."""
+        with self._lock:
+            if self._suspect == topic:
+                why = "the broker closes the connection on every message to it (mosquitto: its ACL refuses the topic)"
+                self._denied[topic] = (why, time.monotonic())
+                self._suspect = None
+            else:
+                self._suspect = topic
+
+    def _await(self, infos: list[Any]) -> None:
         deadline = time.monotonic() + self.cfg.timeout
         for info in infos:
             while not self._published(info):
@@ -200,10 +303,32 @@ class MqttPublisher:
                     info.wait_for_publish(0.05)
                 except RuntimeError as exc:  # paho: the connection dropped while the message waited
                     raise SinkUnavailable(f"{self.name}: {exc}") from None
+
+    def _harvest(self, infos: list[Any], pairs: list[tuple[str, bytes]]) -> dict[str, tuple[str, float]]:
+        """The topics the broker refused among ``infos`` (remembered in ``_denied``)."""
+        now = time.monotonic()
+        refused: dict[str, tuple[str, float]] = {}
         with self._lock:
-            refused = [self._refused.pop(info.mid) for info in infos if info.mid in self._refused]
-        if refused:
-            raise RejectedPoints(f"{self.name}: the broker refused {len(refused)} messages: {refused[0]}")
+            for info, (topic, _) in zip(infos, pairs, strict=True):
+                reason = self._refused.pop(info.mid, None)
+                if reason is not None:
+                    refused[topic] = (reason, now)
+            self._denied.update(refused)
+        return refused
+
+    def _refusal_of(
+        self, batch: Batch, messages: Messages, mask: Any, denied: dict[str, tuple[str, float]]
+    ) -> RejectedPoints:
+        index = np.flatnonzero(mask)
+        topics = sorted(messages.topics(batch.take(index)) & denied.keys())
+        reason = denied[topics[0]][0] if topics else "refused"
+        user = f" for user {self.cfg.username!r}" if self.cfg.username else ""
+        shown = ", ".join(repr(t) for t in topics[:3]) + (f" and {len(topics) - 3} more" if len(topics) > 3 else "")
+        return RejectedPoints(
+            f"{self.name}: the broker refused {index.shape[0]} points on {len(topics)} topic(s) {shown}: {reason}; "
+            f"check the broker's ACL{user} or the sink's topic_prefix/topics (tried again after {DENIED_FOR_S:g} s)",
+            refused=index,
+        )
 
     def _published(self, info: Any) -> bool:
         """Whether the broker acknowledged ``info``'s message; SinkUnavailable when paho gave it up."""

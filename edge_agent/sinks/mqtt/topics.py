@@ -31,8 +31,12 @@ import datetime as dt
 import json
 import math
 import string
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from edge_agent.collectors.batch import Batch
 from edge_agent.schema import TEXT_FIELD
@@ -165,6 +169,16 @@ class Messages:
                 return None
             found = self.routes[series_id] = route(series, self.prefix, self.templates)
         return found
+
+    def on_topics(self, batch: Batch, topics: Container[str]) -> NDArray[np.bool_]:
+        """Per point of ``batch``, whether its message's topic is one of ``topics``."""
+        ids = np.unique(batch.signal)
+        hit = [int(i) for i in ids.tolist() if (r := self._route(int(i))) is not None and r.topic in topics]
+        return np.isin(batch.signal, np.asarray(hit, batch.signal.dtype))
+
+    def topics(self, batch: Batch) -> set[str]:
+        """The topics the messages of ``batch`` go to."""
+        return {r.topic for i in np.unique(batch.signal).tolist() if (r := self._route(int(i))) is not None}
 
     def of(self, batch: Batch) -> tuple[list[tuple[str, bytes]], list[int]]:
         """The messages of ``batch`` and, per message, how many points it carries."""

@@ -135,11 +135,19 @@ class CycleLearner:
     #: less and less often; a new or reset signal is looked at every ``every`` chunks.
     MAX_WAIT = 512
 
+    #: Signals whose period is looked for in one FFT: bounds its memory (about 40 kB per signal
+    #: at the full ring) when many signals are due at once.
+    BLOCK = 2048
+
     def _refresh(self, cols: NDArray[np.intp]) -> None:
-        """Look for the period of the signals ``cols``."""
+        """Look for the period of the signals ``cols``, ``BLOCK`` at a time."""
+        for start in range(0, cols.shape[0], self.BLOCK):
+            self._refresh_block(cols[start : start + self.BLOCK])
+
+    def _refresh_block(self, cols: NDArray[np.intp]) -> None:
         count = min(self.pushed, self.size)
         order = (np.arange(self.pushed - count, self.pushed)) % self.size
-        r = self.ring[order][:, cols].astype(np.float64)
+        r = self.ring[np.ix_(order, cols)].astype(np.float64)
         complete = ~np.isnan(r).any(axis=0)
         r = np.nan_to_num(r - np.nanmean(np.where(np.isnan(r), 0.0, r), axis=0))
         t = np.arange(count) - (count - 1) / 2

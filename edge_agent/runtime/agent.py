@@ -205,7 +205,7 @@ class Agent:
         texts = self.store.series.catalog().texts
         self.status_view = StatusView(
             self.last_tick_ns,
-            pipeline.latest.rows(layout.device_tables, layout.labels, texts),
+            pipeline.latest.snapshot(layout.device_tables, layout.labels, texts),
             pipeline.anomaly.open_alarms(),
             pipeline.oee.current(),
         )

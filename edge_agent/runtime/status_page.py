@@ -40,12 +40,46 @@ class StatusView:
     """What the tick knows that ``/health`` does not: latest readings, open alarms, current OEE."""
 
     taken_ns: int = 0
-    #: (device, signal, value as text, unit, quality, time UTC ns)
-    readings: list[tuple[str, str, str, str, str, int]] = field(default_factory=list)
+    #: The latest readings as the tick left them (turned into rows only when the page is shown).
+    latest: Latest | None = None
     #: (device.signal, detector, since UTC ns, peak score)
     alarms: list[tuple[str, str, int, float]] = field(default_factory=list)
     #: Per machine: name, line, state code and the KPIs of its open window.
     oee: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def readings(self) -> list[tuple[str, str, str, str, str, int]]:
+        """(device, signal, value as text, unit, quality, time UTC ns) of every series read."""
+        return [] if self.latest is None else self.latest.rows()
+
+
+@dataclass(frozen=True)
+class Latest:
+    """A copy of the latest readings and the layout that names them; nothing in it changes."""
+
+    value: NDArray[np.float64]
+    quality: NDArray[np.uint8]
+    ts: NDArray[np.int64]
+    tables: list[NDArray[np.int32]]
+    labels: list[list[tuple[str, str, str, str]]]
+    texts: dict[int, str]
+
+    def rows(self) -> list[tuple[str, str, str, str, str, int]]:
+        out = []
+        for table, names in zip(self.tables, self.labels, strict=True):
+            for sid, (device, signal, unit, kind) in zip(table.tolist(), names, strict=True):
+                quality = int(self.quality[sid])
+                if quality == 255:
+                    continue
+                value = float(self.value[sid])
+                if quality != QUALITY_GOOD or not math.isfinite(value):
+                    shown = "-"
+                elif kind == "text":
+                    shown = self.texts.get(int(value), "?")
+                else:
+                    shown = f"{value:.6g}"
+                out.append((device, signal, shown, unit, QUALITY.get(quality, str(quality)), int(self.ts[sid])))
+        return out
 
 
 class LatestReadings:
@@ -72,24 +106,12 @@ class LatestReadings:
         self.quality[raw.signal[pick]] = raw.quality[pick]
         self.ts[raw.signal[pick]] = raw.ts[pick]
 
-    def rows(
+    def snapshot(
         self, tables: list[NDArray[np.int32]], labels: list[list[tuple[str, str, str, str]]], texts: dict[int, str]
-    ) -> list[tuple[str, str, str, str, str, int]]:
-        out = []
-        for table, names in zip(tables, labels, strict=True):
-            for sid, (device, signal, unit, kind) in zip(table.tolist(), names, strict=True):
-                quality = int(self.quality[sid])
-                if quality == 255:
-                    continue
-                value = float(self.value[sid])
-                if quality != QUALITY_GOOD or not math.isfinite(value):
-                    shown = "-"
-                elif kind == "text":
-                    shown = texts.get(int(value), "?")
-                else:
-                    shown = f"{value:.6g}"
-                out.append((device, signal, shown, unit, QUALITY.get(quality, str(quality)), int(self.ts[sid])))
-        return out
+    ) -> Latest:
+        """A copy to hand to the page's thread (the arrays copied; the layout's lists are never
+        changed in place, a reload makes new ones)."""
+        return Latest(self.value.copy(), self.quality.copy(), self.ts.copy(), tables, labels, dict(texts))
 
 
 _CSS = """

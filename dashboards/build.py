@@ -36,6 +36,8 @@ FILTER = f'{PLACE} AND "line" =~ /^$line$/ AND "machine" =~ /^$machine$/ AND $ti
 OEE_WHERE = f"{window_filter('$window')} AND {FILTER}"
 SHIFT_WHERE = f"{window_filter('shift')} AND {FILTER}"
 KPI_WHERE = f"{PLACE} AND $timeFilter"
+#: Up to the range's end, 90 days back: alarms that started before the range and are still open.
+OPEN_LOOKBACK = "time <= ${__to}ms AND time > ${__to}ms - 90d"
 #: Stats draw a sparkline of their query's intervals; their number is the whole range's.
 BY_INTERVAL = " GROUP BY time($__interval) fill(none)"
 RATIOS = {name: ratio(fields) for name, fields in OEE_RATIOS.items()}
@@ -346,9 +348,31 @@ def process_panels() -> list[cogbuilder.Builder[model.Panel]]:
         "oee",
         grid(18, 28, 6, 4),
     )
+    # Open at the range's end: the latest alarm point of a machine, signal and detector says
+    # active = 1 (its start may lie before the range: the look-back is 90 days).
+    open_alarms = (
+        table.Panel()
+        .title("Open alarms 当前报警")
+        .description(
+            "Alarms still active at the end of the range: when each started, on which machine, signal "
+            "(_machine: the machine's signals together) and detector. Empty while nothing is abnormal."
+        )
+        .datasource(DATASOURCE)
+        .with_target(
+            Query(
+                'SELECT "open" FROM (SELECT last("active") AS "open" FROM "alarm" WHERE '
+                f'{FILTER.replace("$timeFilter", OPEN_LOOKBACK)} GROUP BY "machine", "signal", "detector") '
+                'WHERE "open" = 1 GROUP BY "machine", "signal", "detector"',
+                "table",
+            )
+        )
+        .override_by_name("open", [prop("custom.hidden", True)])
+        .sort_by([common_builders.TableSortByFieldState().display_name("Time").desc(True)])
+        .grid_pos(grid(0, 32, 12, 8))
+    )
     alarms = (
         table.Panel()
-        .title("Alarms 异常报警")
+        .title("Ended alarms 已结束报警")
         .description("One row per alarm that ended in the range: when it ended, how long it lasted and its peak score.")
         .datasource(DATASOURCE)
         .with_target(
@@ -360,9 +384,9 @@ def process_panels() -> list[cogbuilder.Builder[model.Panel]]:
         )
         .override_by_name("duration_s", [prop("unit", "s"), prop("displayName", "duration")])
         .sort_by([common_builders.TableSortByFieldState().display_name("Time").desc(True)])
-        .grid_pos(grid(0, 32, 24, 8))
+        .grid_pos(grid(12, 32, 12, 8))
     )
-    return [energy, good, alarms]
+    return [energy, good, open_alarms, alarms]
 
 
 def signal_panels() -> list[cogbuilder.Builder[model.Panel]]:

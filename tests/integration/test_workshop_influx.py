@@ -179,9 +179,11 @@ def substitute(query: str, run: WorkshopRun, chosen: dict[str, str], interval: s
     Grafana, which cannot run here)."""
     # A shift's point is stamped at the shift's start, hours before the run: its panel looks back 7 days.
     before = 7 * 86400 if "'shift'" in query else 60
-    query = query.replace(
-        "$timeFilter", f"time >= {run.start_ns - before * 10**9} AND time <= {run.end_ns + 60 * 10**9}"
-    ).replace("$__interval", interval)
+    query = (
+        query.replace("$timeFilter", f"time >= {run.start_ns - before * 10**9} AND time <= {run.end_ns + 60 * 10**9}")
+        .replace("${__to}", str((run.end_ns + 60 * 10**9) // 10**6))
+        .replace("$__interval", interval)
+    )
     for name in VARIABLE_ORDER:
         query = query.replace(f"${name}", chosen.get(name, ".*"))
     assert "$" not in query.replace("$/", ""), f"a variable is left in {query}"
@@ -236,11 +238,52 @@ def check_every_panel(influxdb: InfluxServer, db: str, run: WorkshopRun) -> dict
                         continue
                     if not got and "baseline_" in query and not run.config["kpis"].get("baseline"):
                         continue  # no baseline set: nothing to compare with
+                    if not got and p["title"].startswith("Open alarms") and not open_alarms(influxdb, db, machine):
+                        continue  # nothing abnormal at the end of the run (checked against the points below)
                     assert got, f"panel {p['title']!r} returned no data for {chosen}: {query}"
                     assert all(not (isinstance(v, float) and math.isnan(v)) for v in got), query
                     if p["type"] == "stat":
                         assert sum(len(s["values"]) for s in series) >= 2, f"{p['title']!r}: no sparkline"
     return values
+
+
+def open_alarms(influxdb: InfluxServer, db: str, machine: str = ".*") -> set[tuple[str, str, str, int]]:
+    """(machine, signal, detector, start ns) of the alarms whose latest point says active = 1,
+    computed here from every alarm point."""
+    latest: dict[tuple[str, str, str], tuple[int, float]] = {}
+    series = influxdb.query('SELECT "active" FROM "alarm" GROUP BY "machine", "signal", "detector"', db)
+    for s in series:
+        key = (s["tags"]["machine"], s["tags"]["signal"], s["tags"]["detector"])
+        for ts, active in s["values"]:
+            if key not in latest or ts >= latest[key][0]:
+                latest[key] = (ts, active)
+    pattern = re.compile(f"^{machine}$")
+    return {(*k, ts) for k, (ts, active) in latest.items() if active == 1 and pattern.match(k[0])}
+
+
+def test_open_alarms_panel_lists_the_alarms_still_active(workshop: WorkshopRun, influxdb: InfluxServer) -> None:
+    """The demo's drift is still on at the end of the run: its alarm is open. The panel lists
+    exactly the alarms whose latest point is a start, each at its start time, and none that ended."""
+    (panel,) = [p for p in dashboard()["panels"] if p["title"].startswith("Open alarms")]
+    expected = open_alarms(influxdb, DB)
+    assert expected, "no alarm open at the end of the demo run"
+    query = substitute(panel["targets"][0]["query"], workshop, {})
+    got = {
+        (s["tags"]["machine"], s["tags"]["signal"], s["tags"]["detector"], row[0])
+        for s in influxdb.query(query, DB)
+        for row in s["values"]
+    }
+    assert got == expected
+    # Seen from a range that ends before the first alarm started, nothing is open.
+    first = min(ts for *_, ts in expected)
+    early = panel["targets"][0]["query"].replace("${__to}", str((first - 10**9) // 10**6))
+    early = substitute(early, workshop, {})
+    before = {
+        (s["tags"]["machine"], s["tags"]["signal"], s["tags"]["detector"], row[0])
+        for s in influxdb.query(early, DB)
+        for row in s["values"]
+    }
+    assert not before & expected
 
 
 def test_every_dashboard_query_returns_data(workshop: WorkshopRun, influxdb: InfluxServer) -> None:

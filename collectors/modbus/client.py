@@ -82,8 +82,8 @@ class ModbusCollector:
         self._text_ids: list[dict[str, int]] = [{} for _ in profile.fields]
         self._said: set[str] = set()
         self.last_error: str | None = None
-        #: The words (or bits) each table's reads returned in the latest poll, by address.
-        self._last_words: dict[tuple[str, int], int] = {}
+        #: The words (or bits) each read returned in the latest poll, by (table, first address).
+        self._last_words: dict[tuple[str, int], np.ndarray] = {}
 
     @property
     def name(self) -> str:
@@ -184,7 +184,7 @@ class ModbusCollector:
             quality[index] = QUALITY_BAD_DEVICE
             errors.append(f"{span(req.table, req.address, req.count)}: {words.shape[0]} answered")
         else:
-            self._last_words.update(((req.table, req.address + k), int(w)) for k, w in enumerate(words.tolist()))
+            self._last_words[(req.table, req.address)] = words
             values[index] = req.plan.decode(words)
             if req.plan.text_index:
                 self._texts(req, reply, values, quality)
@@ -224,12 +224,16 @@ class ModbusCollector:
         """Where field ``index`` comes from, with the raw words of the latest poll (``--test``)."""
         f = self.profile.fields[index]
         place = span(f.table, f.address, f.width)
-        words = [self._last_words.get((f.table, f.address + k)) for k in range(f.width)]
-        if any(w is None for w in words):
+        words: list[int] = []
+        for (table, first), read in self._last_words.items():
+            if table == f.table and first <= f.address and f.address + f.width <= first + read.shape[0]:
+                words = [int(w) for w in read[f.address - first : f.address - first + f.width].tolist()]
+                break
+        if not words:
             return f"{place} unit {self.unit_id}"
         if f.table in ("coil", "discrete"):
             return f"{place} unit {self.unit_id} = {words[0]}"
-        shown = " ".join(f"{w:#06x}" for w in words if w is not None)
+        shown = " ".join(f"{w:#06x}" for w in words)
         order = f" {f.byte_order}" if f.width > 1 else ""
         return f"{place} unit {self.unit_id} = {shown} ({f.type}{order})"
 

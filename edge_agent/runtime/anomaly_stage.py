@@ -33,6 +33,16 @@ from edge_agent.store.series import SeriesRegistry
 log = logging.getLogger(__name__)
 
 
+#: Decimals of a written score (1 is the alarm threshold): finer is noise, and a number of at
+#: most 9 decimals is written by the sinks in bulk instead of one Python ``repr`` per point.
+SCORE_DECIMALS = 4
+
+
+def written(scores: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Scores as they are written: rounded to ``SCORE_DECIMALS``."""
+    return np.round(scores, SCORE_DECIMALS)
+
+
 class AnomalyStage:
     """Scores the layout's analog signals (its ``scored``); owned by the tick's thread."""
 
@@ -87,7 +97,9 @@ class AnomalyStage:
         for s in signals:
             if s.machine >= 0:
                 self._score_lead[s.raw_id] = self._state_lead_ns[s.machine]
-        self._unscored = Batch.empty()
+        #: Readings waiting to be scored, in arrival order: (readings, when each is due (UTC ns),
+        #: the earliest and the latest of those). Owned by the tick's thread.
+        self._waiting: list[tuple[Batch, NDArray[np.int64], int, int]] = []
 
     def score_readings(self, raw: Batch, cutoff_ns: int, hold: bool = True) -> Batch:
         """Anomaly scores of the readings up to ``cutoff_ns``; a machine whose state changed takes up
@@ -101,15 +113,36 @@ class AnomalyStage:
         """
         if self.column.shape[0] == 0:
             return self.score(Batch.empty(), [])
-        is_state = self.layout.role[raw.signal] == ROLE_STATE if len(raw) else np.empty(0, bool)
-        keep = self.wanted(raw) | is_state if len(raw) else np.empty(0, bool)
-        pending = Batch.concat([self._unscored, raw.take(keep)]) if len(raw) else self._unscored
-        limit = np.full(len(pending), cutoff_ns, np.int64)
-        if hold and len(pending):
-            inside = pending.signal < self._score_lead.shape[0]
-            limit[inside] -= self._score_lead[pending.signal[inside]]
-        ready = pending.ts <= limit
-        now, self._unscored = pending.take(ready), pending.take(~ready)
+        if len(raw):
+            is_state = self.layout.role[raw.signal] == ROLE_STATE
+            fresh = raw.take(self.wanted(raw) | is_state)
+            if len(fresh):
+                due = fresh.ts.copy()
+                inside = fresh.signal < self._score_lead.shape[0]
+                due[inside] += self._score_lead[fresh.signal[inside]]
+                self._waiting.append((fresh, due, int(due.min()), int(due.max())))
+        # Each tick looks at each waiting part's bounds only; a part is split only when the cut-off
+        # falls inside it (readings arrive roughly in time order: most parts go whole).
+        ready: list[Batch] = []
+        waiting: list[tuple[Batch, NDArray[np.int64], int, int]] = []
+        for part in self._waiting:
+            batch, due, first, last = part
+            if not hold:
+                go = batch.ts <= cutoff_ns
+            elif last <= cutoff_ns:
+                ready.append(batch)
+                continue
+            elif first > cutoff_ns:
+                waiting.append(part)
+                continue
+            else:
+                go = due <= cutoff_ns
+            ready.append(batch.take(go))
+            if not go.all():
+                left = due[~go]
+                waiting.append((batch.take(~go), left, int(left.min()), int(left.max())))
+        self._waiting = waiting
+        now = Batch.concat(ready) if ready else Batch.empty()
         return self.score(now, self._state_changes(now))
 
     def open_alarms(self) -> list[tuple[str, str, int, float]]:
@@ -208,7 +241,7 @@ class AnomalyStage:
         self.events += events
         del self.events[:-1000]
         p_col, p_ts, p_score = self.peaks.add(cols, raw.ts[order], scores)
-        points = [Batch(p_ts, self.score_ids[p_col], p_score, np.zeros(p_col.shape[0], np.uint8))]
+        points = [Batch(p_ts, self.score_ids[p_col], written(p_score), np.zeros(p_col.shape[0], np.uint8))]
         points.append(self._alarm_points(self._pending_events + events))
         self._pending_events = []
         if self.scorer.n_machines:
@@ -224,15 +257,15 @@ class AnomalyStage:
         m_col, m_ts, m_score = self.machine_peaks.add(
             machines, result.ts[rows, machines], result.scores[rows, machines]
         )
-        peaks = Batch(m_ts, self.machine_score_ids[m_col], m_score, np.zeros(m_col.shape[0], np.uint8))
+        peaks = Batch(m_ts, self.machine_score_ids[m_col], written(m_score), np.zeros(m_col.shape[0], np.uint8))
         return Batch.concat([peaks, self._alarm_points(result.events, self._machine_alarm_series)])
 
     def flush(self) -> Batch:
         """At the end of a run: the open intervals' peak scores, and alarm events not yet written."""
         p_col, p_ts, p_score = self.peaks.flush()
-        peaks = Batch(p_ts, self.score_ids[p_col], p_score, np.zeros(p_col.shape[0], np.uint8))
+        peaks = Batch(p_ts, self.score_ids[p_col], written(p_score), np.zeros(p_col.shape[0], np.uint8))
         m_col, m_ts, m_score = self.machine_peaks.flush()
-        machine_peaks = Batch(m_ts, self.machine_score_ids[m_col], m_score, np.zeros(m_col.shape[0], np.uint8))
+        machine_peaks = Batch(m_ts, self.machine_score_ids[m_col], written(m_score), np.zeros(m_col.shape[0], np.uint8))
         return Batch.concat([peaks, machine_peaks, self._flush_pending()])
 
     def _flush_pending(self) -> Batch:

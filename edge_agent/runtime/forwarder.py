@@ -269,7 +269,7 @@ class Forwarder:
             self._refusal = reason
         self._refusals.event(
             logging.ERROR,
-            "%s refused %d point(s) as bad data; kept in %s: %s",
+            "%s refused %d point(s) (bad data or not allowed; not retried); kept in %s: %s",
             self.sink.name,
             n,
             where,

@@ -59,6 +59,16 @@ def _parser() -> argparse.ArgumentParser:
     areplay = asub.add_parser("replay", help="score a CSV of signals as the agent would; prints CSV")
     areplay.add_argument("csv", type=Path, help="first column time, then one column per signal")
     areplay.add_argument("--config", type=Path, default=None, help="YAML holding the anomaly: section")
+    areplay.add_argument(
+        "--timezone", default=None, help="the zone of times without a UTC offset in the CSV (e.g. Asia/Shanghai, UTC)"
+    )
+    areplay.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="a column that is no signal (a label); repeatable",
+    )
     asub.add_parser("params", help="every detector's parameters: default, bounds and meaning")
     oee = sub.add_parser("oee", help="OEE tools")
     osub = oee.add_subparsers(dest="action", required=True)
@@ -66,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     oreplay.add_argument("csv", type=Path, help="first column time, then one column per signal")
     oreplay.add_argument("--config", type=Path, required=True, help="YAML holding the machine's oee: section")
     oreplay.add_argument("--window", default="1h", help="1h (default), shift, 1d, or a duration dividing a day")
+    oreplay.add_argument(
+        "--timezone", default=None, help="the zone of times without a UTC offset in the CSV (e.g. Asia/Shanghai, UTC)"
+    )
     config = sub.add_parser("config", help="configuration tools")
     csub = config.add_subparsers(dest="action", required=True)
     check = csub.add_parser("check", help="validate agent.yaml and the profiles it uses")
@@ -135,11 +148,15 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911, PLR0912 - one 
         if args.command == "anomaly":
             from edge_agent.tools.anomaly_replay import params, replay  # noqa: PLC0415
 
-            return params() if args.action == "params" else replay(args.csv, args.config)
+            return (
+                params()
+                if args.action == "params"
+                else replay(args.csv, args.config, timezone=args.timezone, ignore=args.ignore)
+            )
         if args.command == "oee":
             from edge_agent.tools.oee_replay import replay as oee_replay  # noqa: PLC0415
 
-            return oee_replay(args.csv, args.config, args.window)
+            return oee_replay(args.csv, args.config, args.window, timezone=args.timezone)
         if args.command == "health":
             return _health(args.url)
         if args.command == "run" and args.test:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -15,7 +16,7 @@ from edge_agent.config.anomaly import AnomalyBase, anomaly_section_model, anomal
 from edge_agent.config.renamed import rename_anomaly_keys
 from edge_agent.config.types import FROM_FILE
 from edge_agent.config.yaml_source import ConfigError, load_yaml, validation_problems
-from edge_agent.tools.signals_csv import read_signals
+from edge_agent.tools.signals_csv import read_signals, time_zone
 
 
 def load_section(path: Path | None) -> AnomalyBase:
@@ -33,12 +34,18 @@ def load_section(path: Path | None) -> AnomalyBase:
         raise ConfigError(validation_problems(doc, exc)) from None
 
 
-def replay(csv_path: Path, config: Path | None, out: TextIO = sys.stdout) -> int:
+def replay(
+    csv_path: Path,
+    config: Path | None,
+    out: TextIO = sys.stdout,
+    timezone: str | None = None,
+    ignore: Sequence[str] = (),
+) -> int:
     """Print ``time``, each signal's ``S_score`` and ``S_alarm`` (1 on every row while its alarm is
     active), then ``_machine_score`` (the columns scored together as one machine: 1 at its threshold)
     and ``_machine_alarm`` (1 while the machine is abnormal: its score in alarm, or any signal)."""
     section = load_section(config)
-    table = read_signals(csv_path)
+    table = read_signals(csv_path, time_zone(timezone), ignore)
     unknown = unknown_signal_keys(section, set(table.names))
     if unknown:
         raise ConfigError([f"{config}: signals {unknown} are not columns of {csv_path} (it has {table.names})"])

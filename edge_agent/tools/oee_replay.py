@@ -33,7 +33,7 @@ from edge_agent.config.oee import (
 )
 from edge_agent.config.types import parse_duration
 from edge_agent.config.yaml_source import ConfigError, YamlDocument
-from edge_agent.tools.signals_csv import SignalTable, read_signals
+from edge_agent.tools.signals_csv import SignalTable, read_signals, time_zone
 
 ENERGY = 3
 #: Rows fed to the engine at a time (the agent feeds what arrived since its last tick).
@@ -175,10 +175,10 @@ def _record(
     return out
 
 
-def replay(csv_path: Path, config: Path, window: str, out: TextIO = sys.stdout) -> int:
+def replay(csv_path: Path, config: Path, window: str, out: TextIO = sys.stdout, timezone: str | None = None) -> int:
     """Print the windows of a replay as JSON lines; exit status 0."""
     section, doc = load_machine_oee(config)
-    table = read_signals(csv_path)
+    table = read_signals(csv_path, time_zone(timezone))
     for record in replay_rows(table, section, doc, window):
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
     return 0

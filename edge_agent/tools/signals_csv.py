@@ -1,19 +1,25 @@
 """Signals recorded as CSV, for replays: first column ``time``, one column per signal.
 
-``time`` is RFC 3339 with an offset (``2026-03-01T08:00:00+08:00``) or integer epoch
-nanoseconds; an empty cell means no new reading of that signal at that time, and the word
-``unreachable`` in any cell of a row means the device could not be reached at that time (an
-outage: the machine's time is unknown until its next state reading). Problems are reported with
-file, line and column.
+Cells are separated by commas, semicolons or tabs (whichever the header uses); the first column
+may also be named ``timestamp``, ``datetime`` or ``date``. ``time`` is RFC 3339 with an offset
+(``2026-03-01T08:00:00+08:00``, a space for the ``T`` too) or integer epoch nanoseconds; a time
+without an offset (``2020-03-09 10:14:33``, as data sets often are) is read in the zone given as
+``zone`` (``--timezone``), and refused without one. An empty cell means no new reading of that
+signal at that time, and the word ``unreachable`` in any cell of a row means the device could not
+be reached at that time (an outage: the machine's time is unknown until its next state reading).
+Problems are reported with file, line and column.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,14 +41,25 @@ class SignalTable:
     outage: NDArray[np.bool_]
 
 
-def parse_time(text: str) -> int:
-    """UTC ns from RFC 3339 with an offset, or from integer epoch nanoseconds."""
+#: Names the first column may have (any case).
+TIME_NAMES = ("time", "timestamp", "datetime", "date")
+#: Cell separators a header may use.
+SEPARATORS = ",;\t"
+
+
+def parse_time(text: str, zone: ZoneInfo | None = None) -> int:
+    """UTC ns from RFC 3339 with an offset, from integer epoch nanoseconds, or from a time
+    without an offset read in ``zone``."""
     text = text.strip()
     if text.lstrip("-").isdigit():
         return int(text)
     stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if stamp.tzinfo is None and zone is not None:
+        stamp = stamp.replace(tzinfo=zone)
     if stamp.tzinfo is None:
-        raise ValueError("has no UTC offset: write e.g. 2026-03-01T08:00:00+08:00")
+        raise ValueError(
+            "has no UTC offset: write e.g. 2026-03-01T08:00:00+08:00, or say the zone: --timezone Asia/Shanghai"
+        )
     whole = int(stamp.replace(microsecond=0).timestamp())
     return whole * 1_000_000_000 + stamp.microsecond * 1000
 
@@ -58,23 +75,46 @@ def _number(cell: str) -> tuple[float, str]:
     return value, ""
 
 
+def time_zone(name: str | None) -> ZoneInfo | None:
+    """The zone ``--timezone`` names (None: none given)."""
+    if name is None:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError([f"--timezone {name!r}: no such time zone (e.g. UTC, Asia/Shanghai)"]) from None
+
+
+def _separator(first_line: str) -> str:
+    """The separator the header uses most (a comma if none)."""
+    counts = {sep: first_line.count(sep) for sep in SEPARATORS}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] else ","
+
+
 def _header(path: Path, rows: list[list[str]]) -> list[str]:
     """The signal names of the header row."""
-    if not rows or not rows[0] or rows[0][0].strip() != "time":
-        raise ConfigError([f"{path}:1: the first column must be named 'time', then one column per signal"])
+    if not rows or not rows[0] or rows[0][0].strip().lstrip("\ufeff").lower() not in TIME_NAMES:
+        raise ConfigError(
+            [
+                f"{path}:1: the first column must be named 'time' (or timestamp, datetime, date), "
+                "then one column per signal"
+            ]
+        )
     names = [n.strip() for n in rows[0][1:]]
     if not names or any(not n for n in names) or len(set(names)) != len(names):
         raise ConfigError([f"{path}:1: signal columns need distinct, non-empty names (got {names})"])
     return names
 
 
-def read_signals(path: Path) -> SignalTable:
+def read_signals(path: Path, zone: ZoneInfo | None = None, ignore: Sequence[str] = ()) -> SignalTable:
+    """The table in ``path``; times without an offset are read in ``zone``; the columns named in
+    ``ignore`` (a data set's labels, say) are left out."""
     try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
-    with handle:
-        rows = list(csv.reader(handle))
+    rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=_separator(text.split("\n", 1)[0]))]
     names = _header(path, rows)
     problems: list[str] = []
     ts: list[int] = []
@@ -86,7 +126,7 @@ def read_signals(path: Path) -> SignalTable:
             problems.append(f"{path}:{line}: {len(row)} cells, expected {len(names) + 1}")
             continue
         try:
-            ts.append(parse_time(row[0]))
+            ts.append(parse_time(row[0], zone))
         except ValueError as exc:
             problems.append(f"{path}:{line}: time {row[0]!r} {exc}")
             continue
@@ -109,4 +149,17 @@ def read_signals(path: Path) -> SignalTable:
     if stamps.shape[0] > 1 and (np.diff(stamps) < 0).any():
         bad = int(np.argmax(np.diff(stamps) < 0)) + 3
         raise ConfigError([f"{path}:{bad}: time goes backwards: sort the rows by time"])
-    return SignalTable(path, [row[0] for row in rows[1:]], stamps, names, values, outage)
+    table = SignalTable(path, [row[0] for row in rows[1:]], stamps, names, values, outage)
+    return without(table, ignore) if ignore else table
+
+
+def without(table: SignalTable, ignore: Sequence[str]) -> SignalTable:
+    """``table`` without the columns named in ``ignore``."""
+    names = table.names
+    missing = [name for name in ignore if name not in names]
+    if missing:
+        raise ConfigError([f"{table.path}:1: --ignore {missing}: no such column (the columns are {names})"])
+    keep = [c for c, name in enumerate(names) if name not in ignore]
+    if not keep:
+        raise ConfigError([f"{table.path}:1: --ignore leaves no signal column"])
+    return replace(table, names=[names[c] for c in keep], values=table.values[:, keep])

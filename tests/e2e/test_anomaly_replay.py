@@ -89,13 +89,46 @@ def test_replay_errors_name_file_line_and_column(tmp_path: Path, capsys: pytest.
     with pytest.raises(ConfigError) as info:
         replay(bad, None, io.StringIO())
     assert info.value.problems == [
-        f"{bad}:3: time '2026-03-01T08:00:01' has no UTC offset: write e.g. 2026-03-01T08:00:00+08:00",
+        f"{bad}:3: time '2026-03-01T08:00:01' has no UTC offset: write e.g. 2026-03-01T08:00:00+08:00, "
+        "or say the zone: --timezone Asia/Shanghai",
         f"{bad}:4: column 'a': 'x' is not a number (nor 'unreachable')",
     ]
     config = tmp_path / "anomaly.yaml"
     config.write_text("alarm: {on_above: 1.0, off_below: 2.0}\n", encoding="utf-8")
     assert main(["anomaly", "replay", str(signals_csv(tmp_path)), "--config", str(config)]) == 2
     assert "anomaly.yaml:1: alarm: off_below must be lower than on_above" in capsys.readouterr().err
+
+
+def test_a_data_set_as_published_semicolons_datetime_and_local_times(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Data sets come as they were recorded: a ``datetime`` column of local times without an
+    offset, cells separated by semicolons. With ``--timezone`` they replay exactly as the same
+    readings written as RFC 3339 with an offset; without it the error says what to give."""
+    plain = signals_csv(tmp_path)
+    lines = plain.read_text(encoding="utf-8").splitlines()
+    local = ["datetime;temp;vib;anomaly;changepoint"]  # with the data set's label columns
+    for i, line in enumerate(lines[1:]):
+        ns, temp, vib = line.split(",")
+        stamp = np.datetime64(int(ns), "ns") + np.timedelta64(8, "h")  # Asia/Shanghai: UTC+8, no DST
+        label = int(600 <= i < 630)
+        local.append(f"{str(stamp.astype('datetime64[s]')).replace('T', ' ')};{temp};{vib};{label};{int(i == 600)}")
+    published = tmp_path / "published.csv"
+    published.write_text("\ufeff" + "\n".join(local) + "\n", encoding="utf-8")  # with a byte order mark
+    expected = run(plain)
+    out = io.StringIO()
+    assert replay(published, None, out, timezone="Asia/Shanghai", ignore=["anomaly", "changepoint"]) == 0
+    got = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [{k: v for k, v in r.items() if k != "time"} for r in got] == [
+        {k: v for k, v in r.items() if k != "time"} for r in expected
+    ]
+    assert got[0]["time"] == local[1].split(";")[0]
+    assert main(["anomaly", "replay", str(published)]) == 2
+    assert f"{published}:2: time '{local[1].split(';')[0]}' has no UTC offset" in capsys.readouterr().err
+    assert main(["anomaly", "replay", str(published), "--timezone", "Mars/Olympus"]) == 2
+    assert "--timezone 'Mars/Olympus': no such time zone" in capsys.readouterr().err
+    assert main(["anomaly", "replay", str(published), "--timezone", "UTC", "--ignore", "label"]) == 2
+    assert f"{published}:1: --ignore ['label']: no such column" in capsys.readouterr().err
 
 
 def test_params_lists_every_registered_parameter(capsys: pytest.CaptureFixture[str]) -> None:

@@ -197,7 +197,7 @@ def plant_files(files: int = 12, seed: int = 0) -> float:
         x = z @ rng.normal(0.0, 1.0, (3, p)) * 0.7 + rng.normal(0.0, 0.7, (n, p))
         sd = x[:400].std(axis=0)
         start = int(rng.integers(400, 700))
-        end = start + int(rng.integers(200, 450))
+        end = min(start + int(rng.integers(200, 450)), n - 50)
         kind = ("step", "ramp", "noisy step")[k % 3]
         for c, a in zip(
             rng.choice(p, 4, replace=False), rng.uniform(1.0, 2.5, 4) * rng.choice([-1, 1], 4), strict=True

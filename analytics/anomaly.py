@@ -181,7 +181,7 @@ class AnomalyScorer:
             self.condition.observe(view.level, view.spread, rows, held, view.seasonal, view.plain)
         if s.departure:
             self._departure(scores, fired)
-        lasting = self.condition.lasting(self.regime >= 0)
+        lasting = self.condition.lasting()
         piece_flags, events = self.alarms.update(scores, ts, fired, lasting)
         flags[:] = piece_flags
         events += self._accept_overdue(ts)

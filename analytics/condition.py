@@ -43,10 +43,6 @@ from edge_agent.analytics.detectors.season import PERIOD
 F64 = NDArray[np.float64]
 
 
-#: Chunks learnt after which a normal, not yet warm, may hold an alarm (not start one).
-HOLD_CHUNKS = 4
-
-
 class Condition:
     """Per signal: a fast and a slow mean of its deseasonalised chunk means, and its spread.
 
@@ -101,14 +97,9 @@ class Condition:
     @property
     def level(self) -> F64:
         """Per signal: how far what it does now is from its normal, in normal sds (0 while unknown)."""
-        level: F64 = np.where(self.seen, self._distance(), 0.0)
-        return level
-
-    def _distance(self) -> F64:
-        """``level`` of every signal, from what is learnt so far (warm or not)."""
         floor = 1e-12 * self.ref * self.ref + 1e-30
-        distance: F64 = (self.fast - self.ref) / np.sqrt(np.maximum(self.var, floor))
-        return distance
+        level: F64 = np.where(self.seen, (self.fast - self.ref) / np.sqrt(np.maximum(self.var, floor)), 0.0)
+        return level
 
     def observe(
         self,
@@ -202,23 +193,12 @@ class Condition:
         closer: NDArray[np.bool_] = self.approach < 0
         return closer
 
-    def lasting(self, early_ok: NDArray[np.bool_] | None = None) -> NDArray[np.bool_]:
+    def lasting(self) -> NDArray[np.bool_]:
         """Per signal: the abnormal condition lasts: far from its normal or noisier than normal, and
         not on its way back with two whole chunks in a row within ``calm_limit`` sds (after a large
         excursion the smoothed level takes a while to come down; the chunks say at once that it is
         over; a drift that keeps moving away is not over however its chunks scatter)."""
         far = (np.abs(self.level) > self.level_limit) | (self.spread > self.spread_limit * self.noise)
-        # For the ``early_ok`` signals (those of a machine whose states are known: a state entered
-        # again, its signals settling, leaves little time to learn), a normal learnt from fewer
-        # chunks than ``warm_chunks`` is not trusted to raise anything, but it tells a fault that
-        # goes on from one that is over: without it such an alarm would end after ``hold_min``.
-        early = ~self.seen & (self.chunks >= HOLD_CHUNKS)
-        if early_ok is not None:
-            early &= early_ok
-        else:
-            early[:] = False
-        if early.any():
-            far |= early & (np.abs(self._distance()) > self.level_limit)
         lasting: NDArray[np.bool_] = far & ~((self.calm >= 2) & self.returning)
         return lasting
 

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import Field, model_validator
 
 from edge_agent.collectors.batch import Batch
@@ -219,10 +220,21 @@ class MqttPublisher:
             self._denied = {t: d for t, d in self._denied.items() if now - d[1] < DENIED_FOR_S}
             denied = dict(self._denied)
         held_back = messages.on_topics(batch, denied) if denied else None
-        if held_back is not None and held_back.any():
-            self._publish(batch.take(~held_back), messages)
-            raise self._refusal_of(batch, messages, held_back, denied)
-        self._publish(batch, messages)
+        if held_back is None or not held_back.any():
+            self._publish(batch, messages)
+            return
+        refused = np.flatnonzero(held_back)
+        sent = np.flatnonzero(~held_back)
+        try:
+            self._publish(batch.take(sent), messages)
+        except RejectedPoints as exc:
+            # The sent part's refusal is by its own indices: named in the whole batch's, with
+            # the points held back, so that none of either is counted as written.
+            more = sent if exc.refused is None else sent[exc.refused]
+            refused = np.union1d(refused, more)
+            with self._lock:
+                denied.update(self._denied)
+        raise self._refusal_of(batch, messages, refused, denied)
 
     def _publish(self, batch: Batch, messages: Messages) -> None:
         """Publish ``batch`` and wait for every acknowledgement; RejectedPoints for refused topics."""
@@ -247,7 +259,7 @@ class MqttPublisher:
                 # Refusals count even when the broker closed the connection right after them.
                 refused.update(self._harvest(infos, pairs))
         if refused:
-            raise self._refusal_of(batch, messages, messages.on_topics(batch, refused), refused)
+            raise self._refusal_of(batch, messages, np.flatnonzero(messages.on_topics(batch, refused)), refused)
 
     def _send(self, pairs: list[tuple[str, bytes]]) -> list[Any]:
         infos = [
@@ -317,9 +329,9 @@ class MqttPublisher:
         return refused
 
     def _refusal_of(
-        self, batch: Batch, messages: Messages, mask: Any, denied: dict[str, tuple[str, float]]
+        self, batch: Batch, messages: Messages, index: NDArray[np.intp], denied: dict[str, tuple[str, float]]
     ) -> RejectedPoints:
-        index = np.flatnonzero(mask)
+        """The refusal of the points of ``batch`` at ``index``, naming their topics and why."""
         topics = sorted(messages.topics(batch.take(index)) & denied.keys())
         reason = denied[topics[0]][0] if topics else "refused"
         user = f" for user {self.cfg.username!r}" if self.cfg.username else ""

@@ -177,8 +177,10 @@ class AnomalyScorer:
                 row[seen] = sm[seen]
         held = self._in_alarm() | self.detectors.settling  # neither a fault nor a transition is normal
         view = self.detectors.view
-        if view is not None and self.detectors.position in (0, rows):
-            self.condition.observe(view.level, view.spread, rows, held, view.seasonal, view.plain)
+        if view is not None and self.detectors.position == 0:
+            # A chunk completed: its view's level and spread are the whole chunk's, however the
+            # stream was cut (a live agent scores a row or two at a time, a replay whole blocks).
+            self.condition.observe(view.level, view.spread, PERIOD, held, view.seasonal, view.plain)
         if s.departure:
             self._departure(scores, fired)
         lasting = self.condition.lasting()

@@ -106,6 +106,8 @@ class AnomalyScorer:
             n_signals, level_limit=settings.hold_level, spread_limit=settings.hold_spread, warm_chunks=warm
         )
         self.smoothed = np.zeros(n_signals)
+        #: Per signal: in alarm (its own or its machine's) when the current chunk began.
+        self._held = np.zeros(n_signals, bool)
         #: Each signal's regime (machine state); -1 before the first.
         self.regime = np.full(n_signals, -1, np.int64)
         self._saved: dict[int, dict[str, Any]] = {}
@@ -175,20 +177,26 @@ class AnomalyScorer:
                 seen = ~np.isnan(row)
                 sm[seen] += a * (row[seen] - sm[seen])
                 row[seen] = sm[seen]
-        held = self._in_alarm() | self.detectors.settling  # neither a fault nor a transition is normal
+        # Neither a fault nor a transition is normal. In alarm as the alarms stood when the chunk
+        # began: what is learnt must not depend on how the stream was cut.
+        held = self._held | self.detectors.settling
+        # Every row of a chunk is judged by the condition as it stood when the chunk began (a
+        # replay's whole chunk would otherwise see its own end, a live agent's rows would not).
+        lasting = self.condition.lasting()
         view = self.detectors.view
         if view is not None and self.detectors.position == 0:
             # A chunk completed: its view's level and spread are the whole chunk's, however the
             # stream was cut (a live agent scores a row or two at a time, a replay whole blocks).
             self.condition.observe(view.level, view.spread, PERIOD, held, view.seasonal, view.plain)
-        if s.departure:
-            self._departure(scores, fired)
-        lasting = self.condition.lasting()
+            if s.departure:
+                self._departure(scores, fired)
         piece_flags, events = self.alarms.update(scores, ts, fired, lasting)
         flags[:] = piece_flags
         events += self._accept_overdue(ts)
-        if self.detectors.model is not None:
-            self.detectors.model.held = self._in_alarm()
+        if self.detectors.position == 0:
+            self._held = self._in_alarm()
+            if self.detectors.model is not None:
+                self.detectors.model.held = self._held
         machine_part: _MachinePiece = (
             np.zeros((rows, 0)),
             np.zeros((rows, 0), np.uint8),
@@ -277,7 +285,8 @@ class AnomalyScorer:
         """The operator (or ``accept_after``) accepts what ``signals`` do now as their normal.
 
         Their alarms end at ``now_ns`` (the events are returned) and their normal level and noise
-        become what they are now (the forecast model has gone on learning; no warm-up); their
+        become what they are now (the forecast model's slow mean, held while in alarm, learns the
+        new level from then on; its scales went on learning; no warm-up); their
         machines' scores learn afresh.
         """
         signals = np.asarray(signals, np.intp)

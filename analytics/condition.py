@@ -4,7 +4,7 @@ An alarm means "this signal is abnormal now" (ISA-18.2, IEC 62682: an alarm stay
 its abnormal condition lasts). The detectors say when a signal *becomes* abnormal; a model that
 goes on learning would then take the new level for normal within a hundred samples, and the alarm
 would clear while the valve is still half closed. So while a signal is in alarm its forecast model
-is held (:attr:`~analytics.detectors.forecast.ForecastModel.held`: it learns nothing), and this
+is held (:attr:`~analytics.detectors.forecast.ForecastModel.held`: its level and cycle learn nothing), and this
 module measures, chunk by chunk of the row clock, how far the signal is from that held normal:
 
 * **level**: the chunk's mean residual against the long-term expectation (the cycle's prediction,

@@ -238,8 +238,10 @@ class ForecastModel(RowDetector):
         self.frozen = np.zeros(n_signals, np.int64)
         #: Mean step per sample over the last chunk, while a signal is in transition (else 0).
         self.slope = np.zeros(n_signals)
-        #: Signals in alarm: their seasonal memory (cycle ring, day profile) is fed their seasonal
-        #: expectation instead of their samples, so that a fault is not learnt as part of the cycle.
+        #: Signals in alarm (set per chunk): their slow mean does not move, and their seasonal
+        #: memory (cycle ring, day profile) is fed their seasonal expectation instead of their
+        #: samples, so that a fault is learnt neither as the level nor as part of the cycle (the
+        #: long-term residual of a drift that ends is then not a shift the other way).
         self.held = np.zeros(n_signals, bool)
         for attr, initial in self.STATE.items():
             setattr(self, attr, np.full(n_signals, initial))
@@ -492,7 +494,8 @@ class ForecastModel(RowDetector):
         moved = np.minimum(d0, bound)
         np.maximum(moved, -bound, out=moved)
         scale = 1.0 / np.maximum(k, 1.0)
-        self.mean = self.mean + weight("alpha", self.alpha) * (_total(moved) * scale)
+        step = weight("alpha", self.alpha) * (_total(moved) * scale)
+        self.mean = self.mean + (np.where(self.held, 0.0, step) if self.held.any() else step)
         # Autocovariances (around the mean the chunk was predicted with).
         rate = weight("ar_alpha", self.ar_alpha)
         self.c0 += rate * (_total(d0 * d0) * scale - self.c0)

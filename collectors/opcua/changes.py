@@ -8,7 +8,9 @@ publishing interval, whatever the poll interval. With no one to hand them to (``
 the changes wait for the next :meth:`drain` (a poll).
 
 The columns hold ``capacity`` changes: when they are full (the agent is not taking them), the
-oldest are dropped and counted (``count_drop("subscription_overflow", n)``), never silently.
+oldest are dropped and counted (``count_drop("subscription_overflow", n)``), never silently; a
+value the server flags as following an overflow of its own queue is counted too
+(``count_drop("device_queue_overflow", 1)``: the server does not say how many it dropped).
 The latest value and quality of every item is kept too, for nodes that are subscribed only.
 """
 
@@ -36,6 +38,11 @@ def to_number(value: Any) -> float:
     return math.nan
 
 
+#: A value's StatusCode with InfoType "data value" (bits 10-11 = 01) and the Overflow bit (bit 7)
+#: set: the server's monitored-item queue overflowed (OPC UA Part 4, 7.39 StatusCode, and 5.12.1.5).
+_OVERFLOW_MASK, _OVERFLOW = 0x0C80, 0x0480
+
+
 class Changes:
     """asyncua subscription handler: the changes of ``n_nodes`` nodes (indexed by ``index_of``)."""
 
@@ -61,6 +68,8 @@ class Changes:
         self.n = 0
         #: Changes dropped because the columns were full.
         self.dropped = 0
+        #: Changes the server flagged as following an overflow of its queue (changes lost there).
+        self.server_overflows = 0
         #: The latest value, quality and time of each node (NaN / 255 / 0 before its first change).
         self.last_value = np.full(n_nodes, np.nan)
         self.last_quality = np.full(n_nodes, 255, np.uint8)
@@ -85,6 +94,12 @@ class Changes:
             self._reported[index] = True
         elif dv.ServerTimestamp is not None:
             self._lag_min = min(self._lag_min, (now - dv.ServerTimestamp.timestamp() * 1e9) / 1e9)
+        if dv.StatusCode is not None and dv.StatusCode.value & _OVERFLOW_MASK == _OVERFLOW:
+            # The server's queue for this item overflowed: it dropped changes before this one (how
+            # many it does not say). Counted, so that the loss is not silent.
+            self.server_overflows += 1
+            if self.count_drop is not None:
+                self.count_drop("device_queue_overflow", 1)
         good = dv.StatusCode is None or dv.StatusCode.is_good()
         number = to_number(val)
         quality = QUALITY_BAD_DEVICE if not good else (QUALITY_GOOD if math.isfinite(number) else QUALITY_BAD_DECODE)

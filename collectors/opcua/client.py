@@ -218,6 +218,7 @@ class OpcUaCollector:
         self._changes: Changes | None = None
         #: Changes dropped by the subscriptions of earlier sessions.
         self._dropped_before = 0
+        self._overflows_before = 0
         self.last_error: str | None = None
         #: The server's OperationLimits (0: none), read at each connect.
         self.max_per_read = 0
@@ -282,11 +283,13 @@ class OpcUaCollector:
         for i in watched:
             n = self.profile.nodes[i]
             # By default the server samples twice per publishing interval and queues every sample
-            # between two publishes: a value that changes once per interval loses no change.
+            # of a second, or of two publishing intervals if longer: a value that changes once per
+            # interval loses no change even when a busy server publishes up to that much late.
             sampling_ms = (
                 n.sampling_interval * 1000 if n.sampling_interval is not None else self.publish_interval_ms / 2
             )
-            queue = n.queue_size or math.ceil(self.publish_interval_ms / max(sampling_ms, 1.0)) + 1
+            room_ms = max(2.0 * self.publish_interval_ms, 1000.0)
+            queue = n.queue_size or math.ceil(room_ms / max(sampling_ms, 1.0)) + 1
             band = (n.deadband.type, n.deadband.value) if n.deadband is not None else ("", 0.0)
             groups.setdefault((sampling_ms, queue, *band), []).append(i)
         for (sampling_ms, queue, band_type, band_value), members in groups.items():
@@ -381,6 +384,8 @@ class OpcUaCollector:
             "subscribed": sum(n.subscribe for n in self.profile.nodes),
             "subscribed_only": int(self.listened.shape[0]),
             "changes_dropped": self._dropped_before + (self._changes.dropped if self._changes is not None else 0),
+            "device_queue_overflows": self._overflows_before
+            + (self._changes.server_overflows if self._changes is not None else 0),
             "max_nodes_per_read": self.max_per_read,
             "max_monitored_items_per_call": self.max_per_call,
             "clock_skew_s": None if skew is None else round(skew, 3),
@@ -392,6 +397,7 @@ class OpcUaCollector:
         changes, self._changes = self._changes, None
         if changes is not None:
             self._dropped_before += changes.dropped
+            self._overflows_before += changes.server_overflows
             if changes.deliver is not None:
                 changes.hand_over()
         if client is not None:

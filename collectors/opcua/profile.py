@@ -53,7 +53,11 @@ class OpcUaNode(Strict):
     )
     queue_size: Annotated[
         int,
-        Field(ge=0, le=10_000, description="subscribe: changes the server queues (0: every sample between publishes)"),
+        Field(
+            ge=0,
+            le=10_000,
+            description="subscribe: changes the server queues (0: the samples of 1 s or 2 publishes)",
+        ),
     ] = 0
     deadband: Deadband | None = None
     unit: Unit = ""

@@ -1,4 +1,5 @@
-"""The OPC UA server's clock skew, estimated from change notifications (asyncua's DataValue)."""
+"""What change notifications tell besides the value (asyncua's DataValue): the OPC UA server's
+clock skew, and changes its queue dropped."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ from edge_agent.collectors.opcua.changes import Changes
 NODE = "ns=2;s=M.Temp"
 
 
-def _notify(changes: Changes, server_s: float, value: float) -> None:
+def _notify(changes: Changes, server_s: float, value: float, status: int = 0) -> None:
     """One notification as asyncua hands it over: node, value, and the monitored item's DataValue."""
     stamp = dt.datetime.fromtimestamp(server_s, dt.UTC).replace(tzinfo=None)
-    dv = ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=stamp, ServerTimestamp=stamp)
+    dv = ua.DataValue(
+        ua.Variant(value, ua.VariantType.Double),
+        ua.StatusCode(status),
+        SourceTimestamp=stamp,
+        ServerTimestamp=stamp,
+    )
     node = SimpleNamespace(nodeid=ua.NodeId.from_string(NODE))
     changes.datachange_notification(node, value, SimpleNamespace(monitored_item=SimpleNamespace(Value=dv)))
 
@@ -44,3 +50,17 @@ def test_a_server_clock_ahead_shows_as_negative_skew_and_is_kept_between_changes
     assert changes.skew_s is not None and abs(changes.skew_s + 30.0) < 1e-3
     changes.drain()  # a poll without changes keeps the last estimate
     assert changes.skew_s is not None and abs(changes.skew_s + 30.0) < 1e-3
+
+
+def test_a_change_after_the_servers_queue_overflowed_is_kept_and_the_loss_counted() -> None:
+    """A server whose monitored-item queue overflowed sets the Overflow bit (InfoType DataValue,
+    bit 7) on the oldest value it kept: the changes before it are gone, and that is counted."""
+    drops: list[tuple[str, int]] = []
+    changes = Changes({NODE: 0}, 1, lambda: 10**13, count_drop=lambda why, n: drops.append((why, n)))
+    _notify(changes, 10_000.0, 1.0)
+    _notify(changes, 10_000.1, 5.0, status=0x0480)  # Good, with the Overflow bit
+    _notify(changes, 10_000.2, 6.0, status=0x0400)  # Good, InfoType set, no overflow
+    batch = changes.drain()
+    assert batch.value.tolist() == [1.0, 5.0, 6.0]
+    assert batch.quality.tolist() == [0, 0, 0]
+    assert (changes.server_overflows, drops) == (1, [("device_queue_overflow", 1)])

@@ -51,9 +51,16 @@ class Scored:
     key: str
     raw_id: int
     machine: int
-    tags: dict[str, str]
+    #: The device's tags, shared by every signal of the device (``tags`` adds the signal's name).
+    device_tags: dict[str, str]
+    signal: str
     low: float | None
     high: float | None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The signal's tags (made when asked: 50,000 signals would otherwise keep 50,000 dicts)."""
+        return {**self.device_tags, "signal": self.signal}
 
 
 def raw_series(tags: dict[str, str], signal: SignalSpec) -> Series:
@@ -75,7 +82,7 @@ class Layout:
         #: Every OEE machine, in order.
         self.machines: list[Machine] = []
         roles: list[tuple[int, int, int]] = []  # (raw index, machine, role)
-        scored: list[tuple[int, int, str, dict[str, str], SignalSpec]] = []
+        scored: list[tuple[int, int, str, dict[str, str], SignalSpec]] = []  # ..., device tags, ...
         for index, dev in enumerate(cfg.devices):
             signals = loaded.signals(dev)
             names = [sig.name for sig in signals]
@@ -95,7 +102,7 @@ class Layout:
             if wanted is None:
                 wanted = [s.name for s in signals if s.kind == "analog"]
             scored += [
-                (first + names.index(n), machine, f"{dev.name}.{n}", {**tags, "signal": n}, signals[names.index(n)])
+                (first + names.index(n), machine, f"{dev.name}.{n}", tags, signals[names.index(n)])
                 for n in wanted
             ]
         raw_ids = series.register(keys)
@@ -115,7 +122,7 @@ class Layout:
             if role == ROLE_STATE:
                 self.device_state_signal[self.machines[machine].device] = sid
         #: The analog signals to score, in column order.
-        self.scored = [Scored(key, int(raw_ids[i]), m, tags, s.low, s.high) for i, m, key, tags, s in scored]
+        self.scored = [Scored(key, int(raw_ids[i]), m, tags, s.name, s.low, s.high) for i, m, key, tags, s in scored]
 
     @property
     def machine_device(self) -> list[int]:

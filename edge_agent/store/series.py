@@ -22,6 +22,10 @@ class SeriesRegistry:
 
     def __init__(self, file: StoreFile) -> None:
         self.file = file
+        #: Every tag pair and tag set seen, each kept once: series of one device, and a signal's raw
+        #: and score series, share them (50,000 signals would otherwise hold a million tuples).
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
+        self._tag_sets: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
         with file.lock:
             catalog = self._after(SeriesCatalog(), -1)
             texts = dict(file.db.execute("SELECT id, text FROM texts"))
@@ -30,8 +34,8 @@ class SeriesRegistry:
     def _after(self, known: SeriesCatalog, last_id: int) -> SeriesCatalog:
         """``known`` extended by the catalog rows with id above ``last_id`` (hold the lock).
 
-        Series of one device share their tag set: each distinct tag set is parsed once, and its
-        strings are shared by every series that has it.
+        Each distinct tag set is parsed once per call and kept once (with its pairs and strings),
+        shared by every series that has it.
         """
         parsed: dict[str, tuple[tuple[str, str], ...]] = {}
         more: dict[int, Series] = {}
@@ -40,11 +44,14 @@ class SeriesRegistry:
         ):
             pairs = parsed.get(tags)
             if pairs is None:
-                pairs = parsed[tags] = tuple(
-                    sorted((sys.intern(k), sys.intern(v)) for k, v in json.loads(tags).items())
-                )
+                each = tuple(sorted(self._pair(k, v) for k, v in json.loads(tags).items()))
+                pairs = parsed[tags] = self._tag_sets.setdefault(each, each)
             more[int(sid)] = Series(sys.intern(measurement), pairs, sys.intern(name))
         return known.with_entries(more) if more else known
+
+    def _pair(self, key: str, value: str) -> tuple[str, str]:
+        pair = (sys.intern(key), sys.intern(value))
+        return self._pairs.setdefault(pair, pair)
 
     def register(self, series: list[Series]) -> np.ndarray:
         """Ids (int32) of ``series``, creating those not yet known (the catalog snapshot is renewed)."""

@@ -53,19 +53,17 @@ class LineProtocol:
 
     def __init__(self, catalog: SeriesCatalog, previous: LineProtocol | None = None) -> None:
         self.catalog = catalog
-        #: The UTF-8 prefix of each series id: ``... field=`` for good points, ``... field_quality=``.
+        #: The UTF-8 prefix of each series id, ``... field=`` (a point with a quality code writes
+        #: ``... field_quality=``, made from it when needed: such points are rare).
         self.good = np.full(catalog.size, b"", dtype=object)
-        self.bad = np.full(catalog.size, b"", dtype=object)
         # Catalogs only grow: the prefixes of an earlier snapshot stay valid.
         known = 0 if previous is None else min(previous.good.shape[0], catalog.size)
         if known:
             assert previous is not None
-            self.good[:known], self.bad[:known] = previous.good[:known], previous.bad[:known]
+            self.good[:known] = previous.good[:known]
         for sid, series in catalog.items():
             if sid >= known or not self.good[sid]:
-                prefix, field = series_prefix(series), escape_tag(series.field)
-                self.good[sid] = f"{prefix} {field}=".encode()
-                self.bad[sid] = f"{prefix} {field}_quality=".encode()
+                self.good[sid] = f"{series_prefix(series)} {escape_tag(series.field)}=".encode()
         self.is_text = np.fromiter(
             (catalog.get(i) is not None and catalog[i].field == TEXT_FIELD for i in range(catalog.size)),
             bool,
@@ -106,7 +104,11 @@ class LineProtocol:
                 for i, code in zip(texts_at.tolist(), batch.value[texts_at].tolist(), strict=True):
                     ends[i] = (_string_field(texts.get(int(code), "")) if math.isfinite(code) else '""').encode()
         parts = np.empty(3 * n, dtype=object)
-        parts[0::3] = self.good[signal] if all_ok else np.where(ok, self.good[signal], self.bad[signal])
+        prefixes = self.good[signal]
+        if not all_ok:
+            bad = np.flatnonzero(~ok)
+            prefixes[bad] = [p[:-1] + b"_quality=" for p in prefixes[bad].tolist()]
+        parts[0::3] = prefixes
         parts[1::3] = ends
         parts[2::3] = _format_times(batch.ts)
         return b"".join(parts.tolist())[:-1]  # no newline after the last line

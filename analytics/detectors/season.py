@@ -31,6 +31,8 @@ import warnings
 import numpy as np
 from numpy.typing import NDArray
 
+from edge_agent.analytics.detectors.ring import Ring
+
 DAY_NS = 86_400 * 1_000_000_000
 #: Samples per ring value (the row clock's chunk).
 PERIOD = 8
@@ -106,7 +108,7 @@ class CycleLearner:
 
     def __init__(self, n_signals: int, ring: int = 256, every: int = 32, min_corr: float = 0.5) -> None:
         self.n_signals, self.size, self.every, self.min_corr = n_signals, ring, every, min_corr
-        self.ring = np.full((ring, n_signals), np.nan, np.float32)
+        self.ring = Ring(ring, n_signals)
         self.pushed = 0  # chunks pushed so far
         self.period = np.zeros(n_signals)
         #: When each signal's period is looked for next (in chunks pushed), and the wait after that:
@@ -121,9 +123,10 @@ class CycleLearner:
         if gappy:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a column without samples: NaN
-                self.ring[self.pushed % self.size] = np.nanmean(chunk, axis=0)
+                means = np.nanmean(chunk, axis=0)
         else:
-            self.ring[self.pushed % self.size] = np.add.reduce(chunk, axis=0) * (1.0 / PERIOD)
+            means = np.add.reduce(chunk, axis=0) * (1.0 / PERIOD)
+        self.ring.put(self.pushed % self.size, means)
         self.pushed += 1
         if self.pushed % 8 == 0:
             due = np.flatnonzero(self.next_at <= self.pushed)
@@ -147,7 +150,7 @@ class CycleLearner:
     def _refresh_block(self, cols: NDArray[np.intp]) -> None:
         count = min(self.pushed, self.size)
         order = (np.arange(self.pushed - count, self.pushed)) % self.size
-        r = self.ring[np.ix_(order, cols)].astype(np.float64)
+        r = self.ring.rows(order, cols)
         complete = ~np.isnan(r).any(axis=0)
         r = np.nan_to_num(r - np.nanmean(np.where(np.isnan(r), 0.0, r), axis=0))
         t = np.arange(count) - (count - 1) / 2
@@ -196,8 +199,6 @@ class CycleLearner:
             return at, np.zeros(self.n_signals, bool)
         period = self.period[cols]
         oldest = max(self.pushed - self.size, 0)
-        flat = self.ring.reshape(-1)
-        width = self.n_signals
         guesses = []
         for back in (1, 2, 3):
             # ring value k covers rows [k*PERIOD, (k+1)*PERIOD): its centre is k*PERIOD + 3.5
@@ -206,9 +207,7 @@ class CycleLearner:
             frac = u - k0
             inside = (k0 >= oldest) & (k0 + 1 <= self.pushed - 1)
             k0i = k0.astype(np.int64) % self.size
-            value = (1 - frac) * np.take(flat, k0i * width + cols) + frac * np.take(
-                flat, (k0i + 1) % self.size * width + cols
-            )
+            value = (1 - frac) * self.ring.at(k0i, cols) + frac * self.ring.at((k0i + 1) % self.size, cols)
             value[~inside] = np.nan
             guesses.append(value)
         a, b, c = guesses
@@ -219,7 +218,7 @@ class CycleLearner:
         return at, known
 
     def reset(self, signals: NDArray[np.intp]) -> None:
-        self.ring[:, signals] = np.nan
+        self.ring.clear(signals)
         self.period[signals] = 0.0
         self.wait[signals] = self.every
         self.next_at[signals] = self.pushed + 64

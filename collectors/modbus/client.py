@@ -79,7 +79,8 @@ class ModbusCollector:
         )
         self._index = [np.asarray(r.field_index, np.intp) for r in self.requests]
         self._signals = np.arange(len(profile.fields), dtype=np.int32)
-        self._text_ids: list[dict[str, int]] = [{} for _ in profile.fields]
+        #: Per text field (by index), the ids of the texts it sent (made when it first sends one).
+        self._text_ids: dict[int, dict[str, int]] = {}
         self._said: set[str] = set()
         self.last_error: str | None = None
         #: The words (or bits) each read returned in the latest poll, by (table, first address).
@@ -201,7 +202,7 @@ class ModbusCollector:
         assert reply.words is not None
         for k, text in zip(req.plan.text_index, req.plan.texts(reply.words), strict=True):
             i = req.field_index[k]
-            ids = self._text_ids[i]
+            ids = self._text_ids.setdefault(i, {})
             code = ids.get(text)
             if code is None and self.intern_text is not None and len(ids) < MAX_TEXTS_PER_FIELD:
                 code = ids[text] = self.intern_text(text)

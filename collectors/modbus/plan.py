@@ -15,8 +15,9 @@ but some devices reject reads of unmapped addresses: set ``max_gap: 0`` for thos
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from edge_agent.collectors.modbus.decode import DecodePlan, FieldDecoder
 from edge_agent.collectors.modbus.profile import ModbusField
@@ -24,6 +25,10 @@ from edge_agent.collectors.modbus.profile import ModbusField
 #: Protocol limits per read request (Modbus application protocol v1.1b3, 6.1 to 6.4).
 MAX_REGISTERS = 125
 MAX_BITS = 2000
+
+
+#: The names of a field that has none (one empty mapping, shared: a plant has 50,000 fields).
+NO_NAMES: Mapping[int, str] = MappingProxyType({})
 
 
 @dataclass(slots=True)
@@ -81,7 +86,7 @@ def field_decoder(f: ModbusField, offset: int) -> FieldDecoder:
         length=f.length or 0,
         bit=f.bit,
         byte=f.byte or "high",
-        names=f.values or {},
+        names=f.values or NO_NAMES,
     )
 
 

@@ -42,6 +42,7 @@ from edge_agent.runtime.forwarder import LATENCY_BUCKETS_S, Forwarder
 from edge_agent.runtime.health import serve_health
 from edge_agent.runtime.kpi_stage import KpiStage
 from edge_agent.runtime.logs import Throttled
+from edge_agent.runtime.memory import GIVE_BACK_EVERY_S, give_back
 from edge_agent.runtime.pipeline import Pipeline
 from edge_agent.runtime.polling import Backoff, DeviceHealth, DevicePoller, good_samples
 from edge_agent.runtime.status_page import StatusView
@@ -300,6 +301,7 @@ class Agent:
         return await asyncio.get_running_loop().run_in_executor(self._tick_thread, work)
 
     async def _ticker(self) -> None:
+        given_back = time.monotonic()
         while not self.stop_event.is_set():
             await _sleep_or_stop(self.stop_event, self.tick_s)
             step = self.clock_watch.check()
@@ -314,6 +316,9 @@ class Agent:
                 self.stop()
                 return
             await self._in_tick_thread(self.tick)
+            if time.monotonic() - given_back >= GIVE_BACK_EVERY_S:
+                given_back = time.monotonic()
+                await self._in_tick_thread(give_back)
 
     async def _checkpointer(self) -> None:
         every = self.loaded.config.analytics.checkpoint_every
@@ -451,6 +456,7 @@ class Agent:
         flight then are broken off, their points stay in the store for the next start."""
         drain_s = self.loaded.config.agent.drain if drain_s is None else drain_s
         self.started_ns = self.last_tick_ns = time.time_ns()
+        give_back()  # what building the layout and the registry took and let go
         supervisor = self.supervisor
         listen = self.loaded.config.agent.health_listen
         if listen:

@@ -43,7 +43,7 @@ class Machine:
     poll_ns: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scored:
     """One analog signal the anomaly stage scores: ``device.signal``, its raw series, its machine
     (-1: none), its tags and its engineering limits (None: none)."""
@@ -102,12 +102,18 @@ class Layout:
             if wanted is None:
                 wanted = [s.name for s in signals if s.kind == "analog"]
             scored += [
-                (first + names.index(n), machine, f"{dev.name}.{n}", tags, signals[names.index(n)])
-                for n in wanted
+                (first + names.index(n), machine, f"{dev.name}.{n}", tags, signals[names.index(n)]) for n in wanted
             ]
         raw_ids = series.register(keys)
-        #: Per device, per collector index: (device, signal name, unit, kind), for people to read.
-        self.labels = [[(dev.name, s.name, s.unit, s.kind) for s in loaded.signals(dev)] for dev in cfg.devices]
+        #: Per device: its name and, per collector index, (signal name, unit, kind), for people to
+        #: read (one list per profile, shared by its devices).
+        by_profile: dict[str, list[tuple[str, str, str]]] = {}
+        self.labels: list[tuple[str, list[tuple[str, str, str]]]] = []
+        for dev in cfg.devices:
+            named = by_profile.get(dev.profile)
+            if named is None:
+                named = by_profile[dev.profile] = [(s.name, s.unit, s.kind) for s in loaded.signals(dev)]
+            self.labels.append((dev.name, named))
         #: Series id of each collector index, per device.
         self.device_tables: list[NDArray[np.int32]] = [raw_ids[t] for t in tables]
         size = int(raw_ids.max()) + 1 if raw_ids.shape[0] else 0

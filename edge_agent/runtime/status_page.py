@@ -61,13 +61,14 @@ class Latest:
     quality: NDArray[np.uint8]
     ts: NDArray[np.int64]
     tables: list[NDArray[np.int32]]
-    labels: list[list[tuple[str, str, str, str]]]
+    #: Per device: its name and, per collector index, (signal, unit, kind).
+    labels: list[tuple[str, list[tuple[str, str, str]]]]
     texts: dict[int, str]
 
     def rows(self) -> list[tuple[str, str, str, str, str, int]]:
         out = []
-        for table, names in zip(self.tables, self.labels, strict=True):
-            for sid, (device, signal, unit, kind) in zip(table.tolist(), names, strict=True):
+        for table, (device, names) in zip(self.tables, self.labels, strict=True):
+            for sid, (signal, unit, kind) in zip(table.tolist(), names, strict=True):
                 quality = int(self.quality[sid])
                 if quality == 255:
                     continue
@@ -107,7 +108,10 @@ class LatestReadings:
         self.ts[raw.signal[pick]] = raw.ts[pick]
 
     def snapshot(
-        self, tables: list[NDArray[np.int32]], labels: list[list[tuple[str, str, str, str]]], texts: dict[int, str]
+        self,
+        tables: list[NDArray[np.int32]],
+        labels: list[tuple[str, list[tuple[str, str, str]]]],
+        texts: dict[int, str],
     ) -> Latest:
         """A copy to hand to the page's thread (the arrays copied; the layout's lists are never
         changed in place, a reload makes new ones)."""

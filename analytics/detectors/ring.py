@@ -1,0 +1,92 @@
+"""A ring of chunk means kept in 16-bit codes: the cycle learner's memory at a quarter of float64's size.
+
+Each signal's values are stored as ``centre + code * step`` with an integer ``code`` of 16 bits
+(-32,768 marks a missing value). ``centre`` and ``step`` are the signal's own (float64): its first
+value is the centre, and a value that does not fit widens the signal's range to twice what its
+values span, every stored value coded again. A value is then kept to within ``step / 2``, that is
+to 1/65,000 of twice the span of what the signal did in the ring (a cycle of amplitude 5 within
+1e-4; float32 kept 1e-6 of the value itself). At 50,000 signals and 256 chunks the ring is 26 MB
+instead of 51 MB in float32.
+
+>>> import numpy as np
+>>> r = Ring(4, 2)
+>>> r.put(0, np.array([20.0, np.nan]))
+>>> r.put(1, np.array([80.0, 1e-6]))          # widens signal 0; signal 1 starts at 1e-6
+>>> bool(np.allclose(r.rows(np.array([0, 1]), np.array([0, 1])), [[20.0, np.nan], [80.0, 1e-6]],
+...      rtol=1e-4, equal_nan=True))
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+F64 = NDArray[np.float64]
+
+#: The code of a missing value.
+MISSING = -32768
+#: The largest code of a value.
+LIMIT = 32767
+#: A new signal's first step, relative to its first value (a range of half the value either side).
+FIRST_STEP = 2.0**-16
+#: The smallest step: a signal that starts at exactly 0.
+TINY = 1e-300
+
+
+class Ring:
+    """``size`` slots of ``n_signals`` values; owned by its cycle learner."""
+
+    def __init__(self, size: int, n_signals: int) -> None:
+        self.codes = np.full((size, n_signals), MISSING, np.int16)
+        self.centre = np.full(n_signals, np.nan)
+        self.step = np.full(n_signals, np.nan)
+
+    def put(self, slot: int, values: F64) -> None:
+        """Store ``values`` (one per signal, NaN = missing) in ``slot``."""
+        valid = np.isfinite(values)
+        new = valid & np.isnan(self.centre)
+        if new.any():
+            self.centre[new] = values[new]
+            self.step[new] = np.maximum(np.abs(values[new]) * FIRST_STEP, TINY)
+        with np.errstate(invalid="ignore"):
+            q = (values - self.centre) / self.step
+            over = valid & (np.abs(q) > LIMIT)
+        if over.any():
+            cols = np.flatnonzero(over)
+            self._widen(cols, values[cols])
+            q[cols] = (values[cols] - self.centre[cols]) / self.step[cols]
+        self.codes[slot] = np.where(valid, np.rint(np.where(valid, q, 0.0)), MISSING).astype(np.int16)
+
+    def _widen(self, cols: NDArray[np.intp], values: F64) -> None:
+        """Centre ``cols`` on the span of their stored values and ``values``, with room for twice it."""
+        old = self._decode(self.codes[:, cols], cols)
+        every = np.vstack([old, values[None]])
+        low, high = np.nanmin(every, axis=0), np.nanmax(every, axis=0)
+        self.centre[cols] = 0.5 * (low + high)
+        self.step[cols] = np.maximum((high - low) / LIMIT, TINY)  # half the codes cover the span
+        with np.errstate(invalid="ignore"):
+            q = (old - self.centre[cols]) / self.step[cols]
+        self.codes[:, cols] = np.where(np.isnan(old), MISSING, np.rint(np.nan_to_num(q))).astype(np.int16)
+
+    def _decode(self, codes: NDArray[np.int16], cols: NDArray[np.intp]) -> F64:
+        values: F64 = np.where(codes == MISSING, np.nan, self.centre[cols] + codes * self.step[cols])
+        return values
+
+    def rows(self, slots: NDArray[np.intp], cols: NDArray[np.intp]) -> F64:
+        """The values of ``slots`` x ``cols`` (``[len(slots), len(cols)]``, NaN = missing)."""
+        return self._decode(self.codes[np.ix_(slots, cols)], cols)
+
+    def at(self, slots: NDArray[np.int64], cols: NDArray[np.intp]) -> F64:
+        """The value of slot ``slots[i, j]`` of signal ``cols[j]`` (``slots``: ``[k, len(cols)]``)."""
+        return self._decode(self.codes[slots, cols], cols)
+
+    def clear(self, cols: NDArray[np.intp]) -> None:
+        """Forget ``cols`` (a reset signal starts again from its next value)."""
+        self.codes[:, cols] = MISSING
+        self.centre[cols] = np.nan
+        self.step[cols] = np.nan
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.codes.nbytes + self.centre.nbytes + self.step.nbytes)

@@ -65,7 +65,7 @@ class AnomalyStage:
                 ", ".join(detectors.names),
                 "on the forecast model, by chunks" if detectors.kernel == "chunked" else "row by row",
             )
-        self.score_ids = series.register([Series.of(ANOMALY, s.tags, "score") for s in signals])
+        self.score_ids = series.register(Series.of(ANOMALY, s.tags, "score") for s in signals)
         #: Alarm tags: the detectors of the set, ``implausible`` (a reading no instrument makes), and
         #: ``combined`` when no single one reached the threshold.
         self.detector_tags = (*[d for d in section.detectors if d in REGISTRY], IMPLAUSIBLE, "combined")

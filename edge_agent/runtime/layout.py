@@ -77,7 +77,7 @@ class Layout:
     def __init__(self, loaded: LoadedConfig, series: SeriesRegistry) -> None:
         cfg = loaded.config
         base = {"site": cfg.agent.site, "workshop": cfg.agent.workshop, "agent": cfg.agent.id}
-        keys: list[Series] = []
+        keys: list[tuple[dict[str, str], SignalSpec]] = []  # each raw series, made when registered
         tables: list[NDArray[np.intp]] = []
         #: Every OEE machine, in order.
         self.machines: list[Machine] = []
@@ -88,7 +88,7 @@ class Layout:
             names = [sig.name for sig in signals]
             tags = {**dev.tags, **base, "line": dev.line, "machine": dev.machine_name, "device": dev.name}
             first = len(keys)
-            keys += [raw_series(tags, s) for s in signals]
+            keys += [(tags, s) for s in signals]
             tables.append(np.arange(first, first + len(names)))
             machine = -1
             if dev.oee is not None:
@@ -104,7 +104,7 @@ class Layout:
             scored += [
                 (first + names.index(n), machine, f"{dev.name}.{n}", tags, signals[names.index(n)]) for n in wanted
             ]
-        raw_ids = series.register(keys)
+        raw_ids = series.register(raw_series(tags, s) for tags, s in keys)
         #: Per device: its name and, per collector index, (signal name, unit, kind), for people to
         #: read (one list per profile, shared by its devices).
         by_profile: dict[str, list[tuple[str, str, str]]] = {}

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 
 import numpy as np
 
 from edge_agent.store.catalog import Series, SeriesCatalog
 from edge_agent.store.file import StoreFile
+
+#: Tag texts whose parse is remembered while the catalog is read (a device's series share one).
+PARSED_AT_ONCE = 4096
 
 
 class SeriesRegistry:
@@ -44,6 +48,8 @@ class SeriesRegistry:
         ):
             pairs = parsed.get(tags)
             if pairs is None:
+                if len(parsed) >= PARSED_AT_ONCE:  # bounds the texts held while 50,000 are read
+                    parsed.clear()
                 each = tuple(sorted(self._pair(k, v) for k, v in json.loads(tags).items()))
                 pairs = parsed[tags] = self._tag_sets.setdefault(each, each)
             more[int(sid)] = Series(sys.intern(measurement), pairs, sys.intern(name))
@@ -53,13 +59,15 @@ class SeriesRegistry:
         pair = (sys.intern(key), sys.intern(value))
         return self._pairs.setdefault(pair, pair)
 
-    def register(self, series: list[Series]) -> np.ndarray:
-        """Ids (int32) of ``series``, creating those not yet known (the catalog snapshot is renewed)."""
-        rows = [(s.measurement, s.tags_json(), s.field) for s in series]
+    def register(self, series: Iterable[Series]) -> np.ndarray:
+        """Ids (int32) of ``series``, creating those not yet known (the catalog snapshot is renewed).
+
+        ``series`` may be a generator: 50,000 series are then never all held at once."""
         ids: list[int] = []
         with self.file.lock:
             with self.file.transaction() as db:
-                for row in rows:
+                for s in series:  # one row at a time: 50,000 texts are not held at once
+                    row = (s.measurement, s.tags_json(), s.field)
                     found = db.execute(
                         "SELECT id FROM catalog WHERE measurement = ? AND tags = ? AND field = ?", row
                     ).fetchone()

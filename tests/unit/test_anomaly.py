@@ -14,6 +14,7 @@ from edge_agent.analytics.detectors import REGISTRY, DetectorSet, DetectorSettin
 from edge_agent.analytics.detectors.cusum import Cusum
 from edge_agent.analytics.detectors.level import EwmaLevel
 from edge_agent.analytics.detectors.limits import OutOfRange
+from edge_agent.analytics.detectors.ring import Ring
 from edge_agent.analytics.detectors.robust import RobustLevel
 from edge_agent.analytics.detectors.spike import Spike
 
@@ -408,3 +409,26 @@ def test_gaps_in_a_chunk_teach_the_model_only_the_samples_that_are_there() -> No
     # The same noise, learnt through the holes: the same autocovariance and residual scales.
     assert model.c0[1] == pytest.approx(model.c0[0], rel=0.35)
     assert np.sqrt(model.var_long[1]) == pytest.approx(np.sqrt(model.var_long[0]), rel=0.35)
+
+
+def test_the_cycle_ring_keeps_values_within_a_fraction_of_their_span() -> None:
+    """The 16-bit ring: signals at very different scales, one that starts at 0, one that drifts far
+    from where it started, one with gaps; every value comes back within 1e-4 of its signal's span."""
+    rng = np.random.default_rng(4)
+    size, n = 64, 5
+    truth = np.empty((size, n))
+    truth[:, 0] = 1e-6 * (1 + 0.1 * np.sin(np.arange(size)))  # tiny values
+    truth[:, 1] = np.r_[0.0, rng.normal(50.0, 5.0, size - 1)]  # starts at exactly 0
+    truth[:, 2] = 20.0 + np.arange(size) * 30.0  # drifts from 20 to 1,910
+    truth[:, 3] = rng.normal(1e5, 1.0, size)  # large level, small noise
+    truth[:, 4] = rng.normal(0.0, 1.0, size)
+    truth[::7, 4] = np.nan  # gaps
+    ring = Ring(size, n)
+    for slot in range(size):
+        ring.put(slot, truth[slot])
+    back = ring.rows(np.arange(size), np.arange(n))
+    assert np.array_equal(np.isnan(back), np.isnan(truth))
+    span = np.nanmax(truth, axis=0) - np.nanmin(truth, axis=0)
+    assert (np.nanmax(np.abs(back - truth), axis=0) <= 1e-4 * span).all()
+    ring.clear(np.array([2]))
+    assert np.isnan(ring.rows(np.arange(size), np.array([2]))).all()

@@ -16,9 +16,9 @@ Blocks under the threshold (a 50,000-signal row of float64 is 400 kB) stay in th
 and the heap keeps the pages of its largest moment. :func:`give_back` returns the free pages
 inside the heap (glibc's ``malloc_trim``); the agent calls it once it is built and every
 ``GIVE_BACK_EVERY_S`` from the tick's thread. Built for 1,000 devices x 50 registers on a new
-store, the agent's resident size went from 227 to 212 MB; at that plant shape running, the
-periodic call kept the resident size a few MB lower (310-318 against 315-327 MB in two runs),
-at no measurable CPU cost. A lower map threshold (128 kB) took it to about 265 MB, for 37 % more
+store, the agent's resident size went from 185 to 169 MB; at that plant shape running, the
+periodic call kept the resident size a few MB lower (310-318 against 315-327 MB in two runs of an
+earlier build), at no measurable CPU cost. A lower map threshold (128 kB) took it to about 265 MB, for 37 % more
 CPU per value (page faults), and is not used.
 """
 

@@ -58,7 +58,7 @@ class Ring:
             cols = np.flatnonzero(over)
             self._widen(cols, values[cols])
             q[cols] = (values[cols] - self.centre[cols]) / self.step[cols]
-        self.codes[slot] = np.where(valid, np.rint(np.where(valid, q, 0.0)), MISSING).astype(np.int16)
+        self.codes[slot] = np.where(valid, np.rint(q), MISSING).astype(np.int16)
         self.filled = max(self.filled, slot + 1)
 
     #: Signals widened at once: bounds the float64 copy of their ring (2 MB at 256 slots).
@@ -79,7 +79,7 @@ class Ring:
         self.step[cols] = np.maximum((high - low) / LIMIT, TINY)  # half the codes cover the span
         with np.errstate(invalid="ignore"):
             q = (old - self.centre[cols]) / self.step[cols]
-        self.codes[:filled, cols] = np.where(np.isnan(old), MISSING, np.rint(np.nan_to_num(q))).astype(np.int16)
+        self.codes[:filled, cols] = np.where(np.isnan(old), MISSING, np.rint(q)).astype(np.int16)
 
     def _decode(self, codes: NDArray[np.int16], cols: NDArray[np.intp]) -> F64:
         values: F64 = np.where(codes == MISSING, np.nan, self.centre[cols] + codes * self.step[cols])
@@ -98,7 +98,3 @@ class Ring:
         self.codes[:, cols] = MISSING
         self.centre[cols] = np.nan
         self.step[cols] = np.nan
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.codes.nbytes + self.centre.nbytes + self.step.nbytes)

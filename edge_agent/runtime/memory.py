@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 from typing import Any
@@ -50,15 +51,9 @@ def return_freed_memory() -> bool:
     """
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _libc_call("mallopt", (ctypes.c_int, ctypes.c_int))
+    if mallopt is None:
         return False  # not glibc (musl has no mallopt)
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_ARENA_MAX, ARENA_MAX))
     if not done:
         log.debug("mallopt refused the memory settings; the allocator keeps its defaults")
@@ -68,17 +63,20 @@ def return_freed_memory() -> bool:
 def give_back() -> bool:
     """Return the heap's free pages to the system (glibc's ``malloc_trim``); False where there is
     no such call (another C library). Takes a few milliseconds on a heap of a few hundred MB."""
-    trim = _malloc_trim()
+    trim = _libc_call("malloc_trim", (ctypes.c_size_t,))
     return trim is not None and bool(trim(0))
 
 
-def _malloc_trim() -> Any:
-    name = ctypes.util.find_library("c")
-    if name is None:
+@functools.cache
+def _libc_call(name: str, argtypes: tuple[Any, ...]) -> Any:
+    """The C library's function ``name`` returning an int (None where there is none), looked up
+    once: finding the library runs ``ldconfig``, not to be done every ``GIVE_BACK_EVERY_S``."""
+    path = ctypes.util.find_library("c")
+    if path is None:
         return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        call = getattr(ctypes.CDLL(path), name)
     except (OSError, AttributeError):
         return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
+    call.argtypes, call.restype = list(argtypes), ctypes.c_int
+    return call

@@ -557,7 +557,10 @@ def test_device_restart_with_counter_reset_and_agent_restart(fresh_influxdb: Inf
         assert sum(w["unknown_s"] for w in windows) >= 2.0, "the outage is unknown time"
         for w in windows:
             assert w["oee"] is None or w["oee"] <= 1.0
-            assert w["performance"] is None or w["performance"] <= 1.3, w
+            # A part counts in the window of the poll that saw it; in a window cut short (the
+            # agent stopped, or started, a fraction of a cycle into it) one part may weigh more
+            # than the running time, so the bound allows one ideal cycle more than 1.3 x APT.
+            assert w["ideal_produced_s"] <= 1.3 * w["actual_production_s"] + 0.2 + 1e-9, w
         produced = sum(w["produced"] or 0 for w in windows)
         unattributed = sum(w["unattributed_parts"] or 0 for w in windows)
         assert produced + unattributed <= made

@@ -69,6 +69,13 @@ class AnomalyBase(Strict):
         1.0,
         description="write each signal's highest score per interval (s); 0 writes a score for every sample",
     )
+    score_wait: Annotated[Duration, Field(ge=0, le=60)] = Field(
+        2.0,
+        description=(
+            "longest a reading waits to be scored with others (s): readings are scored together once there are"
+            " two per scored signal or the oldest has waited this long; 0 scores at every tick"
+        ),
+    )
     signals: dict[str, Any] = Field(default_factory=dict)
     """per-signal overrides, keyed device.signal"""
     machine_score: bool = True

@@ -33,6 +33,9 @@ from edge_agent.store.series import SeriesRegistry
 log = logging.getLogger(__name__)
 
 
+#: No reading is waiting to be scored (a time after any other, UTC ns).
+_NEVER = np.iinfo(np.int64).max
+
 #: Decimals of a written score (1 is the alarm threshold): finer is noise, and a number of at
 #: most 9 decimals is written by the sinks in bulk instead of one Python ``repr`` per point.
 SCORE_DECIMALS = 4
@@ -100,6 +103,14 @@ class AnomalyStage:
         #: Readings waiting to be scored, in arrival order: (readings, when each is due (UTC ns),
         #: the earliest and the latest of those). Owned by the tick's thread.
         self._waiting: list[tuple[Batch, NDArray[np.int64], int, int]] = []
+        #: Readings due but not scored yet (see ``score_wait``), how many, and the earliest time one
+        #: of them was due (UTC ns). Owned by the tick's thread.
+        self._ready: list[Batch] = []
+        self._ready_count = 0
+        self._ready_since = _NEVER
+        self.wait_ns = int(section.score_wait * 1e9)
+        #: Enough readings to score at once: two per scored signal on average.
+        self.dense_count = 2 * n
 
     def score_readings(self, raw: Batch, cutoff_ns: int, hold: bool = True) -> Batch:
         """Anomaly scores of the readings up to ``cutoff_ns``; a machine whose state changed takes up
@@ -123,7 +134,7 @@ class AnomalyStage:
                 self._waiting.append((fresh, due, int(due.min()), int(due.max())))
         # Each tick looks at each waiting part's bounds only; a part is split only when the cut-off
         # falls inside it (readings arrive roughly in time order: most parts go whole).
-        ready: list[Batch] = []
+        ready = self._ready
         waiting: list[tuple[Batch, NDArray[np.int64], int, int]] = []
         for part in self._waiting:
             batch, due, first, last = part
@@ -131,17 +142,28 @@ class AnomalyStage:
                 go = batch.ts <= cutoff_ns
             elif last <= cutoff_ns:
                 ready.append(batch)
+                self._ready_count += len(batch)
+                self._ready_since = min(self._ready_since, first)
                 continue
             elif first > cutoff_ns:
                 waiting.append(part)
                 continue
             else:
                 go = due <= cutoff_ns
-            ready.append(batch.take(go))
+            taken = batch.take(go)
+            ready.append(taken)
+            if len(taken):
+                self._ready_count += len(taken)
+                self._ready_since = min(self._ready_since, int(due[go].min()))
             if not go.all():
                 left = due[~go]
                 waiting.append((batch.take(~go), left, int(left.min()), int(left.max())))
         self._waiting = waiting
+        # The scorer's cost grows with its block's rows whatever their share of readings: sparse
+        # ticks (each signal polled every second, ticks four times a second) are gathered first.
+        if hold and self._ready_count < self.dense_count and cutoff_ns - self._ready_since < self.wait_ns:
+            return self._flush_pending()
+        self._ready, self._ready_count, self._ready_since = [], 0, _NEVER
         now = Batch.concat(ready) if ready else Batch.empty()
         return self.score(now, self._state_changes(now))
 

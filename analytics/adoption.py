@@ -59,6 +59,13 @@ class ShopFloor:
                 self._valid[device] += valid
                 self.last_seen[device] = max(self.last_seen[device], newest_ts)
 
+    def received_many(self, devices: NDArray[np.intp], newest_ts: NDArray[np.int64], valid: NDArray[np.int64]) -> None:
+        """:meth:`received` for several distinct ``devices`` at once."""
+        if devices.shape[0]:
+            with self._lock:
+                self._valid[devices] += valid
+                self.last_seen[devices] = np.maximum(self.last_seen[devices], newest_ts)
+
     def produced(self, points: int) -> None:
         """Points the edge produced (handed to the local store)."""
         with self._lock:

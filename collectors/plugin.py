@@ -53,7 +53,12 @@ class DeviceUnreachable(ConnectionError):
 
 
 class Collector(Protocol):
-    """One device instance, polled by the agent (see the module docstring for when)."""
+    """One device instance, polled by the agent (see the module docstring for when).
+
+    The poller bounds each poll by ``2 * timeout + 1`` s. A collector whose every wait is already
+    bounded may say so with an attribute ``bounds_its_waits = True`` (optional): its polls then
+    run without that extra timer (connecting is always bounded by the poller).
+    """
 
     @property
     def name(self) -> str:

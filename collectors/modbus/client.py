@@ -147,6 +147,11 @@ class ModbusCollector:
         return parts
 
     # -- polling ---------------------------------------------------------------------------------
+    @property
+    def bounds_its_waits(self) -> bool:
+        """Whether every wait of a poll is bounded by the link itself (the poller then adds none)."""
+        return bool(getattr(self.link, "bounds_its_waits", False))
+
     async def connect(self) -> None:
         await self.link.connect()
 

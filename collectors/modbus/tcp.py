@@ -97,8 +97,20 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
 
 
+def _expire(future: asyncio.Future[tuple[int, bytes]]) -> None:
+    """A read's time is up: its waiter gets a TimeoutError (unless the reply came first)."""
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class TcpLink:
-    """One TCP connection to a device or gateway; one request in flight at a time."""
+    """One TCP connection to a device or gateway; one request in flight at a time.
+
+    Every wait is bounded (connecting and each read, by ``timeout_s``), so a poll through it
+    cannot hang (``bounds_its_waits``: the poller adds no bound of its own).
+    """
+
+    bounds_its_waits = True
 
     def __init__(self, host: str, port: int, timeout_s: float = 2.0) -> None:
         self.host, self.port, self.timeout_s = host, port, timeout_s
@@ -139,18 +151,23 @@ class TcpLink:
             if protocol is None or not self.connected or protocol.transport is None:
                 raise DeviceUnreachable(f"not connected to {self.where}")
             self._tid = tid = (self._tid + 1) & 0xFFFF
-            future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[tuple[int, bytes]] = loop.create_future()
             protocol.waiting[tid] = future
             protocol.transport.write(_REQUEST.pack(tid, 0, 6, unit_id, function, address, count))
+            # A bare timer, not asyncio.timeout: a thousand devices at 1 s make a thousand reads a
+            # second, and the context manager cost more than the read's own Python.
+            timer = loop.call_later(self.timeout_s, _expire, future)
             try:
-                async with asyncio.timeout(self.timeout_s):
-                    code, data = await future
+                code, data = await future
             except TimeoutError:
                 protocol.waiting.pop(tid, None)
                 raise TimeoutError(
                     f"{self.where} unit {unit_id}: no reply to {table} {address}..{address + count - 1} "
                     f"within {self.timeout_s:g} s"
                 ) from None
+            finally:
+                timer.cancel()
         if code == function | 0x80:
             return ReadReply(None, data[0] if data else 0)
         if code != function or not data or len(data) - 1 < data[0]:

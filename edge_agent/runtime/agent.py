@@ -44,7 +44,7 @@ from edge_agent.runtime.kpi_stage import KpiStage
 from edge_agent.runtime.logs import Throttled
 from edge_agent.runtime.memory import GIVE_BACK_EVERY_S, give_back
 from edge_agent.runtime.pipeline import Pipeline
-from edge_agent.runtime.polling import Backoff, DeviceHealth, DevicePoller, good_samples
+from edge_agent.runtime.polling import Backoff, DeviceHealth, DevicePoller
 from edge_agent.runtime.status_page import StatusView
 from edge_agent.runtime.status_page import render as render_status
 from edge_agent.runtime.supervisor import Supervisor
@@ -149,9 +149,6 @@ class Agent:
 
     # -- device polling ----------------------------------------------------------------------
     def _received(self, index: int, batch: Batch) -> None:
-        valid, newest = good_samples(batch)
-        if valid:
-            self.kpis.shop.received(index, newest, valid)
         self.pipeline.ingest(index, batch)
 
     def _pollers(self) -> list[DevicePoller]:
@@ -183,6 +180,7 @@ class Agent:
         """
         now = self.clock.now_ns()
         raw = self.pipeline.take_readings()
+        self.kpis.shop.received_many(*self.pipeline.received)
         self._count_losses(self.pipeline.inbox.take_drops())
         try:
             with np.errstate(all="ignore"):

@@ -19,9 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
-from edge_agent.collectors.batch import QUALITY_GOOD, Batch
+from edge_agent.collectors.batch import Batch
 from edge_agent.collectors.plugin import Collector
 from edge_agent.runtime.clock import Clock
 
@@ -94,13 +92,19 @@ class DevicePoller:
         limit = self.timeout_s * 2 + 1
         next_due = self.clock.monotonic_ns()
         connected = False
+        # A collector whose every wait is bounded (``bounds_its_waits``) is polled without a
+        # timeout of the poller's own: a thousand devices at 1 s would set a thousand a second.
+        bounded = bool(getattr(collector, "bounds_its_waits", False))
         while True:
             try:
-                async with asyncio.timeout(limit):
-                    if not connected:
-                        await collector.connect()
-                        connected = True
+                if connected and bounded:
                     batch = await collector.collect()
+                else:
+                    async with asyncio.timeout(limit):
+                        if not connected:
+                            await collector.connect()
+                            connected = True
+                        batch = await collector.collect()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # one device's failure never stops the others
@@ -202,8 +206,3 @@ class DevicePoller:
             await asyncio.sleep(min(left, LINK_CHECK_S))
             if getattr(self.collector, "link_generation", generation) != generation:
                 return
-
-
-def good_samples(batch: Batch) -> tuple[int, int]:
-    """Valid samples in ``batch`` and its newest timestamp (ns)."""
-    return int(np.count_nonzero(batch.quality == QUALITY_GOOD)), int(batch.ts.max()) if len(batch) else 0

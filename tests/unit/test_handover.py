@@ -9,13 +9,15 @@ lost batches within seconds.
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
-from edge_agent.collectors.batch import Batch
+from edge_agent.collectors.batch import QUALITY_BAD_DECODE, QUALITY_UNREACHABLE, Batch
 from edge_agent.config import load_config
 from edge_agent.runtime.pipeline import Pipeline
 from edge_agent.store.local import LocalStore
@@ -73,3 +75,45 @@ def test_no_batch_is_lost_between_two_ticks(tmp_path: Path) -> None:
     numbers, counts = np.unique(values, return_counts=True)
     assert numbers.shape[0] == PRODUCERS * BATCHES_EACH, "batches were lost in the hand-over"
     assert (counts == width).all(), "a batch arrived in part or twice"
+
+
+def test_the_tick_maps_every_devices_readings_and_counts_a_bad_index(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Readings are mapped to series ids by the tick for all devices at once; a reading whose
+    index its profile does not have is counted lost and logged, never stored under another
+    device's series; what each device delivered is reported per device."""
+    doc = {
+        "agent": {"id": "edge-1", "site": "s", "workshop": "w", "buffer": {"path": "store.sqlite3"}},
+        "devices": [
+            {"name": f"press{d}", "line": "l", "profile": "demo-press-modbus", "unit_id": d + 1,
+             "endpoint": "modbus://127.0.0.1:1502"}
+            for d in range(3)
+        ],
+    }  # fmt: skip
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    pipeline = Pipeline(load_config(path), LocalStore(tmp_path / "store.sqlite3").series)
+    tables = pipeline.layout.device_tables
+    width = tables[0].shape[0]
+    pipeline.ingest(2, Batch.of(5, [0, 1], [1.0, float("nan")]))
+    pipeline.inbox.put(Batch.of(6, [tables[1][0]], [2.0], [QUALITY_UNREACHABLE]))  # already series ids
+    pipeline.ingest(0, Batch.of(7, [width - 1, width, 0], [3.0, 4.0, 5.0], [0, 0, 1]))
+    with caplog.at_level(logging.ERROR):
+        raw = pipeline.take_readings()
+    assert raw.signal.tolist() == [
+        tables[2][0],
+        tables[2][1],
+        tables[1][0],
+        tables[0][width - 1],
+        tables[0][0],
+    ]
+    assert raw.value[[0, 3, 4]].tolist() == [1.0, 3.0, 5.0]
+    assert raw.quality.tolist() == [0, QUALITY_BAD_DECODE, QUALITY_UNREACHABLE, 0, 1]
+    assert pipeline.inbox.take_drops() == {"bad_signal_index": 1}
+    assert "press0" in caplog.text and "not stored" in caplog.text
+    devices, newest, good = pipeline.received
+    # press2: one good reading (a NaN is no value), press0: one good of the two kept; a batch
+    # handed over with series ids is not a device's delivery.
+    assert devices.tolist() == [0, 2] and newest.tolist() == [7, 5] and good.tolist() == [1, 1]
+    assert len(pipeline.take_readings()) == 0 and len(pipeline.received[0]) == 0

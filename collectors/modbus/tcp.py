@@ -97,10 +97,52 @@ class _Protocol(asyncio.Protocol):
             self.transport.close()
 
 
-def _expire(future: asyncio.Future[tuple[int, bytes]]) -> None:
-    """A read's time is up: its waiter gets a TimeoutError (unless the reply came first)."""
-    if not future.done():
-        future.set_exception(TimeoutError())
+#: How often the reads in flight are checked for their time-out (s): a read times out between
+#: its ``timeout_s`` and that plus this.
+SWEEP_S = 0.1
+
+_Reply = asyncio.Future[tuple[int, bytes]]
+
+
+class ReadDeadlines:
+    """Every read in flight on one event loop and when it times out, checked every ``SWEEP_S`` by
+    one timer. A thousand devices at 1 s make a thousand reads a second: a timer each (a heap
+    entry, cancelled a millisecond later) cost more than the read's own Python."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.due: dict[_Reply, float] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, future: _Reply, timeout_s: float) -> None:
+        self.due[future] = self.loop.time() + timeout_s
+        if self._handle is None:
+            self._handle = self.loop.call_later(SWEEP_S, self._sweep)
+
+    def discard(self, future: _Reply) -> None:
+        self.due.pop(future, None)
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        late = [f for f, at in self.due.items() if at <= now]
+        for future in late:
+            del self.due[future]
+            if not future.done():  # the waiter gets a TimeoutError
+                future.set_exception(TimeoutError())
+        self._handle = self.loop.call_later(SWEEP_S, self._sweep) if self.due else None
+
+
+_deadlines: dict[asyncio.AbstractEventLoop, ReadDeadlines] = {}
+
+
+def deadlines_of(loop: asyncio.AbstractEventLoop) -> ReadDeadlines:
+    """The deadlines of ``loop``'s reads (closed loops' are forgotten)."""
+    found = _deadlines.get(loop)
+    if found is None:
+        for old in [k for k in _deadlines if k.is_closed()]:
+            del _deadlines[old]
+        found = _deadlines[loop] = ReadDeadlines(loop)
+    return found
 
 
 class TcpLink:
@@ -117,6 +159,7 @@ class TcpLink:
         self._protocol: _Protocol | None = None
         self._lock = asyncio.Lock()
         self._tid = 0
+        self._deadlines: ReadDeadlines | None = None
         #: Connections made so far (devices sharing this link notice when it comes back).
         self.generation = 0
 
@@ -152,12 +195,13 @@ class TcpLink:
                 raise DeviceUnreachable(f"not connected to {self.where}")
             self._tid = tid = (self._tid + 1) & 0xFFFF
             loop = asyncio.get_running_loop()
-            future: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+            future: _Reply = loop.create_future()
             protocol.waiting[tid] = future
             protocol.transport.write(_REQUEST.pack(tid, 0, 6, unit_id, function, address, count))
-            # A bare timer, not asyncio.timeout: a thousand devices at 1 s make a thousand reads a
-            # second, and the context manager cost more than the read's own Python.
-            timer = loop.call_later(self.timeout_s, _expire, future)
+            deadlines = self._deadlines
+            if deadlines is None or deadlines.loop is not loop:
+                deadlines = self._deadlines = deadlines_of(loop)
+            deadlines.add(future, self.timeout_s)
             try:
                 code, data = await future
             except TimeoutError:
@@ -167,7 +211,7 @@ class TcpLink:
                     f"within {self.timeout_s:g} s"
                 ) from None
             finally:
-                timer.cancel()
+                deadlines.discard(future)
         if code == function | 0x80:
             return ReadReply(None, data[0] if data else 0)
         if code != function or not data or len(data) - 1 < data[0]:

@@ -55,12 +55,13 @@ class ShopFloor:
     def received(self, device: int, newest_ts: int, valid: int) -> None:
         """A device delivered ``valid`` good-quality samples, the newest at ``newest_ts`` (ns)."""
         if valid > 0:
-            with self._lock:
-                self._valid[device] += valid
-                self.last_seen[device] = max(self.last_seen[device], newest_ts)
+            self.received_many(
+                np.array([device], np.intp), np.array([newest_ts], np.int64), np.array([valid], np.int64)
+            )
 
     def received_many(self, devices: NDArray[np.intp], newest_ts: NDArray[np.int64], valid: NDArray[np.int64]) -> None:
-        """:meth:`received` for several distinct ``devices`` at once."""
+        """Several distinct ``devices`` delivered ``valid`` good-quality samples each, the newest
+        at ``newest_ts`` (ns)."""
         if devices.shape[0]:
             with self._lock:
                 self._valid[devices] += valid

@@ -68,6 +68,10 @@ class AnomalySettings:
     #: A signal whose smoothed level is this many normal sds from its normal scores 1 (``departure``;
     #: 0: off).
     departure: float = 6.0
+    #: ... and one whose smoothed level stays this many normal sds away for ``departure_samples``
+    #: samples (whole chunks of 8) scores 1 too (0: off): a drift the forecast follows.
+    departure_lasting: float = 3.0
+    departure_samples: int = 64
 
 
 class AnomalyScorer:
@@ -103,7 +107,11 @@ class AnomalyScorer:
         model = self.detectors.model
         warm = 32.0 if model is None else np.minimum(np.asarray(model.calibrate_after, np.float64) / PERIOD, 32.0)
         self.condition = Condition(
-            n_signals, level_limit=settings.hold_level, spread_limit=settings.hold_spread, warm_chunks=warm
+            n_signals,
+            level_limit=settings.hold_level,
+            spread_limit=settings.hold_spread,
+            warm_chunks=warm,
+            far_level=settings.departure_lasting or np.inf,
         )
         self.smoothed = np.zeros(n_signals)
         #: Per signal: in alarm (its own or its machine's) when the current chunk began.
@@ -188,7 +196,7 @@ class AnomalyScorer:
             # A chunk completed: its view's level and spread are the whole chunk's, however the
             # stream was cut (a live agent scores a row or two at a time, a replay whole blocks).
             self.condition.observe(view.level, view.spread, PERIOD, held, view.seasonal, view.plain)
-            if s.departure:
+            if s.departure or s.departure_lasting:
                 self._departure(scores, fired)
         piece_flags, events = self.alarms.update(scores, ts, fired, lasting)
         flags[:] = piece_flags
@@ -230,13 +238,19 @@ class AnomalyScorer:
         if self.settings.cooldown:
             ready &= self.alarms.since_start >= self.settings.cooldown
         last = scores[-1]
+        # A level that stays ``departure_lasting`` sds away for ``departure_samples`` is a departure
+        # too, once the normal is known well: a slow drift the forecast and the normal follow shows
+        # so (its spread, learnt over the whole normal history, does not follow).
+        s = self.settings
+        limit = np.full(self.n_signals, s.departure or np.inf)
+        if s.departure_lasting:
+            lasted = (c.far >= -(-s.departure_samples // PERIOD)) & c.known_well
+            limit[lasted] = np.minimum(limit[lasted], s.departure_lasting)
         with np.errstate(invalid="ignore"):
-            hit = np.flatnonzero(
-                ready & (np.abs(c.level) >= self.settings.departure * self.settings.on) & ~(last >= self.settings.on)
-            )
+            hit = np.flatnonzero(ready & (np.abs(c.level) >= limit * s.on) & ~(last >= s.on))
         if hit.shape[0] == 0:
             return
-        last[hit] = np.abs(c.level[hit]) / self.settings.departure
+        last[hit] = np.abs(c.level[hit]) / limit[hit]
         if DEPARTURE not in fired.names:
             fired.names.append(DEPARTURE)
         row = np.full(hit.shape[0], scores.shape[0] - 1, np.intp)

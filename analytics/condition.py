@@ -42,6 +42,11 @@ from edge_agent.analytics.detectors.season import PERIOD
 
 F64 = NDArray[np.float64]
 
+#: Chunks of normal history after which a signal's normal is known well (2,048 samples: a slow
+#: cycle's period seen twice): its spreads then learn over the whole history, and a lasting
+#: departure may start an alarm.
+KNOWN_WELL = 256
+
 
 class Condition:
     """Per signal: a fast and a slow mean of its deseasonalised chunk means, and its spread.
@@ -57,9 +62,14 @@ class Condition:
         level_limit: float = 2.0,
         spread_limit: float = 3.0,
         warm_chunks: float | F64 = 32.0,
+        far_level: float = 3.0,
     ) -> None:
         self.fast_rate, self.slow_rate = fast, slow
+        #: Rate per chunk below which the normal spreads of a signal without a cycle, known well,
+        #: never learn (they are running means of its normal chunks until then: 8,192 samples).
+        self.spread_rate = slow / 8.0
         self.level_limit, self.spread_limit = level_limit, spread_limit
+        self.far_level = far_level
         #: Per signal: chunks learnt before its normal is known.
         self.warm_chunks = np.broadcast_to(np.asarray(warm_chunks, np.float64), (n_signals,)).copy()
         #: EWMA of the chunk means (rate ``fast`` per chunk): what the signal does now.
@@ -83,6 +93,9 @@ class Condition:
         #: that keeps coming closer is returning to normal.
         self.before = np.zeros(n_signals)
         self.approach = np.zeros(n_signals)
+        #: Whole chunks in a row that ended with the smoothed level at least ``far_level`` sds from
+        #: normal: a departure that lasts.
+        self.far = np.zeros(n_signals, np.int64)
         #: The normal a signal had before it accepted a new one (NaN: none): a return to it is normal.
         self.former = np.full(n_signals, np.nan)
         #: Whether each signal's means have a seasonal part taken off (a change relearns the normal).
@@ -92,6 +105,12 @@ class Condition:
     def seen(self) -> NDArray[np.bool_]:
         """Signals whose normal is known (``warm_chunks`` chunks learnt)."""
         known: NDArray[np.bool_] = self.chunks >= self.warm_chunks
+        return known
+
+    @property
+    def known_well(self) -> NDArray[np.bool_]:
+        """Signals with ``KNOWN_WELL`` chunks of normal history."""
+        known: NDArray[np.bool_] = self.chunks >= KNOWN_WELL
         return known
 
     @property
@@ -137,26 +156,12 @@ class Condition:
             self.calm = np.where(seen, np.where(quiet, self.calm + 1, 0), self.calm)
         learn = np.flatnonzero(seen & ~held)
         if learn.shape[0]:
-            done = self.chunks[learn]
-            rate = np.maximum(1.0 - (1.0 - self.slow_rate) ** chunks, chunks / (done + chunks))
-            gap = self.fast[learn] - self.ref[learn]
-            var = self.var[learn]
-            # Winsorised once warm: a fault the detectors have not (yet) alarmed on moves the
-            # normal by a bounded step per chunk, and its spread hardly.
-            warm = done >= self.warm_chunks[learn]
-            square = np.where(warm, np.minimum(gap * gap, 4.0 * var), gap * gap)
-            self.var[learn] = var + rate * (square - var)
-            off = mean[learn] - self.ref[learn]
-            var_chunk = self.var_chunk[learn]
-            square = np.where(warm, np.minimum(off * off, 9.0 * var_chunk), off * off)
-            self.var_chunk[learn] = var_chunk + rate * (square - var_chunk)
-            bound = np.where(warm, np.sqrt(var), np.inf)
-            self.ref[learn] += rate * np.clip(mean[learn] - self.ref[learn], -bound, bound)
-            self.chunks[learn] = done + chunks
+            self._learn_normal(learn, mean, chunks)
         if rows == PERIOD:
             now = np.abs(self.level)
             self.approach += self.fast_rate * (now - self.before - self.approach)
             self.before = now
+            self.far = np.where(now >= self.far_level, self.far + 1, 0)
         known = ~np.isnan(spread)
         fresh = known & (self.noise == 0)
         self.spread[fresh] = self.noise[fresh] = spread[fresh]
@@ -167,6 +172,32 @@ class Condition:
             rate = np.maximum(1.0 - (1.0 - self.slow_rate) ** chunks, chunks / (done + chunks))
             noise = self.noise[learn]
             self.noise[learn] = noise + rate * (np.minimum(spread[learn], 2.5 * noise) - noise)
+
+    def _learn_normal(self, learn: NDArray[np.intp], mean: F64, chunks: float) -> None:
+        """Signals ``learn`` (not held) learn their normal from a chunk's mean (``chunks`` of a chunk)."""
+        done = self.chunks[learn]
+        running = chunks / (done + chunks)
+        rate = np.maximum(1.0 - (1.0 - self.slow_rate) ** chunks, running)
+        gap = self.fast[learn] - self.ref[learn]
+        var = self.var[learn]
+        # Winsorised once warm: a fault the detectors have not (yet) alarmed on moves the
+        # normal by a bounded step per chunk, and its spread hardly.
+        warm = done >= self.warm_chunks[learn]
+        # Once the normal is known well, the spreads learn over the whole normal history (a
+        # running mean, at least ``spread_rate`` per chunk): a drift the reference follows would
+        # otherwise teach them its own lag and hide itself. A residual against a learnt cycle
+        # keeps the reference's rate: the cycle's shape, and the residual's spread with it, move.
+        slow = (done >= KNOWN_WELL) & ~self.seasonal[learn]
+        spread_rate = np.where(slow, np.maximum(1.0 - (1.0 - self.spread_rate) ** chunks, running), rate)
+        square = np.where(warm, np.minimum(gap * gap, 4.0 * var), gap * gap)
+        self.var[learn] = var + spread_rate * (square - var)
+        off = mean[learn] - self.ref[learn]
+        var_chunk = self.var_chunk[learn]
+        square = np.where(warm, np.minimum(off * off, 9.0 * var_chunk), off * off)
+        self.var_chunk[learn] = var_chunk + spread_rate * (square - var_chunk)
+        bound = np.where(warm, np.sqrt(var), np.inf)
+        self.ref[learn] += rate * np.clip(mean[learn] - self.ref[learn], -bound, bound)
+        self.chunks[learn] = done + chunks
 
     def _season_changes(self, mean: F64, plain: F64, seasonal: NDArray[np.bool_], held: NDArray[np.bool_]) -> None:
         """Signals whose level changed meaning (a cycle found or lost): learnt afresh, or while in
@@ -208,12 +239,12 @@ class Condition:
         self.former[signals] = self.ref[signals]
         self.ref[signals] = self.fast[signals]
         self.noise[signals] = np.maximum(self.noise[signals], self.spread[signals])
-        self.calm[signals] = 0
+        self.calm[signals] = self.far[signals] = 0
 
     #: The per-signal arrays a machine state keeps (each state has its own normal).
     STATE = (
         *("fast", "ref", "var", "var_chunk", "chunks", "spread", "noise"),
-        *("former", "seasonal", "calm", "before", "approach"),
+        *("former", "seasonal", "calm", "before", "approach", "far"),
     )
 
     def save(self, signals: NDArray[np.intp]) -> dict[str, NDArray[np.generic]]:
@@ -229,5 +260,5 @@ class Condition:
             a[signals] = 0.0
         self.before[signals] = self.approach[signals] = 0.0
         self.former[signals] = np.nan
-        self.calm[signals] = 0
+        self.calm[signals] = self.far[signals] = 0
         self.seasonal[signals] = False

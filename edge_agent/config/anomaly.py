@@ -44,7 +44,10 @@ class AlarmParams(Strict):
     """samples an alarm started by a sum (shift, deviation, variance, departure: a lasting change) lasts at least"""
     departure: Annotated[float, Field(ge=0, le=1000)] = 6.0
     """a signal whose smoothed level is this many sds from its normal scores 1 (detector departure; 0: off)"""
-    """samples in alarm after which what a signal does is taken as its new normal and learnt afresh (0: never)"""
+    departure_lasting: Annotated[float, Field(ge=0, le=1000)] = 3.0
+    """so does one whose smoothed level stays this many sds away for departure_samples (a slow drift; 0: off)"""
+    departure_samples: Annotated[int, Field(ge=8, le=100_000)] = 64
+    """samples (rounded up to whole chunks of 8) departure_lasting must last"""
 
     @model_validator(mode="after")
     def _hysteresis(self) -> AlarmParams:
@@ -169,6 +172,8 @@ def anomaly_settings(section: AnomalyBase, signal_keys: list[str]) -> AnomalySet
         hold_spread=section.alarm.hold_spread,
         accept_after=section.alarm.accept_after,
         departure=section.alarm.departure,
+        departure_lasting=section.alarm.departure_lasting,
+        departure_samples=section.alarm.departure_samples,
         hold_min=section.alarm.hold_min,
         machine_score=section.machine_score,
     )

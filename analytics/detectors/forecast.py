@@ -57,6 +57,13 @@ B = NDArray[np.bool_]
 #: white signal's step noise to its level noise, so that an outlier scores the same by either.
 _OTHER = float(np.sqrt(2.0))
 
+#: A sample that comes this many of its signal's usual intervals after the one before follows a
+#: gap (a late poll, a missed reply): its short-term residual is measured against a scale
+#: widened by the square root of the intervals it spans (at most ``_GAP_MOST``), the growth of
+#: a random walk's error, which bounds a stationary loop's.
+_GAP_LEAST = 1.5
+_GAP_MOST = 100.0
+
 
 @dataclass
 class ChunkView:
@@ -185,6 +192,8 @@ class ForecastModel(RowDetector):
     mean_long: F64
     log_q: F64
     log_q90: F64
+    last_ts: F64
+    interval: F64
 
     #: Per-signal state (name -> initial value): saved and restored per regime, reset per signal.
     STATE: ClassVar[dict[str, float]] = {
@@ -206,6 +215,8 @@ class ForecastModel(RowDetector):
         "mean_long": 0.0,
         "log_q": float(np.log(4.0)),
         "log_q90": float(np.log(1.645)),  # |z| of a normal sample: 10 % above it
+        "last_ts": np.nan,  # the time of the last sample learnt from (UTC ns; NaN: none yet)
+        "interval": 0.0,  # the usual time between two samples (ns; 0: not known yet)
     }
 
     def __init__(
@@ -286,7 +297,7 @@ class ForecastModel(RowDetector):
         Arithmetic runs in float32 on deviations from the slow mean (kept in float64), so a reading
         of 1e6 keeps the resolution of its distance to the mean.
         """
-        w = self._short_term(x)
+        w = self._short_term(x, None if ts is None else self._gaps(x, ts))
         if ts is not None:
             self._day_term(x, ts, w)
         if self.cycle is not None and (self.cycle.period > 0).any():
@@ -296,8 +307,57 @@ class ForecastModel(RowDetector):
             self._learn_chunk(x, ts, w)
         return view
 
-    def _short_term(self, x: F64) -> _Work:
-        """The AR(2) and last-value residuals of a chunk, and the better one's size in scales."""
+    def _gaps(self, x: F64, ts: NDArray[np.int64]) -> NDArray[np.float32] | None:
+        """Per row and signal: how much wider than usual the short-term error of a sample after a
+        gap is (the square root of the usual intervals since the sample before; 1 elsewhere), or
+        None when no sample of the chunk follows a gap."""
+        gappy = np.isnan(x)
+        t = ts.astype(np.float64)
+        if gappy.any():
+            t[gappy] = np.nan
+        before = _fill_forward(np.vstack([self.last_ts[None], t]))[:-1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spans = (t - before) / self.interval
+        late = spans >= _GAP_LEAST  # NaN (no sample, no time before, no interval yet) is not late
+        if not late.any():
+            return None
+        widen: NDArray[np.float32] = np.where(late, np.sqrt(np.minimum(spans, _GAP_MOST)), 1.0).astype(np.float32)
+        return widen
+
+    def _learn_times(self, x: F64, ts: NDArray[np.int64]) -> None:
+        """The last sample's time, and the usual interval: each chunk's median interval, a step of
+        at most a factor of 3 once known (gaps hardly move it, a slower poll is learnt)."""
+        gappy = np.isnan(x)
+        t = ts.astype(np.float64)
+        if gappy.any():
+            t[gappy] = np.nan
+        filled = _fill_forward(np.vstack([self.last_ts[None], t]))
+        before, self.last_ts = filled[:-1], filled[-1]
+        spans = t - before
+        if np.isnan(spans).any():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a signal without two samples: NaN
+                usual = np.nanmedian(spans, axis=0)
+        else:
+            usual = np.median(spans, axis=0)
+        seen = np.isfinite(usual) & (usual > 0)
+        known = self.interval > 0
+        step = np.clip(usual, self.interval / 3.0, self.interval * 3.0)
+        moved = np.where(known, self.interval + 0.1 * (step - self.interval), usual)
+        self.interval = np.where(seen, moved, self.interval)
+
+    def _after_gaps(self, e_ar: FA, e_last: FA, widen: NDArray[np.float32], reach: FA, floor: F64) -> None:
+        """Divide the short-term residuals of samples after a gap by how much wider their error may be
+        (in place), at most as wide as a stale sample's worst error: predicting with one-step
+        coefficients from a sample ``k`` steps old errs by at most (1 + ``reach``) level sds."""
+        worst = (self.c0 / np.maximum(self.var_ar, floor)) * (1.0 + reach) ** 2
+        bounded = np.sqrt(np.minimum(widen * widen, np.maximum(worst, 1.0))).astype(np.float32)
+        e_ar /= bounded
+        e_last /= bounded
+
+    def _short_term(self, x: F64, widen: NDArray[np.float32] | None = None) -> _Work:
+        """The AR(2) and last-value residuals of a chunk, and the better one's size in scales
+        (``widen``: how much wider than usual each sample's error may be, after a gap)."""
         rows, n = x.shape
         gappy = np.isnan(np.add.reduce(x, axis=0))  # one pass; a column with a NaN sums to NaN
         valid = ~np.isnan(x) if gappy.any() else None
@@ -318,6 +378,8 @@ class ForecastModel(RowDetector):
         e_ar -= p2 * d2
         e_last = d0 - d1
         floor = 1e-12 * m * m + 1e-18
+        if widen is not None:
+            self._after_gaps(e_ar, e_last, widen, np.abs(p1) + np.abs(p2), floor)
         inv_ar = 1.0 / np.sqrt(np.maximum(self.var_ar, floor))
         inv_last = 1.0 / np.sqrt(np.maximum(self.var_last, floor))
         stepwise = self.var_last < self.var_ar
@@ -457,6 +519,8 @@ class ForecastModel(RowDetector):
             self.slope = np.where(self.frozen > 0, step, 0.0)
         self.count = self.count + w.k
         self.rows += rows
+        if ts is not None:
+            self._learn_times(x, ts)
 
     def _expected_where_held(self, x: F64, w: _Work) -> F64:
         """``x`` with the held signals' samples replaced by their seasonal expectation (where they
@@ -602,7 +666,7 @@ class ForecastModel(RowDetector):
             self.cycle.reset(signals)
 
     #: What a signal carries across a regime switch: its last samples are its last samples.
-    CONTINUOUS: ClassVar[tuple[str, ...]] = ("last1", "last2")
+    CONTINUOUS: ClassVar[tuple[str, ...]] = ("last1", "last2", "last_ts", "interval")
 
     def save(self, signals: NDArray[np.intp]) -> dict[str, F64]:
         """The regime-specific state of ``signals`` (levels, scales, quantiles)."""

@@ -141,6 +141,9 @@ class _Work:
     e_cycle: FA | None = None
     bins: NDArray[np.intp] | None = None
     cycle_known: B | None = None
+    #: Per row and signal the time since the signal's sample before (ns; NaN: none), and each
+    #: signal's last sample time (UTC ns; NaN: none yet), when the chunk has times.
+    times: tuple[F64, F64] | None = None
     e_long: FA | None = None
     dev_clipped: FA | None = None
     long_clipped: FA | None = None
@@ -297,7 +300,9 @@ class ForecastModel(RowDetector):
         Arithmetic runs in float32 on deviations from the slow mean (kept in float64), so a reading
         of 1e6 keeps the resolution of its distance to the mean.
         """
-        w = self._short_term(x, None if ts is None else self._gaps(x, ts))
+        times = None if ts is None else self._times(x, ts)
+        w = self._short_term(x, None if times is None else self._gaps(times[0]))
+        w.times = times
         if ts is not None:
             self._day_term(x, ts, w)
         if self.cycle is not None and (self.cycle.period > 0).any():
@@ -307,33 +312,33 @@ class ForecastModel(RowDetector):
             self._learn_chunk(x, ts, w)
         return view
 
-    def _gaps(self, x: F64, ts: NDArray[np.int64]) -> NDArray[np.float32] | None:
-        """Per row and signal: how much wider than usual the short-term error of a sample after a
-        gap is (the square root of the usual intervals since the sample before; 1 elsewhere), or
-        None when no sample of the chunk follows a gap."""
+    def _times(self, x: F64, ts: NDArray[np.int64]) -> tuple[F64, F64]:
+        """Per row and signal, the time since the signal's sample before (ns; NaN without a sample
+        or one before), and each signal's last sample time after the chunk (UTC ns)."""
         gappy = np.isnan(x)
         t = ts.astype(np.float64)
         if gappy.any():
             t[gappy] = np.nan
-        before = _fill_forward(np.vstack([self.last_ts[None], t]))[:-1]
+        filled = _fill_forward(np.vstack([self.last_ts[None], t]))
+        since: F64 = t - filled[:-1]
+        return since, filled[-1]
+
+    def _gaps(self, since: F64) -> NDArray[np.float32] | None:
+        """Per row and signal: how much wider than usual the short-term error of a sample after a
+        gap is (the square root of the usual intervals since the sample before; 1 elsewhere), or
+        None when no sample of the chunk follows a gap (``since``: see :meth:`_times`)."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            spans = (t - before) / self.interval
+            spans = since / self.interval
         late = spans >= _GAP_LEAST  # NaN (no sample, no time before, no interval yet) is not late
         if not late.any():
             return None
         widen: NDArray[np.float32] = np.where(late, np.sqrt(np.minimum(spans, _GAP_MOST)), 1.0).astype(np.float32)
         return widen
 
-    def _learn_times(self, x: F64, ts: NDArray[np.int64]) -> None:
+    def _learn_times(self, spans: F64, last_ts: F64) -> None:
         """The last sample's time, and the usual interval: each chunk's median interval, a step of
         at most a factor of 3 once known (gaps hardly move it, a slower poll is learnt)."""
-        gappy = np.isnan(x)
-        t = ts.astype(np.float64)
-        if gappy.any():
-            t[gappy] = np.nan
-        filled = _fill_forward(np.vstack([self.last_ts[None], t]))
-        before, self.last_ts = filled[:-1], filled[-1]
-        spans = t - before
+        self.last_ts = last_ts
         if np.isnan(spans).any():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a signal without two samples: NaN
@@ -519,8 +524,8 @@ class ForecastModel(RowDetector):
             self.slope = np.where(self.frozen > 0, step, 0.0)
         self.count = self.count + w.k
         self.rows += rows
-        if ts is not None:
-            self._learn_times(x, ts)
+        if w.times is not None:
+            self._learn_times(*w.times)
 
     def _expected_where_held(self, x: F64, w: _Work) -> F64:
         """``x`` with the held signals' samples replaced by their seasonal expectation (where they

@@ -138,3 +138,18 @@ def test_params_lists_every_registered_parameter(capsys: pytest.CaptureFixture[s
         assert f"\n{name} (" in f"\n{out}", name
         for key, p in cls.params.items():
             assert f"  {key}: {p.default}  (" in out, (name, key)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("departure_lasting: -1", "alarm.departure_lasting: Input should be greater than or equal to 0 (got -1)"),
+        ("departure_samples: 4", "alarm.departure_samples: Input should be greater than or equal to 8 (got 4)"),
+    ],
+)
+def test_a_bad_lasting_departure_is_refused_at_its_line(tmp_path: Path, setting: str, message: str) -> None:
+    config = tmp_path / "anomaly.yaml"
+    config.write_text(f"alarm:\n  {setting}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        replay(signals_csv(tmp_path), config, io.StringIO())
+    assert info.value.problems == [f"{config}:2: {message}"]

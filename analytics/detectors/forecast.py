@@ -485,21 +485,28 @@ class ForecastModel(RowDetector):
         squared short-term residual, in the signal's units squared; NaN while the model is warming
         up), whether the level is seasonal (a residual), and the plain mean."""
         k = np.maximum(w.k, 1.0)
-        raw2 = np.square(w.raw, dtype=np.float64)
+        warm = (w.k > 0) & (self.count >= self.grace)  # the signal's own warm-up holds here too
+        # Each sample counts at most ``CONDITION_CLIP`` scales: one wild reading (a swapped
+        # column, a bit error) is a spike the detectors report, not a level or a noise that
+        # lasts for the dozens of chunks the smoothed condition takes to forget it.
+        known = warm & (self.var_long > 0)
+        bound = np.where(known, CONDITION_CLIP * np.sqrt(np.maximum(self.var_long, 1e-300)), np.inf)
+        assert w.e_long is not None, "scored first"
+        resid = np.clip(w.e_long, _f32(-bound), _f32(bound))
+        bound2 = np.where(warm & (self.var_slow > 0), CONDITION_CLIP**2 * self.var_slow, np.inf)
+        raw2 = np.minimum(np.square(w.raw, dtype=np.float64), bound2)
         d0 = w.d0
         if w.valid is not None:
-            d0, raw2 = d0 * w.valid, raw2 * w.valid
+            d0, raw2, resid = d0 * w.valid, raw2 * w.valid, resid * w.valid
         seasonal = np.zeros(d0.shape[1], bool)
         plain = self.mean + _total(d0) / k
-        level = plain
+        # The residual against the seasonal prediction where there is one: the slow mean follows
+        # a slow cycle part of the way, so the mean plus the residual would still swing with it.
+        level = _total(resid) / k
         if w.long_ref is not None:
-            # The residual against the seasonal prediction: the slow mean follows a slow cycle
-            # part of the way, so the mean plus the residual would still swing with it.
-            ref = w.long_ref if w.valid is None else w.long_ref * w.valid
             seasonal = np.asarray((w.long_ref != 0).any(axis=0))
-            level = np.where(seasonal, (_total(d0) - _total(ref)) / k, level)
+        level = np.where(seasonal, level, self.mean + level)
         w.seasonal = seasonal
-        warm = (w.k > 0) & (self.count >= self.grace)  # the signal's own warm-up holds here too
         spread: F64 = np.where(warm, _total(raw2) / k, np.nan)
         return np.where(warm, level, np.nan), spread, seasonal, np.where(warm, plain, np.nan)
 
@@ -739,6 +746,11 @@ def _cyclic(
 def _f32(a: NDArray[np.generic]) -> NDArray[np.float32]:
     """A per-signal parameter in float32, so that float32 chunks stay float32."""
     return np.asarray(a, np.float32)
+
+
+#: Scales (of the long-term residual, of the short-term one) beyond which a sample counts no more
+#: toward the chunk's level and spread that the condition smooths.
+CONDITION_CLIP = 8.0
 
 
 def _total(a: NDArray[np.generic]) -> F64:

@@ -486,14 +486,14 @@ class ForecastModel(RowDetector):
         up), whether the level is seasonal (a residual), and the plain mean."""
         k = np.maximum(w.k, 1.0)
         warm = (w.k > 0) & (self.count >= self.grace)  # the signal's own warm-up holds here too
-        # Each sample counts at most ``CONDITION_CLIP`` scales: one wild reading (a swapped
+        # Each sample counts at most ``WILD_SCALES`` scales: one wild reading (a swapped
         # column, a bit error) is a spike the detectors report, not a level or a noise that
         # lasts for the dozens of chunks the smoothed condition takes to forget it.
         known = warm & (self.var_long > 0)
-        bound = np.where(known, CONDITION_CLIP * np.sqrt(np.maximum(self.var_long, 1e-300)), np.inf)
+        bound = np.where(known, WILD_SCALES * np.sqrt(np.maximum(self.var_long, 1e-300)), np.inf)
         assert w.e_long is not None, "scored first"
         resid = np.clip(w.e_long, _f32(-bound), _f32(bound))
-        bound2 = np.where(warm & (self.var_slow > 0), CONDITION_CLIP**2 * self.var_slow, np.inf)
+        bound2 = np.where(warm & (self.var_slow > 0), WILD_SCALES**2 * self.var_slow, np.inf)
         raw2 = np.minimum(np.square(w.raw, dtype=np.float64), bound2)
         d0 = w.d0
         if w.valid is not None:
@@ -546,7 +546,7 @@ class ForecastModel(RowDetector):
     def _learn(self, w: _Work, warm: B) -> None:
         """The mean, autocovariances, scales and quantiles, from one chunk's residuals."""
         clip, valid, k = self.clip, w.valid, w.k
-        d0, d1, d2, e_long, dev_clipped, long_clipped = w.d0, w.d1, w.d2, w.e_long, w.dev_clipped, w.long_clipped
+        d0, e_long, dev_clipped, long_clipped = w.d0, w.e_long, w.dev_clipped, w.long_clipped
         assert e_long is not None, "scored first"
         assert dev_clipped is not None, "scored first"
         assert long_clipped is not None, "scored first"
@@ -572,11 +572,19 @@ class ForecastModel(RowDetector):
         scale = 1.0 / np.maximum(k, 1.0)
         step = weight("alpha", self.alpha) * (_total(moved) * scale)
         self.mean = self.mean + (np.where(self.held, 0.0, step) if self.held.any() else step)
-        # Autocovariances (around the mean the chunk was predicted with).
+        # Autocovariances (around the mean the chunk was predicted with), each deviation bounded
+        # by ``WILD_SCALES`` sds once warm: one wild reading would otherwise swell the variance
+        # (and with it the mean's bound) and flatten the AR coefficients for a thousand samples.
         rate = weight("ar_alpha", self.ar_alpha)
-        self.c0 += rate * (_total(d0 * d0) * scale - self.c0)
-        self.c1 += rate * (_total(d0 * d1) * scale - self.c1)
-        self.c2 += rate * (_total(d0 * d2) * scale - self.c2)
+        wild = _f32(np.where(warm, WILD_SCALES * np.sqrt(np.maximum(self.c0, 1e-300)), np.inf))
+        seen = np.concatenate([w.d2[:1], w.d1[:1], w.d0])  # the two samples before the chunk, then its own
+        np.clip(seen, -wild, wild, out=seen)
+        a0, a1, a2 = seen[2:], seen[1:-1], seen[:-2]
+        if valid is not None:
+            a0 = a0 * valid
+        self.c0 += rate * (_total(a0 * a0) * scale - self.c0)
+        self.c1 += rate * (_total(a0 * a1) * scale - self.c1)
+        self.c2 += rate * (_total(a0 * a2) * scale - self.c2)
         # Residual scales, winsorised once warm; from the second chunk on (before it, the mean
         # they are measured from is not known yet).
         known = self.count > 0
@@ -748,9 +756,10 @@ def _f32(a: NDArray[np.generic]) -> NDArray[np.float32]:
     return np.asarray(a, np.float32)
 
 
-#: Scales (of the long-term residual, of the short-term one) beyond which a sample counts no more
-#: toward the chunk's level and spread that the condition smooths.
-CONDITION_CLIP = 8.0
+#: Scales beyond which a sample counts no more: toward the autocovariances (sds of the signal), the
+#: chunk's level (of the long-term residual) and spread (of the short-term one) that the condition
+#: smooths. A wild reading is the detectors' to report, not a lasting change of the model.
+WILD_SCALES = 8.0
 
 
 def _total(a: NDArray[np.generic]) -> F64:

@@ -114,7 +114,8 @@ class AnomalyScorer:
             far_level=settings.departure_lasting or np.inf,
         )
         self.smoothed = np.zeros(n_signals)
-        #: Per signal: in alarm (its own or its machine's) when the current chunk began.
+        #: Per signal: held (in its own alarm, or its machine's while away from normal) when the
+        #: current chunk began.
         self._held = np.zeros(n_signals, bool)
         #: Each signal's regime (machine state); -1 before the first.
         self.regime = np.full(n_signals, -1, np.int64)
@@ -216,10 +217,16 @@ class AnomalyScorer:
         return events, machine_part
 
     def _in_alarm(self) -> NDArray[np.bool_]:
-        """Per signal: its alarm is on, or its machine's."""
+        """Per signal: its alarm is on, or its machine's while the signal is itself away from its
+        normal (``hold_level`` sds): a signal the machine's fault did not move goes on learning,
+        or its natural wander, measured against a normal held still, would keep the machine's
+        score in alarm after the fault had ended."""
         if not self.n_machines:
             return self.alarms.active.copy()
-        in_alarm: NDArray[np.bool_] = self.alarms.active | self.machine.to_signals(self.machine_alarms.active)
+        machine = self.machine.to_signals(self.machine_alarms.active)
+        if machine.any():
+            machine &= np.abs(self.condition.level) > self.condition.level_limit
+        in_alarm: NDArray[np.bool_] = self.alarms.active | machine
         return in_alarm
 
     def _departure(self, scores: NDArray[np.float64], fired: Fired) -> None:

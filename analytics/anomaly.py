@@ -130,7 +130,11 @@ class AnomalyScorer:
         self.machine_of = machine_of
         self.machine = MachineScore(machine_of)
         m = self.machine.n_machines
-        self.machine_alarms = Alarms(m, settings.on, settings.off, 1, settings.k_off, settings.cooldown)
+        # A machine's score alarms when two chunks in a row are over the threshold (its rows carry
+        # their chunk's score): the score of one chunk has heavier tails than its chi-square
+        # (each level's sd is estimated from few effectively independent chunks), and the second
+        # chunk halves its false alarms in normal operation at the cost of 8 samples' delay.
+        self.machine_alarms = Alarms(m, settings.on, settings.off, PERIOD + 1, settings.k_off, settings.cooldown)
         self.incidents = Incidents(m)
 
     @property

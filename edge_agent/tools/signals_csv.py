@@ -107,6 +107,30 @@ def _header(path: Path, rows: list[list[str]]) -> list[str]:
     return names
 
 
+def _row_time(cell: str, zone: ZoneInfo | None, where: str, problems: list[str], local: list[int]) -> int | None:
+    """The time in ``cell`` (UTC ns), or None with the problem added (and its index to ``local``
+    when the time has no offset)."""
+    try:
+        return parse_time(cell, zone)
+    except ValueError as exc:
+        problems.append(f"{where}: time {cell!r} {exc}")
+        if "no UTC offset" in str(exc):
+            local.append(len(problems) - 1)
+        return None
+
+
+def _offsets_once(problems: list[str], local: list[int], rows: int) -> list[str]:
+    """``problems`` with the missing offsets (at the indices ``local``) said once when no time of
+    the file's ``rows`` has one: a data set recorded in local time, not 1,000 faulty lines."""
+    if len(local) < 2 or len(local) != rows:
+        return problems
+    first = problems[local[0]].replace(
+        " has no UTC offset:", f" has no UTC offset, nor has any of the file's {rows} times:"
+    )
+    skip = set(local)
+    return [first] + [p for i, p in enumerate(problems) if i not in skip]
+
+
 def read_signals(path: Path, zone: ZoneInfo | None = None, ignore: Sequence[str] = ()) -> SignalTable:
     """The table in ``path``; times without an offset are read in ``zone``; the columns named in
     ``ignore`` (a data set's labels, say) are left out."""
@@ -120,16 +144,17 @@ def read_signals(path: Path, zone: ZoneInfo | None = None, ignore: Sequence[str]
     ts: list[int] = []
     values = np.full((len(rows) - 1, len(names)), np.nan)
     outage = np.zeros(len(rows) - 1, bool)
+    #: Lines whose time has no UTC offset (and no zone was given).
+    local: list[int] = []
     for r, row in enumerate(rows[1:]):
         line = r + 2
         if len(row) != len(names) + 1:
             problems.append(f"{path}:{line}: {len(row)} cells, expected {len(names) + 1}")
             continue
-        try:
-            ts.append(parse_time(row[0], zone))
-        except ValueError as exc:
-            problems.append(f"{path}:{line}: time {row[0]!r} {exc}")
+        stamp = _row_time(row[0], zone, f"{path}:{line}", problems, local)
+        if stamp is None:
             continue
+        ts.append(stamp)
         for c, cell in enumerate(row[1:]):
             if cell.strip().lower() == OUTAGE:
                 outage[r] = True
@@ -143,6 +168,7 @@ def read_signals(path: Path, zone: ZoneInfo | None = None, ignore: Sequence[str]
         problems.append(
             f"{path}:{r + 2}: a row marked {OUTAGE!r} must hold no reading: move them to a row of their own"
         )
+    problems = _offsets_once(problems, local, len(rows) - 1)
     if problems:
         raise ConfigError(problems[:50] + ([f"... and {len(problems) - 50} more"] if len(problems) > 50 else []))
     stamps = np.asarray(ts, np.int64)

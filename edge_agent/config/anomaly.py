@@ -35,7 +35,8 @@ class AlarmParams(Strict):
         int, Field(ge=0, description="samples after an alarm starts before the signal may alarm again")
     ] = 100
     hold_level: Annotated[float, Field(gt=0, le=1000)] = 2.0
-    """an alarm lasts while the signal's smoothed level is this far from its normal (in sds of that level)"""
+    """an alarm lasts while the signal's smoothed level is this far from its normal (in sds of that level);
+    a machine's alarm holds the normal of those of its signals this far from it"""
     hold_spread: Annotated[float, Field(gt=1, le=1000)] = 3.0
     """or while its smoothed mean squared residual is above this (1 is normal noise)"""
     accept_after: Annotated[int, Field(ge=0)] = 2000

@@ -576,7 +576,10 @@ class ForecastModel(RowDetector):
         # by ``WILD_SCALES`` sds once warm: one wild reading would otherwise swell the variance
         # (and with it the mean's bound) and flatten the AR coefficients for a thousand samples.
         rate = weight("ar_alpha", self.ar_alpha)
-        wild = _f32(np.where(warm, WILD_SCALES * np.sqrt(np.maximum(self.c0, 1e-300)), np.inf))
+        # A signal whose variance is still below the floor (constant so far) has no scale to
+        # bound by: bounding by none would keep its variance, and its mean's bound, at 0 for ever.
+        known = warm & (self.c0 > w.floor)
+        wild = _f32(np.where(known, WILD_SCALES * np.sqrt(np.maximum(self.c0, 1e-300)), np.inf))
         seen = np.concatenate([w.d2[:1], w.d1[:1], w.d0])  # the two samples before the chunk, then its own
         np.clip(seen, -wild, wild, out=seen)
         a0, a1, a2 = seen[2:], seen[1:-1], seen[:-2]

@@ -59,3 +59,21 @@ def test_one_wild_reading_is_an_incident_of_a_few_samples() -> None:
         # autocovariances, the swollen variance flattened the forecast for hundreds of samples:
         # 7 of 12 seeds were in alarm for 230 to 500 samples.
         assert new.max() - at < 48, f"seed {seed}: the incident lasted to row {new.max()} after row {at}"
+
+
+def test_a_signal_constant_for_hours_learns_its_scale_when_it_starts_to_move() -> None:
+    """A setpoint that has not moved for 30,000 samples has no variance left to bound a reading
+    by: its first moves are learnt as they are, not bounded to 8 sds of nothing (which kept its
+    variance, and its mean's bound, at 0 for ever)."""
+    rng = np.random.default_rng(1)
+    x = np.full(40_000, 5.0)
+    x[30_000:] = 6.0 + rng.normal(0.0, 0.1, 10_000)
+    ts = np.arange(x.shape[0], dtype=np.int64)[:, None] * 10**9
+    scorer = AnomalyScorer(1)
+    scorer.update(x[:30_000, None], ts[:30_000])
+    model = scorer.detectors.model
+    assert model is not None
+    assert model.c0[0] < 1e-200, "the test needs a variance that has decayed to nothing"
+    scorer.update(x[30_000:, None], ts[30_000:])
+    assert model.c0[0] > 0.01, model.c0[0]
+    assert model.mean[0] > 5.2, model.mean[0]

@@ -489,11 +489,11 @@ class ForecastModel(RowDetector):
         # Each sample counts at most ``WILD_SCALES`` scales: one wild reading (a swapped
         # column, a bit error) is a spike the detectors report, not a level or a noise that
         # lasts for the dozens of chunks the smoothed condition takes to forget it.
-        known = warm & (self.var_long > 0)
+        known = warm & (self.var_long > w.floor)  # a scale to speak of (see the autocovariances)
         bound = np.where(known, WILD_SCALES * np.sqrt(np.maximum(self.var_long, 1e-300)), np.inf)
         assert w.e_long is not None, "scored first"
         resid = np.clip(w.e_long, _f32(-bound), _f32(bound))
-        bound2 = np.where(warm & (self.var_slow > 0), WILD_SCALES**2 * self.var_slow, np.inf)
+        bound2 = np.where(warm & (self.var_slow > w.floor), WILD_SCALES**2 * self.var_slow, np.inf)
         raw2 = np.minimum(np.square(w.raw, dtype=np.float64), bound2)
         d0 = w.d0
         if w.valid is not None:

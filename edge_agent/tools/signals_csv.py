@@ -47,6 +47,10 @@ TIME_NAMES = ("time", "timestamp", "datetime", "date")
 SEPARATORS = ",;\t"
 
 
+class NoOffset(ValueError):
+    """A time without a UTC offset, and no zone to read it in."""
+
+
 def parse_time(text: str, zone: ZoneInfo | None = None) -> int:
     """UTC ns from RFC 3339 with an offset, from integer epoch nanoseconds, or from a time
     without an offset read in ``zone``."""
@@ -57,7 +61,7 @@ def parse_time(text: str, zone: ZoneInfo | None = None) -> int:
     if stamp.tzinfo is None and zone is not None:
         stamp = stamp.replace(tzinfo=zone)
     if stamp.tzinfo is None:
-        raise ValueError(
+        raise NoOffset(
             "has no UTC offset: write e.g. 2026-03-01T08:00:00+08:00, or say the zone: --timezone Asia/Shanghai"
         )
     whole = int(stamp.replace(microsecond=0).timestamp())
@@ -114,7 +118,7 @@ def _row_time(cell: str, zone: ZoneInfo | None, where: str, problems: list[str],
         return parse_time(cell, zone)
     except ValueError as exc:
         problems.append(f"{where}: time {cell!r} {exc}")
-        if "no UTC offset" in str(exc):
+        if isinstance(exc, NoOffset):
             local.append(len(problems) - 1)
         return None
 
@@ -144,7 +148,7 @@ def read_signals(path: Path, zone: ZoneInfo | None = None, ignore: Sequence[str]
     ts: list[int] = []
     values = np.full((len(rows) - 1, len(names)), np.nan)
     outage = np.zeros(len(rows) - 1, bool)
-    #: Lines whose time has no UTC offset (and no zone was given).
+    #: Indices in ``problems`` of the times without a UTC offset (no zone was given).
     local: list[int] = []
     for r, row in enumerate(rows[1:]):
         line = r + 2

@@ -136,6 +136,8 @@ class _Work:
     z: FA
     #: The short-term residual against the slowly learnt scale.
     z_slow: FA
+    #: The two samples before the chunk, then its own (deviations; ``d0``, ``d1``, ``d2`` are views).
+    history: FA | None = None
     long_ref: NDArray[np.float32] | None = None
     e_day: FA | None = None
     e_cycle: FA | None = None
@@ -424,7 +426,7 @@ class ForecastModel(RowDetector):
         # is learnt by the short-term scales within tens of samples, not by this one).
         z_slow = np.abs(raw)
         z_slow *= _f32(1.0 / np.sqrt(np.maximum(self.var_slow, floor)))
-        return _Work(valid, k, floor, d0, d1, d2, e_ar, e_last, raw, short, z, z_slow)
+        return _Work(valid, k, floor, d0, d1, d2, e_ar, e_last, raw, short, z, z_slow, history=history)
 
     def _day_term(self, x: F64, ts: NDArray[np.int64], w: _Work) -> None:
         """Fold in the day profile's prediction, where it has one."""
@@ -580,8 +582,8 @@ class ForecastModel(RowDetector):
         # bound by: bounding by none would keep its variance, and its mean's bound, at 0 for ever.
         known = warm & (self.c0 > w.floor)
         wild = _f32(np.where(known, WILD_SCALES * np.sqrt(np.maximum(self.c0, 1e-300)), np.inf))
-        seen = np.concatenate([w.d2[:1], w.d1[:1], w.d0])  # the two samples before the chunk, then its own
-        np.clip(seen, -wild, wild, out=seen)
+        assert w.history is not None, "scored first"
+        seen = np.clip(w.history, -wild, wild)
         a0, a1, a2 = seen[2:], seen[1:-1], seen[:-2]
         if valid is not None:
             a0 = a0 * valid

@@ -80,6 +80,12 @@ class Condition:
         self.var = np.zeros(n_signals)
         #: EWMA of ``(chunk mean - ref)²`` in normal operation.
         self.var_chunk = np.zeros(n_signals)
+        #: EWMA of the product of two normal chunks' ``chunk mean - ref`` in a row (their lag-1
+        #: autocovariance), and the last normal chunk's (NaN: the last chunk was not learnt).
+        self.lag1 = np.zeros(n_signals)
+        self.last_off = np.full(n_signals, np.nan)
+        #: Per signal, :meth:`_few_chunks` as of the last chunk.
+        self.widen = np.ones(n_signals)
         #: Whole chunks in a row whose mean was within ``calm_limit`` sds of the normal, and not noisy.
         self.calm = np.zeros(n_signals, np.int64)
         self.calm_limit = 1.5
@@ -117,8 +123,32 @@ class Condition:
     def level(self) -> F64:
         """Per signal: how far what it does now is from its normal, in normal sds (0 while unknown)."""
         floor = 1e-12 * self.ref * self.ref + 1e-30
-        level: F64 = np.where(self.seen, (self.fast - self.ref) / np.sqrt(np.maximum(self.var, floor)), 0.0)
+        var = np.maximum(self.var, floor) * self.widen
+        level: F64 = np.where(self.seen, (self.fast - self.ref) / np.sqrt(var), 0.0)
         return level
+
+    def _few_chunks(self) -> F64:
+        """Per signal, the factor by which its level's variance, measured around a normal learnt
+        from the same few chunks, errs low (1: none).
+
+        A signal that wanders (its chunk means correlated over many chunks) has shown only part of
+        its range in a short history, and its normal moved with it: the squares around a mean of N
+        chunks whose integrated autocorrelation time is τ chunks average ``(1 - τ/N)`` of the true
+        variance. The excess over independent chunks (``τ - 1 = 2ρ / (1 - ρ)``, ρ the chunk means'
+        lag-1 autocorrelation in normal operation) is corrected, at most fourfold. ρ measured
+        around a mean of the same N chunks errs low by about ``(1 + 4ρ) / N`` (Kendall's bias of
+        the lag-1 autocorrelation), which is added back. Chunk means without a cycle only: the
+        residual against a learnt cycle repeats with it, and its lag-1 autocorrelation says
+        nothing of how much of its range a history has seen.
+        """
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = np.clip(self.lag1 / self.var_chunk, 0.0, 0.99)
+        rho = np.nan_to_num(rho, nan=0.0)
+        window = np.maximum(np.minimum(self.chunks, 2.0 / self.slow_rate - 1.0), 1.0)
+        rho = np.where(rho > 0.0, np.minimum(rho + (1.0 + 4.0 * rho) / window, 0.99), 0.0)
+        excess = 2.0 * rho / (1.0 - rho)
+        factor: F64 = np.where(self.seasonal, 1.0, 1.0 / (1.0 - np.minimum(excess / window, 0.75)))
+        return factor
 
     def observe(
         self,
@@ -155,8 +185,10 @@ class Condition:
                 quiet = (now < self.calm_limit) & ~(spread > self.spread_limit * self.noise)
             self.calm = np.where(seen, np.where(quiet, self.calm + 1, 0), self.calm)
         learn = np.flatnonzero(seen & ~held)
+        self.last_off[~(seen & ~held)] = np.nan
         if learn.shape[0]:
             self._learn_normal(learn, mean, chunks)
+        self.widen = self._few_chunks()
         if rows == PERIOD:
             now = np.abs(self.level)
             self.approach += self.fast_rate * (now - self.before - self.approach)
@@ -195,6 +227,15 @@ class Condition:
         var_chunk = self.var_chunk[learn]
         square = np.where(warm, np.minimum(off * off, 9.0 * var_chunk), off * off)
         self.var_chunk[learn] = var_chunk + spread_rate * (square - var_chunk)
+        before = self.last_off[learn]
+        pair = ~np.isnan(before)
+        if pair.any():
+            both = learn[pair]
+            product = off[pair] * before[pair]
+            bound = np.where(warm[pair], 9.0 * var_chunk[pair], np.inf)
+            lag1 = self.lag1[both]
+            self.lag1[both] = lag1 + spread_rate[pair] * (np.clip(product, -bound, bound) - lag1)
+        self.last_off[learn] = off
         bound = np.where(warm, np.sqrt(var), np.inf)
         self.ref[learn] += rate * np.clip(mean[learn] - self.ref[learn], -bound, bound)
         self.chunks[learn] = done + chunks
@@ -243,7 +284,7 @@ class Condition:
 
     #: The per-signal arrays a machine state keeps (each state has its own normal).
     STATE = (
-        *("fast", "ref", "var", "var_chunk", "chunks", "spread", "noise"),
+        *("fast", "ref", "var", "var_chunk", "lag1", "chunks", "spread", "noise"),
         *("former", "seasonal", "calm", "before", "approach", "far"),
     )
 
@@ -254,10 +295,14 @@ class Condition:
     def load(self, signals: NDArray[np.intp], saved: dict[str, NDArray[np.generic]]) -> None:
         for name in self.STATE:
             getattr(self, name)[signals] = saved[name]
+        self.last_off[signals] = np.nan  # the chunk before was another state's
+        self.widen = self._few_chunks()
 
     def reset(self, signals: NDArray[np.intp]) -> None:
-        for a in (self.fast, self.ref, self.var, self.var_chunk, self.chunks, self.spread, self.noise):
+        for a in (self.fast, self.ref, self.var, self.var_chunk, self.lag1, self.chunks, self.spread, self.noise):
             a[signals] = 0.0
+        self.last_off[signals] = np.nan
+        self.widen[signals] = 1.0
         self.before[signals] = self.approach[signals] = 0.0
         self.former[signals] = np.nan
         self.calm[signals] = self.far[signals] = 0

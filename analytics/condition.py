@@ -135,8 +135,7 @@ class Condition:
         its range in a short history, and its normal moved with it: the squares around a mean of N
         chunks whose integrated autocorrelation time is τ chunks average ``(1 - τ/N)`` of the true
         variance. The excess over independent chunks (``τ - 1 = 2ρ / (1 - ρ)``, ρ the chunk means'
-        lag-1 autocorrelation in normal operation) is corrected beyond a tenth of the history
-        (smaller errors are within the estimate's own noise), at most fourfold. ρ measured
+        lag-1 autocorrelation in normal operation) is corrected, at most fourfold. ρ measured
         around a mean of the same N chunks errs low by about ``(1 + 4ρ) / N`` (Kendall's bias of
         the lag-1 autocorrelation), which is added back. Chunk means without a cycle only: the
         residual against a learnt cycle repeats with it, and its lag-1 autocorrelation says
@@ -148,7 +147,7 @@ class Condition:
         window = np.maximum(np.minimum(self.chunks, 2.0 / self.slow_rate - 1.0), 1.0)
         rho = np.where(rho > 0.0, np.minimum(rho + (1.0 + 4.0 * rho) / window, 0.99), 0.0)
         excess = 2.0 * rho / (1.0 - rho)
-        factor: F64 = np.where(self.seasonal, 1.0, 1.0 / (1.0 - np.clip(excess / window - 0.1, 0.0, 0.75)))
+        factor: F64 = np.where(self.seasonal, 1.0, 1.0 / (1.0 - np.minimum(excess / window, 0.75)))
         return factor
 
     def observe(

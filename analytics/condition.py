@@ -281,6 +281,7 @@ class Condition:
         self.ref[signals] = self.fast[signals]
         self.noise[signals] = np.maximum(self.noise[signals], self.spread[signals])
         self.calm[signals] = self.far[signals] = 0
+        self.last_off[signals] = np.nan  # measured against the normal before
 
     #: The per-signal arrays a machine state keeps (each state has its own normal).
     STATE = (

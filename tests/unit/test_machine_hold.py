@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_agent.analytics.anomaly import AnomalyScorer
+from tests.unit.machine_faults import machine_incident
 
 ROWS, START, END = 3000, 1500, 1900
 
@@ -15,18 +15,7 @@ def incident_after_the_fault(seed: int) -> int:
 
     Signals 0 to 2 are AR(1) loops (phi 0.8); 3 to 5 wander slowly (phi 0.99, a time constant of
     100 samples); all have unit level sd under sensor noise of 0.3."""
-    rng = np.random.default_rng(seed)
-    phi = np.array([0.8, 0.8, 0.8, 0.99, 0.99, 0.99])
-    x, z = np.zeros((ROWS, phi.shape[0])), np.zeros(phi.shape[0])
-    for i in range(ROWS):
-        z = phi * z + rng.normal(0.0, np.sqrt(1.0 - phi * phi))
-        x[i] = z
-    x += 20.0 + rng.normal(0.0, 0.3, x.shape)
-    x[START:END, :3] += 3.0
-    ts = np.repeat(np.arange(ROWS, dtype=np.int64)[:, None] * 10**9, phi.shape[0], axis=1)
-    scorer = AnomalyScorer(phi.shape[0], machines=np.zeros(phi.shape[0], np.intp))
-    scorer.update(x, ts)
-    incident = scorer.last_machines.incident[:, 0].astype(bool)
+    incident = machine_incident(seed, np.array([0.8, 0.8, 0.8, 0.99, 0.99, 0.99]), ROWS, START, END)
     assert incident[START:END].mean() > 0.9, f"seed {seed}: the fault was not in alarm while it lasted"
     over = np.flatnonzero(~incident[END:])
     return int(over[0]) if over.shape[0] else ROWS - END

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_agent.analytics.anomaly import AnomalyScorer
 from edge_agent.analytics.condition import Condition
 from edge_agent.analytics.detectors.season import PERIOD
+from tests.unit.machine_faults import machine_incident
 
 
 def chunk_means(rng: np.random.Generator, rho: float, chunks: int, signals: int) -> np.ndarray:
@@ -46,20 +46,10 @@ def machine_in_alarm(seed: int) -> tuple[np.ndarray, np.ndarray]:
     (1,300 samples, the fault from 650 to 1,000): a fault of 3 sds on 3 of 6 signals, while the
     other 3 wander by nature (phi 0.997 per sample, a time constant of 333 samples: longer than
     the history before the fault). All have unit level sd under sensor noise of 0.3."""
-    rng = np.random.default_rng(seed)
-    phi = np.array([0.8, 0.8, 0.8, 0.997, 0.997, 0.997])
-    x, z = np.zeros((ROWS, phi.shape[0])), np.zeros(phi.shape[0])
-    for i in range(ROWS):
-        z = phi * z + rng.normal(0.0, np.sqrt(1.0 - phi * phi))
-        x[i] = z
-    x += 20.0 + rng.normal(0.0, 0.3, x.shape)
-    x[START:END, :3] += 3.0
-    ts = np.repeat(np.arange(ROWS, dtype=np.int64)[:, None] * 10**9, phi.shape[0], axis=1)
-    scorer = AnomalyScorer(phi.shape[0], machines=np.zeros(phi.shape[0], np.intp))
-    scorer.update(x, ts)
+    incident = machine_incident(seed, np.array([0.8, 0.8, 0.8, 0.997, 0.997, 0.997]), ROWS, START, END)
     fault = np.zeros(ROWS, bool)
     fault[START:END] = True
-    return scorer.last_machines.incident[:, 0].astype(bool), fault
+    return incident, fault
 
 
 def test_short_recordings_with_wandering_signals() -> None:

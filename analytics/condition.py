@@ -184,8 +184,9 @@ class Condition:
             with np.errstate(invalid="ignore"):
                 quiet = (now < self.calm_limit) & ~(spread > self.spread_limit * self.noise)
             self.calm = np.where(seen, np.where(quiet, self.calm + 1, 0), self.calm)
-        learn = np.flatnonzero(seen & ~held)
-        self.last_off[~(seen & ~held)] = np.nan
+        normal = seen & ~held
+        learn = np.flatnonzero(normal)
+        self.last_off[~normal] = np.nan
         if learn.shape[0]:
             self._learn_normal(learn, mean, chunks)
         self.widen = self._few_chunks()
@@ -232,9 +233,9 @@ class Condition:
         if pair.any():
             both = learn[pair]
             product = off[pair] * before[pair]
-            bound = np.where(warm[pair], 9.0 * var_chunk[pair], np.inf)
+            most = np.where(warm[pair], 9.0 * var_chunk[pair], np.inf)
             lag1 = self.lag1[both]
-            self.lag1[both] = lag1 + spread_rate[pair] * (np.clip(product, -bound, bound) - lag1)
+            self.lag1[both] = lag1 + spread_rate[pair] * (np.clip(product, -most, most) - lag1)
         self.last_off[learn] = off
         bound = np.where(warm, np.sqrt(var), np.inf)
         self.ref[learn] += rate * np.clip(mean[learn] - self.ref[learn], -bound, bound)

@@ -200,7 +200,7 @@ class AnomalyScorer:
         if view is not None and self.detectors.position == 0:
             # A chunk completed: its view's level and spread are the whole chunk's, however the
             # stream was cut (a live agent scores a row or two at a time, a replay whole blocks).
-            self.condition.observe(view.level, view.spread, PERIOD, held, view.seasonal, view.plain)
+            self.condition.observe(view.level, view.spread, PERIOD, held, view.seasonal, view.plain, view.shaped)
             if s.departure or s.departure_lasting:
                 self._departure(scores, fired)
         piece_flags, events = self.alarms.update(scores, ts, fired, lasting)
@@ -240,10 +240,10 @@ class AnomalyScorer:
         over about a thousand."""
         c = self.condition
         # Not while in alarm, in an alarm's cool-down, or back within the normal chunk by chunk.
-        # A residual against a learnt cycle is only as good as the cycle's shape: the shift sum
-        # covers cyclic signals; the departure is for the others.
+        # A residual against a seasonal memory (the day profile) is only as good as that memory:
+        # the shift sum covers those signals; the departure is for levels (a cycle's too).
         # Its normal known well (512 samples at least): a departure starts an alarm, not only holds one.
-        ready = (c.chunks >= np.maximum(c.warm_chunks * 2, 64)) & ~self.alarms.active & (c.calm < 2) & ~c.seasonal
+        ready = (c.chunks >= np.maximum(c.warm_chunks * 2, 64)) & ~self.alarms.active & (c.calm < 2) & ~c.residual
         # A temperature heading for its state's level is coming back, not departing.
         ready &= ~self.detectors.settling & ~c.returning
         if self.settings.cooldown:
@@ -253,7 +253,9 @@ class AnomalyScorer:
         # too, once the normal is known well: a slow drift the forecast and the normal follow shows
         # so (its spread, learnt over the whole normal history, does not follow).
         s = self.settings
-        limit = np.full(self.n_signals, s.departure or np.inf)
+        # On a cycle, a chunk at a steep edge of the cycle's shape can be far from it for a chunk:
+        # there a departure takes two chunks in a row.
+        limit = np.where(c.shaped & (c.far < 2), np.inf, s.departure or np.inf)
         if s.departure_lasting:
             lasted = (c.far >= -(-s.departure_samples // PERIOD)) & c.known_well
             limit[lasted] = np.minimum(limit[lasted], s.departure_lasting)

@@ -46,6 +46,9 @@ F64 = NDArray[np.float64]
 #: cycle's period seen twice): its spreads then learn over the whole history, and a lasting
 #: departure may start an alarm.
 KNOWN_WELL = 256
+#: The largest step of a chunk's mean from the level now, in normal sds, for a level under a
+#: cycle's shape (see :meth:`Condition.observe`).
+SHAPED_STEP = 4.0
 
 
 class Condition:
@@ -104,8 +107,10 @@ class Condition:
         self.far = np.zeros(n_signals, np.int64)
         #: The normal a signal had before it accepted a new one (NaN: none): a return to it is normal.
         self.former = np.full(n_signals, np.nan)
-        #: Whether each signal's means have a seasonal part taken off (a change relearns the normal).
+        #: Whether each signal's means have a seasonal part taken off (a change relearns the normal),
+        #: and whether that part is a cycle's shape alone (the means are then levels, not residuals).
         self.seasonal = np.zeros(n_signals, bool)
+        self.shaped = np.zeros(n_signals, bool)
 
     @property
     def seen(self) -> NDArray[np.bool_]:
@@ -118,6 +123,12 @@ class Condition:
         """Signals with ``KNOWN_WELL`` chunks of normal history."""
         known: NDArray[np.bool_] = self.chunks >= KNOWN_WELL
         return known
+
+    @property
+    def residual(self) -> NDArray[np.bool_]:
+        """Signals whose means are residuals against a seasonal memory (the day profile), not levels."""
+        residual: NDArray[np.bool_] = self.seasonal & ~self.shaped
+        return residual
 
     @property
     def level(self) -> F64:
@@ -147,7 +158,7 @@ class Condition:
         window = np.maximum(np.minimum(self.chunks, 2.0 / self.slow_rate - 1.0), 1.0)
         rho = np.where(rho > 0.0, np.minimum(rho + (1.0 + 4.0 * rho) / window, 0.99), 0.0)
         excess = 2.0 * rho / (1.0 - rho)
-        factor: F64 = np.where(self.seasonal, 1.0, 1.0 / (1.0 - np.minimum(excess / window, 0.75)))
+        factor: F64 = np.where(self.residual, 1.0, 1.0 / (1.0 - np.minimum(excess / window, 0.75)))
         return factor
 
     def observe(
@@ -158,6 +169,7 @@ class Condition:
         held: NDArray[np.bool_],
         seasonal: NDArray[np.bool_] | None = None,
         plain: F64 | None = None,
+        shaped: NDArray[np.bool_] | None = None,
     ) -> None:
         """One chunk's (or ``rows`` rows of one chunk's) means and spreads; NaN leaves a signal as it is.
 
@@ -168,12 +180,19 @@ class Condition:
         """
         chunks = rows / PERIOD
         if seasonal is not None and plain is not None:
-            self._season_changes(mean, plain, seasonal, held)
+            self._season_changes(mean, plain, seasonal, held, np.zeros_like(seasonal) if shaped is None else shaped)
         seen = ~np.isnan(mean)
         first = seen & (self.chunks == 0) & ~held
         self.fast[first] = self.ref[first] = mean[first]
         fast_weight = 1.0 - (1.0 - self.fast_rate) ** chunks
-        self.fast[seen] += fast_weight * (mean[seen] - self.fast[seen])
+        step = mean - self.fast
+        if self.shaped.any():
+            # Against a cycle's shape, a sharp feature of the cycle that comes a little early or
+            # late leaves chunks far off on either side of it: each chunk moves the level by at
+            # most ``SHAPED_STEP`` normal sds (a shift gets there a few chunks later).
+            bound = np.where(self.shaped & self.seen, SHAPED_STEP * np.sqrt(self.var * self.widen), np.inf)
+            step = np.clip(step, -bound, bound)
+        self.fast[seen] += fast_weight * step[seen]
         with np.errstate(invalid="ignore"):
             back = np.abs(self.fast - self.former) < self.level_limit * np.sqrt(self.var)
         if back.any():  # returned to the normal it had before the last accepted one
@@ -220,7 +239,7 @@ class Condition:
         # running mean, at least ``spread_rate`` per chunk): a drift the reference follows would
         # otherwise teach them its own lag and hide itself. A residual against a learnt cycle
         # keeps the reference's rate: the cycle's shape, and the residual's spread with it, move.
-        slow = (done >= KNOWN_WELL) & ~self.seasonal[learn]
+        slow = (done >= KNOWN_WELL) & ~self.residual[learn]
         spread_rate = np.where(slow, np.maximum(1.0 - (1.0 - self.spread_rate) ** chunks, running), rate)
         square = np.where(warm, np.minimum(gap * gap, 4.0 * var), gap * gap)
         self.var[learn] = var + spread_rate * (square - var)
@@ -241,16 +260,21 @@ class Condition:
         self.ref[learn] += rate * np.clip(mean[learn] - self.ref[learn], -bound, bound)
         self.chunks[learn] = done + chunks
 
-    def _season_changes(self, mean: F64, plain: F64, seasonal: NDArray[np.bool_], held: NDArray[np.bool_]) -> None:
+    def _season_changes(
+        self, mean: F64, plain: F64, seasonal: NDArray[np.bool_], held: NDArray[np.bool_], shaped: NDArray[np.bool_]
+    ) -> None:
         """Signals whose level changed meaning (a cycle found or lost): learnt afresh, or while in
         alarm, moved onto the new meaning (their normal and now shift by the chunk's difference)."""
-        changed = (seasonal != self.seasonal) & ~np.isnan(mean)
+        changed = ((seasonal != self.seasonal) | (shaped != self.shaped)) & ~np.isnan(mean)
         if not changed.any():
             return
-        fresh = np.flatnonzero(changed & ~held)
+        # To or from a level under a cycle's shape while in alarm: no chunk of the old meaning to
+        # measure the new one against, so the normal is learnt afresh once the alarm has ended.
+        afresh = changed & (~held | (shaped != self.shaped))
+        moved = np.flatnonzero(changed & ~afresh)
+        fresh = np.flatnonzero(afresh)
         if fresh.shape[0]:
             self.reset(fresh)
-        moved = np.flatnonzero(changed & held)
         if moved.shape[0]:
             # Found: this chunk's residual against its plain mean. Lost: the residual is gone, so
             # what the signal does now keeps its distance to normal.
@@ -259,6 +283,7 @@ class Condition:
             self.ref[moved] += delta
             self.former[moved] += delta
         self.seasonal[changed] = seasonal[changed]
+        self.shaped[changed] = shaped[changed]
 
     @property
     def returning(self) -> NDArray[np.bool_]:
@@ -287,7 +312,7 @@ class Condition:
     #: The per-signal arrays a machine state keeps (each state has its own normal).
     STATE = (
         *("fast", "ref", "var", "var_chunk", "lag1", "chunks", "spread", "noise"),
-        *("former", "seasonal", "calm", "before", "approach", "far"),
+        *("former", "seasonal", "shaped", "calm", "before", "approach", "far"),
     )
 
     def save(self, signals: NDArray[np.intp]) -> dict[str, NDArray[np.generic]]:
@@ -308,4 +333,4 @@ class Condition:
         self.before[signals] = self.approach[signals] = 0.0
         self.former[signals] = np.nan
         self.calm[signals] = self.far[signals] = 0
-        self.seasonal[signals] = False
+        self.seasonal[signals] = self.shaped[signals] = False

@@ -95,6 +95,9 @@ class ChunkView:
     seasonal: B
     #: Per signal: the chunk's plain mean (``level`` where ``seasonal`` is False).
     plain: F64
+    #: Per signal: ``level`` is the chunk's mean less its cycle's shape (the level the cycle rides
+    #: on, a level like a plain signal's), not a residual against a seasonal memory.
+    shaped: B
 
     def rows_from(self, first: int) -> ChunkView:
         """The view of this chunk's rows from ``first`` on."""
@@ -111,6 +114,7 @@ class ChunkView:
             self.spread,
             self.seasonal,
             self.plain,
+            self.shaped,
         )
 
 
@@ -143,6 +147,9 @@ class _Work:
     e_cycle: FA | None = None
     bins: NDArray[np.intp] | None = None
     cycle_known: B | None = None
+    #: Per signal with a known cycle: the chunk's mean of the base level its prediction carries
+    #: (the prediction less the cycle's shape; NaN: none known).
+    cycle_base: F64 | None = None
     #: Per row and signal the time since the signal's sample before (ns; NaN: none), and each
     #: signal's last sample time (UTC ns; NaN: none yet), when the chunk has times.
     times: tuple[F64, F64] | None = None
@@ -440,9 +447,10 @@ class ForecastModel(RowDetector):
     def _cycle_term(self, rows: int, w: _Work) -> None:
         """Fold in the cycle's prediction, for the signals whose cycle is known."""
         assert self.cycle is not None
-        ends, cycle_known = self.cycle.predict(PERIOD, self.rows)  # the whole chunk, whatever is seen of it
+        ends, bases, cycle_known = self.cycle.predict(PERIOD, self.rows)  # the whole chunk, whatever is seen of it
         if not cycle_known.any():
             return
+        w.cycle_base = np.where(cycle_known, bases, np.nan)
         m = self.mean
         first, last = (_f32(np.where(cycle_known, end - m, 0.0)) for end in ends)
         steps = (np.arange(rows, dtype=np.float32) / np.float32(PERIOD - 1))[:, None]
@@ -478,10 +486,10 @@ class ForecastModel(RowDetector):
             surprise[~valid] = np.nan
             for a in (dev, long, exceed):
                 a[~valid] = 0.0
-        level, spread, seasonal, plain = self._condition(w)
-        return ChunkView(x, valid, surprise, dev, long, exceed, calibrated, level, spread, seasonal, plain)
+        level, spread, seasonal, plain, shaped = self._condition(w)
+        return ChunkView(x, valid, surprise, dev, long, exceed, calibrated, level, spread, seasonal, plain, shaped)
 
-    def _condition(self, w: _Work) -> tuple[F64, F64, B, F64]:
+    def _condition(self, w: _Work) -> tuple[F64, F64, B, F64, B]:
         """Per signal: the chunk's level (its mean; for a signal with a known cycle or day profile,
         the mean of its residual against that prediction; NaN without a sample), its spread (mean
         squared short-term residual, in the signal's units squared; NaN while the model is warming
@@ -508,9 +516,15 @@ class ForecastModel(RowDetector):
         if w.long_ref is not None:
             seasonal = np.asarray((w.long_ref != 0).any(axis=0))
         level = np.where(seasonal, level, self.mean + level)
+        shaped = np.zeros_like(seasonal)
+        if w.cycle_base is not None and w.cycle_known is not None:
+            # Against the cycle's shape alone, a level that moves under the cycle (a drift, a
+            # shift the cycle's memory has taken in) stays in the level.
+            shaped = seasonal & w.cycle_known & ~np.isnan(w.cycle_base)
+            level = np.where(shaped, level + np.nan_to_num(w.cycle_base), level)
         w.seasonal = seasonal
         spread: F64 = np.where(warm, _total(raw2) / k, np.nan)
-        return np.where(warm, level, np.nan), spread, seasonal, np.where(warm, plain, np.nan)
+        return np.where(warm, level, np.nan), spread, seasonal, np.where(warm, plain, np.nan), shaped
 
     def _learn_chunk(self, x: F64, ts: NDArray[np.int64] | None, w: _Work) -> None:
         """Learn from the values as they were predicted (not while a state change settles)."""
@@ -650,7 +664,7 @@ class ForecastModel(RowDetector):
             bounded = np.where(self.var_day > 0, np.clip(resid, -clip * sd, clip * sd), resid)
             self.day.learn(x, ts, k_valid, bins, bounded)
         if self.cycle is not None:
-            self.cycle.push(x, gappy=valid is not None)
+            self.cycle.push(x, gappy=valid is not None, held=self.held)
 
     def level_gap(self, signals: NDArray[np.intp], x: F64) -> F64:
         """How far ``signals`` (samples ``x``, ``[rows, len(signals)]``) are from their level, in level sd.

@@ -9,8 +9,11 @@ Two predictors of the same sample, both vectorised over signals (``[rows, signal
   into a ring (one value per ``PERIOD`` samples); now and then the ring's autocorrelation
   (FFT) gives each signal's period: the first lag after the autocorrelation has dipped below 0
   that comes within 90 % of its highest peak above 0.5 (a step or a trend never dips, so it is
-  never taken for a cycle). The prediction is the median of the ring's values one, two and
-  three periods back (linearly interpolated): an anomaly one cycle ago does not echo.
+  never taken for a cycle), its fraction of a chunk read where the mean squared difference of
+  the ring and itself a period (or two) back is least. The prediction is the median of the
+  ring's values one, two and three periods back (linearly interpolated): an anomaly one cycle
+  ago does not echo. Beside each value the ring keeps the mean over the period around it, the
+  level the cycle rode on then: the prediction less that base level is the cycle's shape alone.
 
 Units: ``period`` is in samples; times are UTC nanoseconds.
 
@@ -115,9 +118,17 @@ class CycleLearner:
         #: it doubles from ``every`` up to ``MAX_WAIT`` while the answer stays the same.
         self.next_at = np.full(n_signals, 64, np.int64)
         self.wait = np.full(n_signals, every, np.int64)
+        #: Per signal with a cycle: the sum and the count of its chunk means over the last whole
+        #: chunks of one period (see :meth:`_slide`).
+        self._sum = np.zeros(n_signals)
+        self._count = np.zeros(n_signals)
+        #: ... and how many whole chunks those are (within a chunk of the period's: see
+        #: :meth:`_refresh_block`).
+        self._whole = np.zeros(n_signals, np.int64)
 
-    def push(self, chunk: F64, gappy: bool = True) -> None:
-        """The next chunk of ``PERIOD`` rows (a shorter one is not pushed)."""
+    def push(self, chunk: F64, gappy: bool = True, held: NDArray[np.bool_] | None = None) -> None:
+        """The next chunk of ``PERIOD`` rows (a shorter one is not pushed). The period of a ``held``
+        signal (in alarm) is not looked for: it is part of its normal, which an alarm holds."""
         if chunk.shape[0] != PERIOD:
             return
         if gappy:
@@ -126,10 +137,18 @@ class CycleLearner:
                 means = np.nanmean(chunk, axis=0)
         else:
             means = np.add.reduce(chunk, axis=0) * (1.0 / PERIOD)
-        self.ring.put(self.pushed % self.size, means)
+        slot = self.pushed % self.size
+        widened = self.ring.put(slot, means)
         self.pushed += 1
+        cols = np.flatnonzero(self.period > 0)
+        if cols.shape[0]:
+            self._slide(cols, slot)
+            recoded = widened[self.period[widened] > 0]
+            if recoded.shape[0]:  # their stored means moved by a fraction of a code: summed afresh
+                self._bases(recoded)
         if self.pushed % 8 == 0:
-            due = np.flatnonzero(self.next_at <= self.pushed)
+            ready = self.next_at <= self.pushed
+            due = np.flatnonzero(ready if held is None else ready & ~held)
             if due.shape[0]:
                 self._refresh(due)
 
@@ -137,6 +156,9 @@ class CycleLearner:
     #: is the costliest step of the model, so a signal whose answer stays the same is looked at
     #: less and less often; a new or reset signal is looked at every ``every`` chunks.
     MAX_WAIT = 512
+
+    #: A new estimate of a period within this fraction of the one in use keeps the one in use.
+    SAME = 0.002
 
     #: Signals whose period is looked for in one FFT: bounds its memory (about 40 kB per signal
     #: at the full ring) when many signals are due at once.
@@ -154,10 +176,11 @@ class CycleLearner:
         complete = ~np.isnan(r).any(axis=0)
         r = np.nan_to_num(r - np.nanmean(np.where(np.isnan(r), 0.0, r), axis=0))
         t = np.arange(count) - (count - 1) / 2
-        r -= np.outer(t, (t @ r) / (t @ t))  # a trend is not a cycle
+        slope = (t @ r) / (t @ t)
+        r -= np.outer(t, slope)  # a trend is not a cycle
         f = np.fft.rfft(r, n=2 * count, axis=0)
-        ac = np.fft.irfft(f * np.conj(f), axis=0)[:count]
-        ac /= np.maximum(ac[0], 1e-300)
+        raw = np.fft.irfft(f * np.conj(f), axis=0)[:count]
+        ac = raw / np.maximum(raw[0], 1e-300)
         ac *= (count / np.maximum(count - np.arange(count), 1))[:, None]  # a long lag has fewer terms
         half = count // 2
         below = ac[1:half] < 0
@@ -169,56 +192,176 @@ class CycleLearner:
         best = np.where(peak.any(axis=0), np.argmax(peak, axis=0), np.argmax(masked, axis=0))
         k = np.arange(cols.shape[0])
         value = masked[best, k]
-        b0 = np.clip(best, 1, count - 2)
-        below_, at, above = ac[b0 - 1, k], ac[b0, k], ac[b0 + 1, k]
-        curve = below_ - 2 * at + above
-        frac = np.where(np.abs(curve) > 1e-12, 0.5 * (below_ - above) / np.where(curve == 0, 1, curve), 0.0)
         found = complete & (value > self.min_corr) & (best >= 3)
-        period = np.where(found, (best + np.clip(frac, -0.5, 0.5)) * PERIOD, 0.0)
+        period = np.where(found, _lag_of_least_difference(r, raw, slope, best) * PERIOD, 0.0)
         lost = complete & (value < 0.3)
         old = self.period[cols]
-        # A period within 5 % of the one in use is the same cycle: keep it (no jitter).
+        # A period within 5 % of the one in use is the same cycle, looked at less and less often;
+        # within ``SAME`` of it, the one in use is kept (its base levels are worked out afresh on
+        # every change). Beyond that, the new estimate is the better one: it saw more of the cycle.
         same = (old > 0) & (np.abs(period - old) <= 0.05 * old)
-        new = np.where(found & ~same, period, np.where(lost, 0.0, old))
+        keep = (old > 0) & (np.abs(period - old) <= self.SAME * old)
+        new = np.where(found & ~keep, period, np.where(lost, 0.0, old))
         self.period[cols] = new
+        # A new cycle, or one whose period moved by a chunk from the whole chunks its sums span:
+        # its base levels are worked out afresh. A smaller move keeps the running sums (their
+        # partial chunk weighs -0.5 to 1.5), and the base levels already stored stay (a period's
+        # mean a fraction of a chunk wider or narrower).
+        moved = np.abs(new / PERIOD - self._whole[cols] - 0.5) > 1.0
+        changed = cols[(new > 0) & ((old == 0) | moved)]
+        if changed.shape[0]:
+            self._bases(changed)
         # Looked at often while the answer changes, or none is found in a ring still filling.
         eager = ((new > 0) != (old > 0)) | ((new > 0) & ~same) | ((new == 0) & (self.pushed < self.size))
         self.wait[cols] = np.where(eager, self.every, np.minimum(self.wait[cols] * 2, self.MAX_WAIT))
         self.next_at[cols] = self.pushed + self.wait[cols]
 
-    def predict(self, rows: int, first_row: int) -> tuple[F64, NDArray[np.bool_]]:
+    def _slide(self, cols: NDArray[np.intp], slot: int) -> None:
+        """Each signal's base level as of the chunk just pushed (in ``slot``): the mean of its chunk
+        means over one period (``w = period / PERIOD`` chunks: the last whole ones, about
+        ``floor(w)``, and what is left of ``w`` of the one before), centred ``(w - 1) / 2`` chunks
+        back. A whole period of a cycle averages out: what is left is the level the cycle rides on.
+        Missing where fewer than half the period's chunks were seen. Kept as running sums of the
+        stored (coded) values."""
+        width = self.period[cols] / PERIOD
+        whole = self._whole[cols]
+        latest = self.pushed - 1
+        new = self.ring.at(np.full((1, cols.shape[0]), slot, np.int64), cols)[0]
+        back = latest - whole
+        old = self.ring.at((back % self.size)[None], cols)[0]
+        old[back < 0] = np.nan
+        seen_new, seen_old = ~np.isnan(new), ~np.isnan(old)
+        self._sum[cols] += np.where(seen_new, new, 0.0) - np.where(seen_old, old, 0.0)
+        self._count[cols] += seen_new.astype(np.float64) - seen_old.astype(np.float64)
+        part = (width - whole) * seen_old
+        total, count = self._sum[cols] + part * np.nan_to_num(old), self._count[cols] + part
+        with np.errstate(invalid="ignore", divide="ignore"):
+            base = np.where((count >= whole / 2) & (back >= 0), total / count, np.nan)
+        self.ring.put_bases(slot, cols, base)
+
+    def _bases(self, cols: NDArray[np.intp]) -> None:
+        """Every stored chunk's base level of ``cols`` (see :meth:`_slide`), worked out afresh from
+        the ring (a new period, or stored values coded again), and the running sums."""
+        for start in range(0, cols.shape[0], self.BLOCK):
+            part = cols[start : start + self.BLOCK]
+            count = min(self.pushed, self.size)
+            order = np.arange(self.pushed - count, self.pushed) % self.size
+            r = self.ring.rows(order, part)
+            seen = ~np.isnan(r)
+            sums = np.vstack([np.zeros((1, part.shape[0])), np.cumsum(np.where(seen, r, 0.0), axis=0)])
+            counts = np.vstack([np.zeros((1, part.shape[0])), np.cumsum(seen, axis=0)])
+            width = self.period[part] / PERIOD
+            whole = np.floor(width).astype(np.int64)
+            self._whole[part] = whole
+            end = np.arange(1, count + 1)[:, None]
+            k = np.arange(part.shape[0])
+            begin = np.maximum(end - whole, 0)
+            total, n = sums[end, k] - sums[begin, k], counts[end, k] - counts[begin, k]
+            self._sum[part], self._count[part] = total[-1], n[-1]
+            back = end - 1 - whole
+            inside = back >= 0
+            before = np.clip(back, 0, None)
+            part_seen = (width - whole) * (seen[before, k] & inside)
+            total = total + part_seen * np.where(seen[before, k], r[before, k], 0.0)
+            n = n + part_seen
+            # Chunks older than the ring's first lack the period before them.
+            with np.errstate(invalid="ignore", divide="ignore"):
+                base = np.where((n >= whole / 2) & inside, total / n, np.nan)
+            self.ring.put_bases(order, part, base)
+
+    def predict(self, rows: int, first_row: int) -> tuple[F64, F64, NDArray[np.bool_]]:
         """The prediction at the first and the last of ``rows`` rows from ``first_row`` of the row
-        clock, per signal (linear in between), and which signals have one.
+        clock, per signal (linear in between), the base level it carries over those rows (one per
+        signal), and which signals have one.
+
+        The prediction is the median of the values one, two and three periods back; the base is
+        the median of the base levels of those values (the level their cycle rode on: see
+        :meth:`_slide`), NaN where none is known. The prediction less its base is the cycle's shape
+        alone: a level that moves slowly under the cycle is not in it.
 
         Within a chunk the ring's piecewise-linear curve is taken as one straight segment: the
-        ring's own resolution is a chunk.
+        ring's own resolution is a chunk. A base level changes little from one chunk to the next:
+        the one nearest the middle of the rows is read.
         """
         at = np.full((2, self.n_signals), np.nan)
+        base = np.full(self.n_signals, np.nan)
         cols = np.flatnonzero(self.period > 0)
         if cols.shape[0] == 0:
-            return at, np.zeros(self.n_signals, bool)
+            return at, base, np.zeros(self.n_signals, bool)
         period = self.period[cols]
+        centre = (period / PERIOD - 1.0) / 2.0  # chunks from a base's chunk back to its centre
         oldest = max(self.pushed - self.size, 0)
-        guesses = []
+        guesses, levels = [], []
         for back in (1, 2, 3):
             # ring value k covers rows [k*PERIOD, (k+1)*PERIOD): its centre is k*PERIOD + 3.5
             u = (first_row + np.array([[0.0], [rows - 1.0]]) - back * period - (PERIOD - 1) / 2) / PERIOD
-            k0 = np.floor(u)
-            frac = u - k0
-            inside = (k0 >= oldest) & (k0 + 1 <= self.pushed - 1)
-            k0i = k0.astype(np.int64) % self.size
-            value = (1 - frac) * self.ring.at(k0i, cols) + frac * self.ring.at((k0i + 1) % self.size, cols)
-            value[~inside] = np.nan
-            guesses.append(value)
-        a, b, c = guesses
+            guesses.append(self._between(u, cols, oldest))
+            k = np.rint(0.5 * (u[0] + u[1]) + centre)
+            level = self.ring.bases_at(k.astype(np.int64) % self.size, cols)
+            level[(k < oldest) | (k > self.pushed - 1)] = np.nan
+            levels.append(level)
         # The median of three without sorting; fmin and fmax skip a missing guess.
+        a, b, c = guesses
         low, high = np.fmin(a, b), np.fmax(a, b)
         at[:, cols] = np.fmax(low, np.fmin(high, c))
+        a, b, c = levels
+        low, high = np.fmin(a, b), np.fmax(a, b)
+        base[cols] = np.fmax(low, np.fmin(high, c))
         known = ~np.isnan(at).any(axis=0)
-        return at, known
+        return at, base, known
+
+    def _between(self, u: F64, cols: NDArray[np.intp], oldest: int) -> F64:
+        """Ring values at fractional positions ``u`` (in chunks pushed), linearly interpolated;
+        NaN outside what the ring holds."""
+        k0 = np.floor(u)
+        frac = u - k0
+        inside = (k0 >= oldest) & (k0 + 1 <= self.pushed - 1)
+        k0i = k0.astype(np.int64) % self.size
+        value: F64 = (1 - frac) * self.ring.at(k0i, cols) + frac * self.ring.at((k0i + 1) % self.size, cols)
+        value[~inside] = np.nan
+        return value
 
     def reset(self, signals: NDArray[np.intp]) -> None:
         self.ring.clear(signals)
-        self.period[signals] = 0.0
+        self.period[signals] = self._sum[signals] = self._count[signals] = 0.0
+        self._whole[signals] = 0
         self.wait[signals] = self.every
         self.next_at[signals] = self.pushed + 64
+
+
+def _lag_of_least_difference(r: F64, raw: F64, slope: F64, best: NDArray[np.intp]) -> F64:
+    """Per column of ``r`` (``[count, cols]``, centred, its linear trend of ``slope`` per row taken
+    off): the lag, to a fraction of a row, near ``best`` at which the mean squared difference of
+    the column with its trend and itself that many rows back is least (``raw``: the autocovariance
+    sums of ``r`` per lag). Read at twice ``best`` where the overlap still spans a period (the
+    error halves), else at ``best``.
+
+    The autocorrelation's peak leans toward shorter lags over a few periods (the partial energies
+    of the two overlapping parts differ), and a trend fitted over a part of a period bends the
+    cycle; the squared difference of the samples as they were counts neither. A period off by 1 %
+    puts the prediction three periods back 3 % of a cycle out of phase.
+    """
+    count, n = r.shape
+    k = np.arange(n)
+    twice = 3 * best + 2 <= count
+    around = np.where(twice, 2 * best, best)
+    # The lags looked at: seven either side (the peak's lean), and one more for a neighbour.
+    lags = np.clip(around[None] + np.arange(-8, 9)[:, None], 1, count - 2)
+    energy = np.vstack([np.zeros((1, n)), np.cumsum(r * r, axis=0)])
+    total = np.vstack([np.zeros((1, n)), np.cumsum(r, axis=0)])
+    overlap = count - lags
+    head = energy[overlap, k]  # the earlier part's squares (rows 0 .. count - lag - 1)
+    tail = energy[-1] - energy[lags, k]  # the later part's (rows lag .. count - 1)
+    # The mean step of ``r`` over each lag (the later part's mean less the earlier part's).
+    step = (total[-1] - total[lags, k] - total[overlap, k]) / overlap
+    gap = lags * slope
+    diff = (head + tail - 2.0 * raw[lags, k]) / overlap + 2.0 * gap * step + gap * gap
+    # The least of the lags, then a parabola through it and its two neighbours.
+    at = np.argmin(diff[1:-1], axis=0) + 1
+    low = lags[at, k]
+    below, mid, above = diff[at - 1, k], diff[at, k], diff[at + 1, k]
+    curve = below - 2.0 * mid + above
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(curve > 1e-300, 0.5 * (below - above) / curve, 0.0)
+    lag: F64 = (low + np.clip(np.nan_to_num(frac), -0.5, 0.5)) / np.where(twice, 2.0, 1.0)
+    return lag

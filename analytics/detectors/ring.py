@@ -71,17 +71,16 @@ class Ring:
         self.filled = max(self.filled, slot + 1)
         return cols
 
-    def put_bases(self, slots: int | NDArray[np.intp], cols: NDArray[np.intp], values: F64) -> None:
-        """Store the bases ``values[i, j]`` of slot ``slots[i]``, signal ``cols[j]`` (or ``values[j]``
-        of the one slot ``slots``; NaN = missing). Each is a mean of the signal's stored values, so
-        it fits their codes (clipped to be sure)."""
-        with np.errstate(invalid="ignore"):
-            q = np.clip(np.rint((values - self.centre[cols]) / self.step[cols]), -LIMIT, LIMIT)
-        codes = np.where(np.isfinite(q), q, MISSING).astype(np.int16)
+    def put_bases(self, slots: int | NDArray[np.intp], cols: NDArray[np.intp], codes: F64) -> None:
+        """Store the bases ``codes[i, j]`` of slot ``slots[i]``, signal ``cols[j]`` (or ``codes[j]``
+        of the one slot ``slots``; NaN = missing), given in the signal's codes: a mean of stored
+        codes, which decodes to the mean of the stored values, so it fits (clipped to be sure)."""
+        q = np.clip(np.rint(codes), -LIMIT, LIMIT)
+        coded = np.where(np.isfinite(q), q, MISSING).astype(np.int16)
         if isinstance(slots, int):
-            self.bases[slots, cols] = codes
+            self.bases[slots, cols] = coded
         else:
-            self.bases[np.ix_(slots, cols)] = codes
+            self.bases[np.ix_(slots, cols)] = coded
 
     def bases_at(self, slots: NDArray[np.int64], cols: NDArray[np.intp]) -> F64:
         """The base of slot ``slots[i, j]`` of signal ``cols[j]`` (as :meth:`at`)."""

@@ -34,7 +34,7 @@ import warnings
 import numpy as np
 from numpy.typing import NDArray
 
-from edge_agent.analytics.detectors.ring import Ring
+from edge_agent.analytics.detectors.ring import MISSING, Ring
 
 DAY_NS = 86_400 * 1_000_000_000
 #: Samples per ring value (the row clock's chunk).
@@ -222,19 +222,18 @@ class CycleLearner:
         ``floor(w)``, and what is left of ``w`` of the one before), centred ``(w - 1) / 2`` chunks
         back. A whole period of a cycle averages out: what is left is the level the cycle rides on.
         Missing where fewer than half the period's chunks were seen. Kept as running sums of the
-        stored (coded) values."""
+        stored codes (integers: the sums stay exact; the mean of codes decodes to the mean of the
+        values)."""
         width = self.period[cols] / PERIOD
         whole = self._whole[cols]
-        latest = self.pushed - 1
-        new = self.ring.at(np.full((1, cols.shape[0]), slot, np.int64), cols)[0]
-        back = latest - whole
-        old = self.ring.at((back % self.size)[None], cols)[0]
-        old[back < 0] = np.nan
-        seen_new, seen_old = ~np.isnan(new), ~np.isnan(old)
-        self._sum[cols] += np.where(seen_new, new, 0.0) - np.where(seen_old, old, 0.0)
+        back = self.pushed - 1 - whole
+        new = self.ring.codes[slot, cols]
+        old = self.ring.codes[back % self.size, cols]
+        seen_new, seen_old = new != MISSING, (old != MISSING) & (back >= 0)
+        self._sum[cols] += np.where(seen_new, new, 0.0) - np.where(seen_old, old, 0.0)  # float64: no int16 overflow
         self._count[cols] += seen_new.astype(np.float64) - seen_old.astype(np.float64)
         part = (width - whole) * seen_old
-        total, count = self._sum[cols] + part * np.nan_to_num(old), self._count[cols] + part
+        total, count = self._sum[cols] + part * old.astype(np.float64), self._count[cols] + part
         with np.errstate(invalid="ignore", divide="ignore"):
             base = np.where((count >= whole / 2) & (back >= 0), total / count, np.nan)
         self.ring.put_bases(slot, cols, base)
@@ -246,9 +245,10 @@ class CycleLearner:
             part = cols[start : start + self.BLOCK]
             count = min(self.pushed, self.size)
             order = np.arange(self.pushed - count, self.pushed) % self.size
-            r = self.ring.rows(order, part)
-            seen = ~np.isnan(r)
-            sums = np.vstack([np.zeros((1, part.shape[0])), np.cumsum(np.where(seen, r, 0.0), axis=0)])
+            codes = self.ring.codes[np.ix_(order, part)]
+            seen = codes != MISSING
+            r = np.where(seen, codes, 0).astype(np.float64)
+            sums = np.vstack([np.zeros((1, part.shape[0])), np.cumsum(r, axis=0)])
             counts = np.vstack([np.zeros((1, part.shape[0])), np.cumsum(seen, axis=0)])
             width = self.period[part] / PERIOD
             whole = np.floor(width).astype(np.int64)
@@ -262,7 +262,7 @@ class CycleLearner:
             inside = back >= 0
             before = np.clip(back, 0, None)
             part_seen = (width - whole) * (seen[before, k] & inside)
-            total = total + part_seen * np.where(seen[before, k], r[before, k], 0.0)
+            total = total + part_seen * r[before, k]
             n = n + part_seen
             # Chunks older than the ring's first lack the period before them.
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -347,13 +347,14 @@ def _lag_of_least_difference(r: F64, raw: F64, slope: F64, best: NDArray[np.intp
     around = np.where(twice, 2 * best, best)
     # The lags looked at: seven either side (the peak's lean), and one more for a neighbour.
     lags = np.clip(around[None] + np.arange(-8, 9)[:, None], 1, count - 2)
-    energy = np.vstack([np.zeros((1, n)), np.cumsum(r * r, axis=0)])
-    total = np.vstack([np.zeros((1, n)), np.cumsum(r, axis=0)])
+    # Sums of the first i rows are the running sums' row i - 1 (lags and overlaps are >= 1 here).
+    energy = np.cumsum(np.square(r), axis=0)
+    total = np.cumsum(r, axis=0)
     overlap = count - lags
-    head = energy[overlap, k]  # the earlier part's squares (rows 0 .. count - lag - 1)
-    tail = energy[-1] - energy[lags, k]  # the later part's (rows lag .. count - 1)
+    head = energy[overlap - 1, k]  # the earlier part's squares (rows 0 .. count - lag - 1)
+    tail = energy[-1] - energy[lags - 1, k]  # the later part's (rows lag .. count - 1)
     # The mean step of ``r`` over each lag (the later part's mean less the earlier part's).
-    step = (total[-1] - total[lags, k] - total[overlap, k]) / overlap
+    step = (total[-1] - total[lags - 1, k] - total[overlap - 1, k]) / overlap
     gap = lags * slope
     diff = (head + tail - 2.0 * raw[lags, k]) / overlap + 2.0 * gap * step + gap * gap
     # The least of the lags, then a parabola through it and its two neighbours.

@@ -7,8 +7,9 @@ would clear while the valve is still half closed. So while a signal is in alarm 
 is held (:attr:`~analytics.detectors.forecast.ForecastModel.held`: its level and cycle learn nothing), and this
 module measures, chunk by chunk of the row clock, how far the signal is from that held normal:
 
-* **level**: the chunk's mean residual against the long-term expectation (the cycle's prediction,
-  else the day profile's, else the slow mean), in sds of a normal chunk's mean;
+* **level**: the chunk's mean (on a known cycle, less the cycle's shape: the level the cycle
+  rides on; with only a day profile, its residual against the profile), in sds of a normal
+  chunk's mean;
 * **spread**: the chunk's mean squared short-term residual against the slowly learnt scale (about
   1 in normal operation; 4 when the noise sd has doubled).
 

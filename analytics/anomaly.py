@@ -318,6 +318,13 @@ class AnomalyScorer:
         """
         signals = np.asarray(signals, np.intp)
         self.condition.accept(signals)
+        model = self.detectors.model
+        if model is not None and model.cycle is not None:
+            # The cycle's memory was fed the old normal while the alarm held it: a new normal
+            # learns its cycle afresh (and the level then learns its normal afresh with it).
+            cyclic = signals[model.cycle.period[signals] > 0]
+            if cyclic.shape[0]:
+                model.cycle.reset(cyclic)
         ended = self.alarms.reset(signals, now_ns)
         machines = np.unique(self.machine_of[signals])
         machines = machines[machines >= 0]

@@ -108,6 +108,8 @@ class Condition:
         self.far = np.zeros(n_signals, np.int64)
         #: The normal a signal had before it accepted a new one (NaN: none): a return to it is normal.
         self.former = np.full(n_signals, np.nan)
+        #: Chunks in a row whose step was bounded (see :meth:`observe`), signed by its direction.
+        self.pushed = np.zeros(n_signals, np.int64)
         #: Whether each signal's means have a seasonal part taken off (a change relearns the normal),
         #: and whether that part is a cycle's shape alone (the means are then levels, not residuals).
         self.seasonal = np.zeros(n_signals, bool)
@@ -189,10 +191,17 @@ class Condition:
         step = mean - self.fast
         if self.shaped.any():
             # Against a cycle's shape, a sharp feature of the cycle that comes a little early or
-            # late leaves chunks far off on either side of it: each chunk moves the level by at
-            # most ``SHAPED_STEP`` normal sds (a shift gets there a few chunks later).
-            bound = np.where(self.shaped & self.seen, SHAPED_STEP * np.sqrt(self.var * self.widen), np.inf)
-            step = np.clip(step, -bound, bound)
+            # late leaves a few chunks far off on either side of it: a chunk moves the level by at
+            # most ``SHAPED_STEP`` normal sds, twice that if the chunk before was bounded the same
+            # way, and so on (a shift of 1,000 sds is in the level within a dozen chunks).
+            sd = np.where(self.shaped & self.seen, np.sqrt(self.var * self.widen), np.inf)
+            with np.errstate(invalid="ignore"):
+                sign = np.where(step > SHAPED_STEP * sd, 1, np.where(step < -SHAPED_STEP * sd, -1, 0))
+            same = (sign != 0) & (np.sign(self.pushed) == sign)
+            room = SHAPED_STEP * np.exp2(np.minimum(np.abs(np.where(same, self.pushed, 0)), 60))
+            self.pushed = np.where(seen, np.where(same, self.pushed + sign, sign), self.pushed)
+            with np.errstate(invalid="ignore"):
+                step = np.clip(step, -room * sd, room * sd)
         self.fast[seen] += fast_weight * step[seen]
         with np.errstate(invalid="ignore"):
             back = np.abs(self.fast - self.former) < self.level_limit * np.sqrt(self.var)
@@ -307,13 +316,13 @@ class Condition:
         self.former[signals] = self.ref[signals]
         self.ref[signals] = self.fast[signals]
         self.noise[signals] = np.maximum(self.noise[signals], self.spread[signals])
-        self.calm[signals] = self.far[signals] = 0
+        self.calm[signals] = self.far[signals] = self.pushed[signals] = 0
         self.last_off[signals] = np.nan  # measured against the normal before
 
     #: The per-signal arrays a machine state keeps (each state has its own normal).
     STATE = (
         *("fast", "ref", "var", "var_chunk", "lag1", "chunks", "spread", "noise"),
-        *("former", "seasonal", "shaped", "calm", "before", "approach", "far"),
+        *("former", "seasonal", "shaped", "calm", "before", "approach", "far", "pushed"),
     )
 
     def save(self, signals: NDArray[np.intp]) -> dict[str, NDArray[np.generic]]:
@@ -333,5 +342,5 @@ class Condition:
         self.widen[signals] = 1.0
         self.before[signals] = self.approach[signals] = 0.0
         self.former[signals] = np.nan
-        self.calm[signals] = self.far[signals] = 0
+        self.calm[signals] = self.far[signals] = self.pushed[signals] = 0
         self.seasonal[signals] = self.shaped[signals] = False

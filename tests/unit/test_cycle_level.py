@@ -109,3 +109,23 @@ def test_the_running_sums_match_the_ring_through_a_widened_range_and_gaps() -> N
     assert np.abs(bases.astype(int) - cycles.ring.bases)[again].max() <= 1
     _, base, _ = cycles.predict(PERIOD, 6000)
     assert np.allclose(base, [1e5, 80.0, -3.0], atol=0.3), base
+
+
+def test_a_new_normal_under_a_cycle_is_accepted_for_good() -> None:
+    """A cycle that steps up for good (a new setpoint) is held ``accept_after`` samples, then
+    accepted. The cycle's memory was fed the old normal while held, so the cycle is learnt afresh
+    with the new one. Before, the chunks after the accept were measured against a shape from the
+    old normal and alarmed again: 109, 2,053 and 2,001 rows after a step of 3, 10 and 50 sd (1,540
+    after one of 10,000 sd before the level under a cycle). And while each chunk moved a level
+    under a cycle by at most 4 sds, the level had covered under 1 % of a step of 10,000 sd when it
+    was accepted, so the accepted normal was wrong; now the bound doubles while chunks keep
+    pushing the same way."""
+    rng = np.random.default_rng(5)
+    t = np.arange(10_000)
+    ts = (t * 10**9).astype(np.int64)[:, None]
+    for size in (3.0, 10.0, 50.0, 1e4):
+        x = 100 + 5 * np.sin(2 * np.pi * t / 400) + rng.normal(0, 1, t.shape[0])
+        x[4000:] += size
+        _, flags, _ = AnomalyScorer(1).update(x[:, None], ts)
+        assert flags[4000:6000, 0].mean() > 0.99, size  # held until accepted
+        assert flags[6100:, 0].sum() == 0, (size, int(flags[6100:, 0].sum()))

@@ -193,7 +193,8 @@ class Condition:
             # Against a cycle's shape, a sharp feature of the cycle that comes a little early or
             # late leaves a few chunks far off on either side of it: a chunk moves the level by at
             # most ``SHAPED_STEP`` normal sds, twice that if the chunk before was bounded the same
-            # way, and so on (a shift of 1,000 sds is in the level within a dozen chunks).
+            # way, and so on (a shift of 1,000 sds comes within 4 sds of the level in 27 chunks,
+            # not about 1,000).
             sd = np.where(self.shaped & self.seen, np.sqrt(self.var * self.widen), np.inf)
             with np.errstate(invalid="ignore"):
                 sign = np.where(step > SHAPED_STEP * sd, 1, np.where(step < -SHAPED_STEP * sd, -1, 0))
